@@ -1,0 +1,39 @@
+"""fearless: Rust's fearless concurrency, for Python's async code (asyncio, uvloop and trio).
+
+Every public name is re-exported here from a private module; ``tests/test_public_api.py`` pins the
+set.
+"""
+
+from ._channels._channel import DEFAULT_YIELD_EVERY as DEFAULT_YIELD_EVERY
+from ._channels._channel import ChannelReceiver as ChannelReceiver
+from ._channels._channel import ChannelStatistics as ChannelStatistics
+from ._channels._channel import Receiver as Receiver
+from ._channels._channel import Sender as Sender
+from ._channels._channel import channel as channel
+from ._channels._compat import MemoryObjectReceiveStream as MemoryObjectReceiveStream
+from ._channels._compat import MemoryObjectSendStream as MemoryObjectSendStream
+from ._channels._compat import create_memory_object_stream as create_memory_object_stream
+from ._channels._fanout import fan_out as fan_out
+from ._channels._merge import MergedReceiver as MergedReceiver
+from ._channels._merge import MergeStatistics as MergeStatistics
+from ._channels._merge import merge as merge
+from ._exceptions import SendBrokenError as SendBrokenError
+from ._exceptions import SendClosedError as SendClosedError
+
+__all__ = [
+    "DEFAULT_YIELD_EVERY",
+    "ChannelReceiver",
+    "ChannelStatistics",
+    "MemoryObjectReceiveStream",
+    "MemoryObjectSendStream",
+    "MergeStatistics",
+    "MergedReceiver",
+    "Receiver",
+    "SendBrokenError",
+    "SendClosedError",
+    "Sender",
+    "channel",
+    "create_memory_object_stream",
+    "fan_out",
+    "merge",
+]

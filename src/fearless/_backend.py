@@ -1,0 +1,299 @@
+"""The one seam that knows asyncio and trio.
+
+Everything else in fearless is written against a few operations:
+
+``enter()``
+    Called once at the start of every async operation. Returns the :class:`Backend` of the event
+    loop running in this thread, with ``cancel_pending`` set when the current task's cancel scope
+    has been cancelled (so the operation must not go through). One Python call: on asyncio it reads
+    anyio's cancel-scope state directly instead of paying anyio's ~1 us per
+    ``checkpoint_if_cancelled()``; on trio it reads the flag trio's own ``checkpoint_if_cancelled``
+    reads. Raises ``RuntimeError`` outside an event loop.
+``current()``
+    The backend, without the cancel check (for closing and other non-operations).
+``await backend.checkpoint()``
+    Yield to the scheduler once; a cancel point.
+``backend.new_waiter()``
+    A :class:`Waiter`: the handle by which one parked task is woken exactly once.
+
+Waking and cancelling a parked task race. A :class:`Waiter` settles the race so that callers can
+rely on one rule (the foundation of rule 3 in ``concurrency-rules.md``):
+
+    ``await waiter.wait(abort)`` either returns the value given to the one successful
+    ``wake(value)``, or calls ``abort()`` and raises the backend's cancellation exception, in which
+    case every later ``wake()`` returns ``False``. Never both, never neither.
+
+On trio, and for anyio cancel scopes on asyncio, a task that has been woken is never cancelled
+before it resumes, so the rule holds by construction. Native asyncio cancellation
+(``task.cancel()``, ``asyncio.timeout``, a failing ``asyncio.TaskGroup``) can arrive after a task
+was woken but before it ran. The operation then already happened (an item was handed over), so the
+waiter returns its value and re-delivers the cancellation on the next loop iteration, but only if
+nobody has withdrawn that cancel request in the meantime (an ``asyncio.timeout`` block that ended
+normally withdraws its own request with ``uncancel()``; re-delivering then would be a spurious
+cancellation). This is trio's rule, "an operation that completed is not cancelled; the cancellation
+is delivered at the next cancel point", carried over to asyncio.
+
+This module reads a few private attributes of anyio (asyncio cancel scopes) and trio (a task's
+cancel status). Each read has a public fallback, the package pins anyio below 5, and
+``tests/test_backend.py`` checks that the fast paths are the ones in use.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+from asyncio import AbstractEventLoop, CancelledError, current_task
+from asyncio import _get_running_loop as _running_loop
+from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]  # current_task(), minus a frame
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+if TYPE_CHECKING:
+    import trio
+
+__all__ = ["Backend", "Waiter", "current", "enter"]
+
+_NO_LOOP: Final = "fearless: no asyncio or trio event loop is running in this thread"
+_NEG_INF: Final = float("-inf")
+
+
+class Waiter(Protocol):
+    """One parked task, woken at most once (see the module docstring for the race rule)."""
+
+    def wake(self, value: object) -> bool:
+        """Deliver ``value`` and schedule the task; ``False`` if woken or cancelled already."""
+        ...
+
+    def alive(self) -> bool:
+        """True while :meth:`wake` would succeed."""
+        ...
+
+    async def wait(self, abort: Callable[[], object]) -> Any:
+        """Park until woken; on cancellation call ``abort()`` and re-raise."""
+        ...
+
+
+class Backend:
+    """One event-loop library. Two instances each: ``cancel_pending`` False and True."""
+
+    __slots__ = ("cancel_pending", "name")
+
+    def __init__(self, name: str, cancel_pending: bool) -> None:
+        self.name = name
+        self.cancel_pending = cancel_pending
+
+    async def checkpoint(self) -> None:
+        raise NotImplementedError
+
+    def new_waiter(self) -> Waiter:
+        raise NotImplementedError
+
+
+# --------------------------------------------------------------------------------------------
+# asyncio (and uvloop, which runs asyncio's Task)
+# --------------------------------------------------------------------------------------------
+
+
+@types.coroutine
+def _yield_once() -> Generator[None, None, None]:
+    # A bare yield: asyncio's Task reschedules itself at once (this is what asyncio.sleep(0) does).
+    yield
+
+
+class _AsyncioWaiter:
+    __slots__ = ("_future", "_loop")
+
+    def __init__(self, loop: AbstractEventLoop) -> None:
+        self._loop = loop
+        self._future = loop.create_future()
+
+    def wake(self, value: object) -> bool:
+        future = self._future
+        if future.done():  # cancelled, or woken already
+            return False
+        future.set_result(value)
+        return True
+
+    def alive(self) -> bool:
+        return not self._future.done()
+
+    async def wait(self, abort: Callable[[], object]) -> Any:
+        future = self._future
+        try:
+            return await future
+        except CancelledError:
+            future.cancel()  # no-op if it was woken; otherwise no wake() can succeed from now on
+            if future.cancelled():
+                abort()
+                raise
+            # Woken, then natively cancelled before this task ran: the operation happened.
+            _redeliver_cancellation(self._loop)
+            return future.result()
+
+
+def _redeliver_cancellation(loop: AbstractEventLoop) -> None:
+    task = current_task(loop)
+    assert task is not None
+    requests = task.cancelling()
+
+    def again() -> None:
+        # Re-deliver only while the request that we swallowed is still outstanding: whoever
+        # cancelled (a timeout, a task group) withdraws it with uncancel() when it is done with it.
+        if not task.done() and task.cancelling() >= requests:
+            task.uncancel()  # keep the request count as it was: cancel() below adds it back
+            task.cancel()
+
+    loop.call_soon(again)
+
+
+class _AsyncioBackend(Backend):
+    __slots__ = ()
+
+    async def checkpoint(self) -> None:
+        await _yield_once()
+
+    def new_waiter(self) -> Waiter:
+        loop = _running_loop()
+        assert loop is not None
+        return _AsyncioWaiter(loop)
+
+
+_ASYNCIO: Final = _AsyncioBackend("asyncio", False)
+_ASYNCIO_CANCELLED: Final = _AsyncioBackend("asyncio", True)
+
+try:
+    from anyio._backends._asyncio import CancelScope as _AnyioScope
+    from anyio._backends._asyncio import _task_states
+
+    _probe = _AnyioScope()
+    for _attr in ("_cancel_called", "_shield", "_parent_scope"):
+        getattr(_probe, _attr)
+    FAST_ASYNCIO_CANCEL_CHECK: Final = True
+except (ImportError, AttributeError):  # pragma: no cover - depends on anyio's internals
+    FAST_ASYNCIO_CANCEL_CHECK = False  # type: ignore[misc]
+
+# (task, anyio's TaskState for it): one slot, replaced as a whole, so that threads running loops
+# of their own cannot pair one task with another's state.
+_last_task_state: tuple[object, Any] = (None, None)
+
+
+def _enter_asyncio(loop: AbstractEventLoop) -> Backend:
+    global _last_task_state
+    task = _current_tasks.get(loop)
+    seen, state = _last_task_state
+    if seen is not task:
+        state = _task_states.get(task) if task is not None else None
+        _last_task_state = (task, state)
+    if state is None:
+        return _ASYNCIO
+    # A scope is effectively cancelled if it, or a parent up to the nearest shield, was cancelled.
+    scope = state.cancel_scope
+    while scope is not None:
+        if scope._cancel_called:
+            return _ASYNCIO_CANCELLED
+        if scope._shield:
+            return _ASYNCIO
+        scope = scope._parent_scope
+    return _ASYNCIO
+
+
+def _enter_asyncio_public(loop: AbstractEventLoop) -> Backend:  # pragma: no cover
+    import anyio
+
+    if anyio.current_effective_deadline() == _NEG_INF:
+        return _ASYNCIO_CANCELLED
+    return _ASYNCIO
+
+
+if not FAST_ASYNCIO_CANCEL_CHECK:  # pragma: no cover
+    _enter_asyncio = _enter_asyncio_public
+
+
+# --------------------------------------------------------------------------------------------
+# trio
+# --------------------------------------------------------------------------------------------
+
+
+class _TrioWaiter:
+    __slots__ = ("_done", "_task")
+
+    def __init__(self) -> None:
+        self._task = _trio.lowlevel.current_task()
+        self._done = False
+
+    def wake(self, value: object) -> bool:
+        if self._done:
+            return False
+        self._done = True
+        _trio.lowlevel.reschedule(self._task, _outcome.Value(value))
+        return True
+
+    def alive(self) -> bool:
+        return not self._done
+
+    async def wait(self, abort: Callable[[], object]) -> Any:
+        def abort_fn(_: object) -> trio.lowlevel.Abort:
+            # Runs synchronously inside trio when the task's scope is cancelled; after this no
+            # wake() succeeds, so the operation cannot also complete.
+            self._done = True
+            abort()
+            return _trio.lowlevel.Abort.SUCCEEDED  # type: ignore[no-any-return]
+
+        return await _trio.lowlevel.wait_task_rescheduled(abort_fn)
+
+
+class _TrioBackend(Backend):
+    __slots__ = ()
+
+    async def checkpoint(self) -> None:
+        await _trio.lowlevel.checkpoint()
+
+    def new_waiter(self) -> Waiter:
+        return _TrioWaiter()
+
+
+_TRIO: Final = _TrioBackend("trio", False)
+_TRIO_CANCELLED: Final = _TrioBackend("trio", True)
+_trio: Any = None
+_outcome: Any = None
+_current_trio_task: Callable[[], Any] | None = None
+
+
+def _load_trio() -> Callable[[], Any]:
+    global _trio, _outcome, _current_trio_task
+    if "trio" not in sys.modules:  # trio cannot be running if nobody imported it
+        raise RuntimeError(_NO_LOOP)
+    import outcome
+    import trio
+
+    _trio, _outcome = trio, outcome
+    _current_trio_task = trio.lowlevel.current_task
+    return _current_trio_task
+
+
+def _enter_trio() -> Backend:
+    try:
+        task = (_current_trio_task or _load_trio())()
+    except RuntimeError:
+        raise RuntimeError(_NO_LOOP) from None
+    try:
+        # What trio's own checkpoint_if_cancelled() reads, without its coroutine.
+        cancelled = task._cancel_status.effectively_cancelled
+    except AttributeError:  # pragma: no cover - depends on trio's internals
+        cancelled = _trio.current_effective_deadline() == _NEG_INF
+    return _TRIO_CANCELLED if cancelled else _TRIO
+
+
+def enter() -> Backend:
+    """The running backend, with ``cancel_pending`` telling whether the task is cancelled."""
+    loop = _running_loop()
+    if loop is not None:
+        return _enter_asyncio(loop)
+    return _enter_trio()
+
+
+def current() -> Backend:
+    """The running backend; ``RuntimeError`` if no event loop runs in this thread."""
+    if _running_loop() is not None:
+        return _ASYNCIO
+    return _enter_trio()

@@ -1,0 +1,1 @@
+"""Channels: the core channel, fan-in and fan-out, and the anyio drop-in factory."""

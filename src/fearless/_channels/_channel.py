@@ -1,0 +1,693 @@
+"""The core channel: bounded, unbounded and rendezvous, with cloneable endpoints.
+
+Specification (``docs/channels.md`` is the user guide; ``concurrency-rules.md`` rules 1-5):
+
+Capacity
+    ``0``: rendezvous, a send completes only when a receiver takes the item. ``N >= 1``: at most N
+    items wait in the buffer. ``math.inf``: unbounded. Anything else raises ``ValueError``.
+
+Closing
+    Receivers see ``EndOfStream`` once every sender clone is closed and the buffer is drained.
+    Senders see ``BrokenResourceError`` (``SendBrokenError``, carrying the unsent items) once every
+    receiver clone is closed; the buffer is then discarded. Using an endpoint after closing it
+    raises ``ClosedResourceError``; closing an endpoint wakes its own parked operations with
+    ``ClosedResourceError`` (a parked send's item is withdrawn, not sent).
+
+Cancellation
+    Atomic: a cancelled ``send`` did not enqueue, a cancelled ``receive`` did not dequeue, under
+    anyio cancel scopes, trio, and native asyncio cancellation alike. An operation that completed
+    before the cancellation could land returns normally and the cancellation is delivered at the
+    next cancel point (see ``fearless._backend``).
+
+Scheduling
+    Every async operation is a cancel point: it checks the cancel scope first and does nothing if
+    the task is cancelled. It yields to the scheduler whenever it has to wait, and otherwise once
+    every ``yield_every`` operations on that endpoint (before the operation, so a cancellation
+    delivered during the yield finds the operation not yet done). ``yield_every=1`` is trio's rule.
+
+Order
+    Items leave in the order they entered. Waiters are served first come, first served: a parked
+    receiver is handed the next item directly, and a parked sender's item enters the buffer as
+    soon as a slot frees, so a task arriving later never overtakes one already waiting.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from abc import abstractmethod
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, Self, TypeVar, final
+
+from anyio import ClosedResourceError, EndOfStream, WouldBlock
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from .. import _backend
+from .._exceptions import SendBrokenError, SendClosedError
+
+__all__ = [
+    "DEFAULT_YIELD_EVERY",
+    "ChannelReceiver",
+    "ChannelStatistics",
+    "Receiver",
+    "Sender",
+    "channel",
+]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+T_contra = TypeVar("T_contra", contravariant=True)
+
+DEFAULT_YIELD_EVERY: Final = 32
+"""Fast-path operations an endpoint may complete before it yields to the scheduler once.
+
+Chosen by ``benchmarks/`` (see ``docs/channels.md``, "The scheduling budget")."""
+
+
+class _Signal:
+    """A wake-up value that is not an item."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+SENT: Final = _Signal("sent")  # a parked send's last item went in
+ENDED: Final = _Signal("ended")  # every sender closed; the parked receive sees EndOfStream
+BROKEN: Final = _Signal("broken")  # every receiver closed; the parked send fails
+CLOSED: Final = _Signal("closed")  # the parked operation's own endpoint was closed
+EMPTY: Final = _Signal("empty")  # returned by try_receive when it would have to wait
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class ChannelStatistics:
+    """A snapshot of a channel, the same whichever endpoint it was taken from.
+
+    The first six fields are anyio's ``MemoryObjectStreamStatistics``.
+    """
+
+    current_buffer_used: int
+    """Items in the buffer now."""
+    max_buffer_size: float
+    """The capacity: 0, N, or ``math.inf``."""
+    open_send_streams: int
+    """Sender clones not yet closed."""
+    open_receive_streams: int
+    """Receiver clones not yet closed."""
+    tasks_waiting_send: int
+    """Tasks parked in ``send``/``send_many`` (a parked batch counts once)."""
+    tasks_waiting_receive: int
+    """Tasks parked in ``receive``/``receive_many``."""
+    peak_buffer_used: int
+    """The most items the buffer has held at once."""
+    total_sent: int
+    """Items that have entered the channel (buffered or handed to a receiver)."""
+    total_received: int
+    """Items that have left the channel to a receiver."""
+
+
+class _ParkedSend:
+    """A task parked in ``send`` or ``send_many``, holding the items that have not gone in yet."""
+
+    __slots__ = ("items", "owner", "pos", "waiter")
+
+    def __init__(self, waiter: _backend.Waiter, items: list[Any], owner: object) -> None:
+        self.waiter = waiter
+        self.items = items
+        self.pos = 0  # items[:pos] are in the channel; items[pos:] are not
+        self.owner = owner
+
+
+class ParkedReceive:
+    """A task parked in ``receive``: ``deliver`` hands it one item (or a signal), at most once.
+
+    ``merge`` and ``select`` subclass it to park one task on several channels at once: the first
+    channel to deliver wins, and the others see ``deliver`` return ``False`` and move on.
+    """
+
+    __slots__ = ("owner", "waiter")
+
+    def __init__(self, waiter: _backend.Waiter, owner: object) -> None:
+        self.waiter = waiter
+        self.owner = owner
+
+    def deliver(self, value: object) -> bool:
+        return self.waiter.wake(value)
+
+    def alive(self) -> bool:
+        return self.waiter.alive()
+
+
+def _discard(queue: deque[Any], entry: object) -> None:
+    try:
+        queue.remove(entry)
+    except ValueError:
+        pass  # already taken by the other side
+
+
+class _State:
+    """What every clone of one channel shares."""
+
+    __slots__ = (
+        "buffer",
+        "capacity",
+        "open_receivers",
+        "open_senders",
+        "peak",
+        "recv_waiters",
+        "send_waiters",
+        "total_received",
+        "total_sent",
+        "yield_every",
+    )
+
+    def __init__(self, capacity: float, yield_every: int) -> None:
+        self.capacity = capacity
+        self.yield_every = yield_every
+        self.buffer: deque[Any] = deque()
+        # Invariants (between operations, ignoring entries whose task was cancelled natively on
+        # asyncio and has not yet run to remove itself):
+        #   recv_waiters non-empty  =>  buffer empty
+        #   send_waiters non-empty  =>  len(buffer) >= capacity
+        self.recv_waiters: deque[ParkedReceive] = deque()
+        self.send_waiters: deque[_ParkedSend] = deque()
+        self.open_senders = 1
+        self.open_receivers = 1
+        self.peak = 0
+        self.total_sent = 0
+        self.total_received = 0
+
+    # -- moving items ---------------------------------------------------------------------------
+
+    def offer(self, item: Any) -> bool:
+        """Hand ``item`` to a parked receiver or buffer it; ``False`` if it would have to wait."""
+        waiters = self.recv_waiters
+        while waiters:
+            if waiters.popleft().deliver(item):
+                self.total_sent += 1
+                self.total_received += 1
+                return True
+        buffer = self.buffer
+        if len(buffer) < self.capacity:
+            buffer.append(item)
+            self.total_sent += 1
+            if len(buffer) > self.peak:
+                self.peak = len(buffer)
+            return True
+        return False
+
+    def take(self) -> Any:
+        """Take the next item, or return ``EMPTY``."""
+        buffer = self.buffer
+        if buffer:
+            item = buffer.popleft()
+            if self.send_waiters:
+                self._refill()
+        elif self.send_waiters:
+            item = self._take_from_parked_sender()  # rendezvous
+            if item is EMPTY:
+                return EMPTY
+        else:
+            return EMPTY
+        self.total_received += 1
+        return item
+
+    def take_many(self, max_items: int, first: Any = EMPTY) -> list[Any]:
+        """Take up to ``max_items`` items (after ``first``, if one was already handed over)."""
+        items = [] if first is EMPTY else [first]
+        buffer = self.buffer
+        while len(items) < max_items:
+            if buffer:
+                n = min(len(buffer), max_items - len(items))
+                if n == len(buffer) and not self.send_waiters:
+                    items.extend(buffer)
+                    buffer.clear()
+                else:
+                    items.extend(buffer.popleft() for _ in range(n))
+                self.total_received += n
+                if self.send_waiters:
+                    self._refill()
+                    continue
+                break
+            item = self.take()  # rendezvous: straight from a parked sender
+            if item is EMPTY:
+                break
+            items.append(item)
+        return items
+
+    def _refill(self) -> None:
+        """Slots have freed: move parked senders' items in, first parked first."""
+        buffer, waiters = self.buffer, self.send_waiters
+        while waiters and len(buffer) < self.capacity:
+            entry = waiters[0]
+            if not entry.waiter.alive():  # cancelled natively, not yet gone
+                waiters.popleft()
+                continue
+            buffer.append(entry.items[entry.pos])
+            entry.pos += 1
+            self.total_sent += 1
+            if entry.pos == len(entry.items):
+                waiters.popleft()
+                entry.waiter.wake(SENT)
+        if len(buffer) > self.peak:
+            self.peak = len(buffer)
+
+    def _take_from_parked_sender(self) -> Any:
+        waiters = self.send_waiters
+        while waiters:
+            entry = waiters[0]
+            if not entry.waiter.alive():
+                waiters.popleft()
+                continue
+            item = entry.items[entry.pos]
+            entry.pos += 1
+            self.total_sent += 1
+            if entry.pos == len(entry.items):
+                waiters.popleft()
+                entry.waiter.wake(SENT)
+            return item
+        return EMPTY
+
+    # -- closing ----------------------------------------------------------------------------------
+
+    def close_sender(self, sender: object) -> None:
+        self._wake_own(self.send_waiters, sender)
+        self.open_senders -= 1
+        if self.open_senders == 0:
+            waiters, self.recv_waiters = self.recv_waiters, deque()
+            for entry in waiters:
+                entry.deliver(ENDED)
+
+    def close_receiver(self, receiver: object) -> None:
+        self._wake_own(self.recv_waiters, receiver)
+        self.open_receivers -= 1
+        if self.open_receivers == 0:
+            self.buffer.clear()
+            waiters, self.send_waiters = self.send_waiters, deque()
+            for entry in waiters:
+                entry.waiter.wake(BROKEN)
+
+    @staticmethod
+    def _wake_own(waiters: deque[Any], owner: object) -> None:
+        own = [entry for entry in waiters if entry.owner is owner]
+        for entry in own:
+            waiters.remove(entry)
+            if isinstance(entry, ParkedReceive):
+                entry.deliver(CLOSED)
+            else:
+                entry.waiter.wake(CLOSED)
+
+    def statistics(self) -> ChannelStatistics:
+        return ChannelStatistics(
+            current_buffer_used=len(self.buffer),
+            max_buffer_size=self.capacity,
+            open_send_streams=self.open_senders,
+            open_receive_streams=self.open_receivers,
+            tasks_waiting_send=sum(1 for e in self.send_waiters if e.waiter.alive()),
+            tasks_waiting_receive=sum(1 for e in self.recv_waiters if e.alive()),
+            peak_buffer_used=self.peak,
+            total_sent=self.total_sent,
+            total_received=self.total_received,
+        )
+
+
+def _unclosed_warning(endpoint: object) -> None:
+    warnings.warn(
+        f"Unclosed <{type(endpoint).__name__} at {id(endpoint):x}>",
+        ResourceWarning,
+        stacklevel=1,
+        source=endpoint,
+    )
+
+
+class Sender(ObjectSendStream[T_contra]):
+    """The sending end of a channel. Created only by :func:`channel` (or ``clone()``).
+
+    Safe to share between tasks; ``clone()`` makes another independently closable sender. Every
+    async method is a cancel point and is atomic under cancellation.
+    """
+
+    __slots__ = ("_budget", "_closed", "_state")
+
+    _state: _State
+    _budget: int
+    _closed: bool
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("Sender has no public constructor; use fearless.channel()")
+
+    @classmethod
+    def _create(cls, state: _State) -> Self:
+        self = object.__new__(cls)
+        self._state = state
+        self._budget = state.yield_every
+        self._closed = False
+        return self
+
+    def _fail(self, items: tuple[Any, ...]) -> None:
+        if self._closed:
+            raise SendClosedError(items)
+        raise SendBrokenError(items)
+
+    def send_nowait(self, item: T_contra) -> None:
+        """Send ``item`` without waiting, or raise ``WouldBlock`` (nothing sent).
+
+        Hands the item to the longest-waiting receiver, else buffers it. Raises
+        ``SendClosedError`` (a ``ClosedResourceError``) if this sender is closed and
+        ``SendBrokenError`` (a ``BrokenResourceError``) if every receiver is; both carry the item.
+        """
+        state = self._state
+        if self._closed or not state.open_receivers:
+            self._fail((item,))
+        if not state.offer(item):
+            raise WouldBlock
+
+    async def send(self, item: T_contra) -> None:
+        """Send ``item``, waiting while the channel is full (or, at capacity 0, for a receiver).
+
+        Ordering: items from one sender arrive in the order sent; parked senders go in the order
+        they parked. Closing: raises ``SendBrokenError`` if every receiver closes (before or while
+        waiting) and ``SendClosedError`` if this sender is closed; the error carries the item.
+
+        Cancellation: a cancel point. If cancelled, the item was not sent (it is not in the
+        channel and no receiver has it). If the item was taken just as the cancellation arrived,
+        the send returns normally and the cancellation is delivered at the next cancel point.
+        """
+        backend = _backend.enter()
+        self._budget -= 1
+        if self._budget <= 0 or backend.cancel_pending:
+            self._budget = self._state.yield_every
+            await backend.checkpoint()
+        state = self._state
+        if self._closed or not state.open_receivers:
+            self._fail((item,))
+        if not state.offer(item):
+            await self._park(backend, [item])
+
+    async def send_many(self, items: Iterable[T_contra]) -> None:
+        """Send every item in ``items``, in order, waiting for space as often as needed.
+
+        The batch costs one scheduling decision (one cancel check, at most one yield), not one
+        per item. Items go in one by one as space allows; receivers may see the first items
+        before the last ones are sent, and items of other senders may interleave only where this
+        batch had to wait.
+
+        Cancellation: if cancelled while waiting, the items already sent stay sent, and they are
+        exactly a prefix of ``items``; the rest were not sent. If nothing is waited for, the
+        batch is sent whole or (cancelled at the start) not at all. Closing: as for
+        :meth:`send`; the error's ``unsent`` holds the items not sent.
+        """
+        batch = list(items)
+        backend = _backend.enter()
+        self._budget -= 1
+        if self._budget <= 0 or backend.cancel_pending:
+            self._budget = self._state.yield_every
+            await backend.checkpoint()
+        state = self._state
+        if self._closed or not state.open_receivers:
+            self._fail(tuple(batch))
+        for i, item in enumerate(batch):
+            if not state.offer(item):
+                await self._park(backend, batch[i:])
+                return
+
+    async def _park(self, backend: _backend.Backend, items: list[Any]) -> None:
+        state = self._state
+        entry = _ParkedSend(backend.new_waiter(), items, self)
+        state.send_waiters.append(entry)
+        result = await entry.waiter.wait(lambda: _discard(state.send_waiters, entry))
+        self._budget = state.yield_every
+        if result is SENT:
+            return
+        unsent = tuple(items[entry.pos :])
+        if result is BROKEN:
+            raise SendBrokenError(unsent)
+        assert result is CLOSED, result
+        raise SendClosedError(unsent)
+
+    def clone(self) -> Sender[T_contra]:
+        """Another sender on the same channel; the channel ends when every clone is closed."""
+        if self._closed:
+            raise ClosedResourceError
+        self._state.open_senders += 1
+        return type(self)._create(self._state)
+
+    def close(self) -> None:
+        """Close this sender (idempotent). Its own parked sends fail with ``SendClosedError``.
+
+        When the last sender clone closes, receivers drain the buffer and then see EndOfStream.
+        """
+        if not self._closed:
+            self._closed = True
+            self._state.close_sender(self)
+
+    async def aclose(self) -> None:
+        """Close, then a cancel point. The sender is closed even if the call is cancelled."""
+        self.close()
+        await _backend.current().checkpoint()
+
+    def statistics(self) -> ChannelStatistics:
+        """A snapshot of the channel's state and counters."""
+        return self._state.statistics()
+
+    def __enter__(self) -> Sender[T_contra]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            _unclosed_warning(self)
+
+
+class Receiver(ObjectReceiveStream[T_co]):
+    """Anything fearless lets you receive from: a channel's receiving end, or a ``merge``.
+
+    Use it in annotations; only factories create receivers. ``async for item in receiver`` ends at
+    end of stream. ``with receiver:`` and ``async with receiver:`` close it on exit.
+    """
+
+    __slots__ = ()
+
+    @abstractmethod
+    def receive_nowait(self) -> T_co:
+        """The next item without waiting, or ``WouldBlock`` / ``EndOfStream``."""
+
+    @abstractmethod
+    async def receive(self) -> T_co:
+        """The next item, waiting for one. A cancel point; a cancelled receive took nothing."""
+
+    @abstractmethod
+    async def receive_many(self, max_items: int) -> list[T_co]:
+        """At least one and at most ``max_items`` items, in order; one scheduling decision."""
+
+    @abstractmethod
+    def clone(self) -> Receiver[T_co]:
+        """Another receiver of the same items (each item goes to exactly one receiver)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Close this receiver; idempotent."""
+
+    @abstractmethod
+    def statistics(self) -> object:
+        """A frozen snapshot of the state behind this receiver."""
+
+    async def aclose(self) -> None:
+        """Close, then a cancel point. The receiver is closed even if the call is cancelled."""
+        self.close()
+        await _backend.current().checkpoint()
+
+    def __aiter__(self) -> Receiver[T_co]:
+        return self
+
+    async def __anext__(self) -> T_co:
+        try:
+            return await self.receive()
+        except EndOfStream:
+            raise StopAsyncIteration from None
+
+    def __enter__(self) -> Receiver[T_co]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ChannelReceiver(Receiver[T_co]):
+    """The receiving end of a channel. Created only by :func:`channel` (or ``clone()``).
+
+    Iterate with ``async for``; iteration ends at end of stream. Every async method is a cancel
+    point and is atomic under cancellation.
+    """
+
+    __slots__ = ("_budget", "_closed", "_state")
+
+    _state: _State
+    _budget: int
+    _closed: bool
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("receivers have no public constructor; use fearless.channel()")
+
+    @classmethod
+    def _create(cls, state: _State) -> Self:
+        self = object.__new__(cls)
+        self._state = state
+        self._budget = state.yield_every
+        self._closed = False
+        return self
+
+    def receive_nowait(self) -> T_co:
+        """The next item, without waiting.
+
+        Raises ``WouldBlock`` if there is none yet, ``EndOfStream`` if there never will be
+        (every sender closed and the buffer drained), ``ClosedResourceError`` if this receiver
+        is closed. At capacity 0 it takes the item of the longest-parked sender.
+        """
+        if self._closed:
+            raise ClosedResourceError
+        state = self._state
+        item = state.take()
+        if item is EMPTY:
+            raise WouldBlock if state.open_senders else EndOfStream
+        return item  # type: ignore[no-any-return]
+
+    async def receive(self) -> T_co:
+        """The next item, waiting until one arrives.
+
+        Ordering: items arrive in the order they were sent; parked receivers are served in the
+        order they parked. Closing: raises ``EndOfStream`` once every sender is closed and the
+        buffer is drained, ``ClosedResourceError`` if this receiver is (or gets) closed.
+
+        Cancellation: a cancel point. If cancelled, no item was taken; it stays in the channel for
+        the next receiver. If an item was handed over just as the cancellation arrived, the item is
+        returned and the cancellation is delivered at the next cancel point.
+        """
+        backend = _backend.enter()
+        self._budget -= 1
+        if self._budget <= 0 or backend.cancel_pending:
+            self._budget = self._state.yield_every
+            await backend.checkpoint()
+        if self._closed:
+            raise ClosedResourceError
+        state = self._state
+        item = state.take()
+        if item is EMPTY:
+            item = await self._park(backend)
+        return item  # type: ignore[no-any-return]
+
+    async def receive_many(self, max_items: int) -> list[T_co]:
+        """Wait for at least one item, then return up to ``max_items`` of them, in order.
+
+        The batch costs one scheduling decision, not one per item: after the (at most one) wait,
+        it takes whatever is buffered, up to ``max_items``, without yielding.
+
+        Closing: as :meth:`receive`; ``EndOfStream`` only when not even one item is left.
+        Cancellation: if cancelled, nothing was taken. If the first item was handed over just as
+        the cancellation arrived, the batch is returned and the cancellation delivered at the
+        next cancel point.
+        """
+        if type(max_items) is not int or max_items < 1:
+            raise ValueError(f"max_items must be a positive int, got {max_items!r}")
+        backend = _backend.enter()
+        self._budget -= 1
+        if self._budget <= 0 or backend.cancel_pending:
+            self._budget = self._state.yield_every
+            await backend.checkpoint()
+        if self._closed:
+            raise ClosedResourceError
+        state = self._state
+        first = state.take()
+        if first is EMPTY:
+            first = await self._park(backend)
+        return state.take_many(max_items, first)
+
+    async def _park(self, backend: _backend.Backend) -> Any:
+        state = self._state
+        if not state.open_senders:
+            raise EndOfStream
+        entry = ParkedReceive(backend.new_waiter(), self)
+        state.recv_waiters.append(entry)
+        item = await entry.waiter.wait(lambda: _discard(state.recv_waiters, entry))
+        self._budget = state.yield_every
+        if item is ENDED:
+            raise EndOfStream
+        if item is CLOSED:
+            raise ClosedResourceError
+        return item
+
+    def clone(self) -> ChannelReceiver[T_co]:
+        """Another receiver on the same channel; each item goes to exactly one receiver."""
+        if self._closed:
+            raise ClosedResourceError
+        self._state.open_receivers += 1
+        return type(self)._create(self._state)
+
+    def close(self) -> None:
+        """Close this receiver (idempotent). Its own parked receives fail with ClosedResourceError.
+
+        When the last receiver clone closes, buffered items are discarded and senders (parked or
+        future) get ``SendBrokenError``.
+        """
+        if not self._closed:
+            self._closed = True
+            self._state.close_receiver(self)
+
+    def statistics(self) -> ChannelStatistics:
+        """A snapshot of the channel's state and counters."""
+        return self._state.statistics()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            _unclosed_warning(self)
+
+
+def check_capacity(capacity: object, name: str = "capacity") -> float:
+    """``capacity`` as a channel capacity, or ``ValueError`` naming the bad value."""
+    if capacity == math.inf:
+        return math.inf
+    if not isinstance(capacity, int) or isinstance(capacity, bool):  # 1.0 and True are not
+        raise ValueError(f"{name} must be a non-negative int or math.inf, got {capacity!r}")
+    if capacity < 0:
+        raise ValueError(f"{name} cannot be negative, got {capacity!r}")
+    return capacity
+
+
+def check_yield_every(yield_every: object) -> int:
+    if type(yield_every) is not int or yield_every < 1:
+        raise ValueError(f"yield_every must be a positive int, got {yield_every!r}")
+    return yield_every
+
+
+class channel(tuple[Sender[T], ChannelReceiver[T]]):
+    """Create a channel and return its ``(Sender[T], Receiver[T])`` pair.
+
+    ``channel[int](10)`` gives a typed pair. ``capacity`` is ``0`` (rendezvous), a positive int,
+    or ``math.inf``; ``yield_every`` is the scheduling budget (see the module docstring).
+    """
+
+    def __new__(  # type: ignore[misc]
+        cls, capacity: float, *, yield_every: int = DEFAULT_YIELD_EVERY
+    ) -> tuple[Sender[T], ChannelReceiver[T]]:
+        state = _State(check_capacity(capacity), check_yield_every(yield_every))
+        return Sender._create(state), ChannelReceiver._create(state)

@@ -1,0 +1,72 @@
+"""``create_memory_object_stream``: fearless channels behind anyio's exact signature.
+
+Swap ``from anyio import create_memory_object_stream`` for
+``from fearless import create_memory_object_stream`` and nothing else changes: the same abc classes
+(``ObjectSendStream``, ``ObjectReceiveStream``), the same exceptions and close semantics, the same
+statistics fields (plus fearless's own), the same ``ResourceWarning`` for an endpoint that was
+never closed. What changes is speed, and cancellation: a receiver cancelled natively on asyncio
+after it was handed an item does not lose the item (anyio 4.16 does).
+
+One difference is deliberate: anyio yields to the event loop on every operation; fearless yields
+once every ``DEFAULT_YIELD_EVERY`` operations on an endpoint (each operation is still a cancel
+point). Pass ``yield_every=1`` to get anyio's schedule exactly.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import TypeVar
+
+from ._channel import DEFAULT_YIELD_EVERY, ChannelReceiver, Sender, _State, check_capacity
+from ._channel import check_yield_every as _check_yield_every
+
+__all__ = ["MemoryObjectReceiveStream", "MemoryObjectSendStream", "create_memory_object_stream"]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+T_contra = TypeVar("T_contra", contravariant=True)
+
+
+class MemoryObjectSendStream(Sender[T_contra]):
+    """A fearless :class:`Sender` under anyio's name (only the name differs)."""
+
+    __slots__ = ()
+
+
+class MemoryObjectReceiveStream(ChannelReceiver[T_co]):
+    """A fearless channel receiver under anyio's name (only the name differs)."""
+
+    __slots__ = ()
+
+
+class create_memory_object_stream(tuple[MemoryObjectSendStream[T], MemoryObjectReceiveStream[T]]):
+    """Create a channel with anyio's signature: ``create_memory_object_stream[T](max_buffer_size)``.
+
+    ``max_buffer_size`` is ``0`` (the default: a send waits for a receiver), a positive int, or
+    ``math.inf``. ``item_type`` is accepted, deprecated, as in anyio 4.
+    """
+
+    def __new__(  # type: ignore[misc]
+        cls,
+        max_buffer_size: float = 0,
+        item_type: object = None,
+        *,
+        yield_every: int = DEFAULT_YIELD_EVERY,
+    ) -> tuple[MemoryObjectSendStream[T], MemoryObjectReceiveStream[T]]:
+        if max_buffer_size != float("inf") and not isinstance(max_buffer_size, int):
+            raise ValueError(
+                f"max_buffer_size must be either an integer or math.inf, got {max_buffer_size!r}"
+            )
+        capacity = check_capacity(max_buffer_size, "max_buffer_size")
+        if item_type is not None:
+            warnings.warn(
+                "The item_type argument has been deprecated in AnyIO 4.0. "
+                "Use create_memory_object_stream[YourItemType](...) instead.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+        state = _State(capacity, _check_yield_every(yield_every))
+        return (
+            MemoryObjectSendStream._create(state),
+            MemoryObjectReceiveStream._create(state),
+        )

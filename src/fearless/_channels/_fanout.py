@@ -1,0 +1,72 @@
+"""Fan-out: N worker tasks over one receiver, their results gathered into one channel.
+
+Specification:
+
+- ``async with fan_out(source, work, workers=4) as results:`` starts ``workers`` tasks. Each
+  takes the next item from ``source`` and sends ``await work(item)`` to ``results``. An item goes
+  to exactly one worker; results arrive in completion order, not input order.
+- ``results`` ends once ``source`` has ended and every worker has sent its last result.
+- Errors propagate: if ``work`` raises, the other workers and the body of the ``async with`` are
+  cancelled, and the block raises an ``ExceptionGroup`` holding the error (anyio's task-group
+  rule). Nothing is swallowed.
+- Leaving the block (normally, by ``break``, or by an exception) cancels workers still running
+  and closes ``source`` and ``results``: ``fan_out`` owns them. An item a worker had taken but not
+  finished is dropped with that worker's cancellation; to drain everything, consume ``results``
+  to its end before leaving the block.
+- Backpressure: ``results`` holds at most ``capacity`` items (default: one per worker); workers
+  wait while it is full, so a slow consumer slows the workers, which slows ``source``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TypeVar
+
+import anyio
+from anyio import BrokenResourceError, ClosedResourceError
+
+from ._channel import Receiver, Sender, channel, check_capacity
+
+__all__ = ["fan_out"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@asynccontextmanager
+async def fan_out(
+    source: Receiver[T],
+    work: Callable[[T], Awaitable[R]],
+    *,
+    workers: int = 4,
+    capacity: float | None = None,
+) -> AsyncIterator[Receiver[R]]:
+    """Run ``workers`` tasks applying ``work`` to items of ``source``; yield their results.
+
+    See the module docstring for ordering, errors, closing and backpressure. Cancellation: the
+    whole block is one task group; cancelling it cancels every worker, and no result that a
+    worker sent is lost from ``results`` while the block runs.
+    """
+    if type(workers) is not int or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    size = check_capacity(workers if capacity is None else capacity)
+    tx, results = channel[R](size)
+
+    async def worker(out: Sender[R]) -> None:
+        with out:
+            try:
+                async for item in source:
+                    await out.send(await work(item))
+            except (BrokenResourceError, ClosedResourceError):
+                return  # the consumer closed results, or the block is closing source: stop
+
+    with source, results:
+        async with anyio.create_task_group() as tg:
+            with tx:
+                for _ in range(workers):
+                    tg.start_soon(worker, tx.clone())
+            try:
+                yield results
+            finally:
+                tg.cancel_scope.cancel()

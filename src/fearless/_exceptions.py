@@ -1,0 +1,50 @@
+"""Every public exception fearless raises, in one place.
+
+fearless reuses anyio's exception types wherever they fit, so code written against anyio memory
+object streams catches fearless's errors unchanged. Where fearless needs to say more (which items
+were not sent), it subclasses the anyio type, so ``except anyio.BrokenResourceError`` still works::
+
+    Exception
+    ├── anyio.WouldBlock             a *_nowait call would have had to wait (reused as is)
+    ├── anyio.EndOfStream            every sender is closed and the buffer is drained (reused)
+    ├── anyio.ClosedResourceError    you closed this endpoint, then used it
+    │   └── SendClosedError          ... and these items were not sent (``.unsent``)
+    └── anyio.BrokenResourceError    the other side went away
+        └── SendBrokenError          every receiver is closed; these items were not sent
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+
+__all__ = ["SendBrokenError", "SendClosedError"]
+
+
+class _CarriesUnsent(Exception):
+    """Mixin: a failed send hands its items back instead of losing them silently."""
+
+    unsent: tuple[Any, ...]
+    """The items that were not enqueued, in the order they were given."""
+
+    @property
+    def item(self) -> Any:
+        """The first item that was not sent (for ``send``, the item itself)."""
+        return self.unsent[0]
+
+
+class SendClosedError(_CarriesUnsent, anyio.ClosedResourceError):
+    """A send on a sender that was closed (by this task or another) before the item went in."""
+
+    def __init__(self, unsent: tuple[Any, ...]) -> None:
+        super().__init__(f"this sender is closed; {len(unsent)} item(s) were not sent")
+        self.unsent = unsent
+
+
+class SendBrokenError(_CarriesUnsent, anyio.BrokenResourceError):
+    """A send on a channel whose receivers are all closed: nobody could ever receive the item."""
+
+    def __init__(self, unsent: tuple[Any, ...]) -> None:
+        super().__init__(f"every receiver is closed; {len(unsent)} item(s) were not sent")
+        self.unsent = unsent
