@@ -458,7 +458,7 @@ class Sender(ObjectSendStream[T_contra]):
         """A snapshot of the channel's state and counters."""
         return self._state.statistics()
 
-    def __enter__(self) -> Sender[T_contra]:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -493,7 +493,10 @@ class Receiver(ObjectReceiveStream[T_co]):
 
     @abstractmethod
     async def receive_many(self, max_items: int) -> list[T_co]:
-        """At least one and at most ``max_items`` items, in order; one scheduling decision."""
+        """At least one and at most ``max_items`` items, in order; one scheduling decision.
+
+        A cancel point; a cancelled ``receive_many`` took nothing.
+        """
 
     @abstractmethod
     def clone(self) -> Receiver[T_co]:
@@ -521,7 +524,7 @@ class Receiver(ObjectReceiveStream[T_co]):
         except EndOfStream:
             raise StopAsyncIteration from None
 
-    def __enter__(self) -> Receiver[T_co]:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(

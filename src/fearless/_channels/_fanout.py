@@ -26,7 +26,7 @@ from typing import TypeVar
 import anyio
 from anyio import BrokenResourceError, ClosedResourceError
 
-from ._channel import Receiver, Sender, channel, check_capacity
+from ._channel import ChannelReceiver, Receiver, Sender, channel, check_capacity
 
 __all__ = ["fan_out"]
 
@@ -41,7 +41,7 @@ async def fan_out(
     *,
     workers: int = 4,
     capacity: float | None = None,
-) -> AsyncIterator[Receiver[R]]:
+) -> AsyncIterator[ChannelReceiver[R]]:
     """Run ``workers`` tasks applying ``work`` to items of ``source``; yield their results.
 
     See the module docstring for ordering, errors, closing and backpressure. Cancellation: the

@@ -1,0 +1,1 @@
+"""The ``fearless`` command line (``python -m fearless``)."""

@@ -1,0 +1,125 @@
+"""Fan-out: N workers over one receiver, results gathered into one channel, errors propagated."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import anyio
+import pytest
+
+import fearless
+from fearless import channel, fan_out
+
+pytestmark = pytest.mark.anyio
+
+
+async def _produce(tx: fearless.Sender[int], n: int) -> None:
+    async with tx:
+        for i in range(n):
+            await tx.send(i)
+
+
+async def test_every_item_is_worked_exactly_once_and_results_end() -> None:
+    tx, rx = channel[int](8)
+    seen: Counter[int] = Counter()
+
+    async def work(x: int) -> int:
+        seen[x] += 1
+        await anyio.lowlevel.checkpoint()
+        return x * x
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_produce, tx, 500)
+        async with fan_out(rx, work, workers=4) as results:
+            squares = [y async for y in results]
+
+    assert sorted(squares) == [i * i for i in range(500)]
+    assert set(seen.values()) == {1}
+
+
+async def test_work_is_spread_over_the_workers() -> None:
+    tx, rx = channel[int](0)
+    running = 0
+    most = 0
+    release = anyio.Event()
+
+    async def work(x: int) -> int:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await release.wait()
+        running -= 1
+        return x
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(_produce, tx, 4)
+        async with fan_out(rx, work, workers=4) as results:
+            await anyio.wait_all_tasks_blocked()
+            assert most == 4  # all four workers hold an item at once
+            release.set()
+            assert sorted([y async for y in results]) == [0, 1, 2, 3]
+
+
+async def test_an_error_in_a_worker_propagates_out_of_the_block() -> None:
+    tx, rx = channel[int](8)
+
+    async def work(x: int) -> int:
+        if x == 13:
+            raise KeyError("unlucky")
+        return x
+
+    with pytest.RaisesGroup(KeyError, allow_unwrapped=True, flatten_subgroups=True):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_produce, tx, 100)
+            async with fan_out(rx, work, workers=3) as results:
+                async for _ in results:
+                    pass
+
+
+async def test_leaving_the_block_early_stops_the_workers_and_closes_both_ends() -> None:
+    tx, rx = channel[int](4)
+    started = 0
+
+    async def work(x: int) -> int:
+        nonlocal started
+        started += 1
+        return x
+
+    with tx:
+        async with fan_out(rx, work, workers=2) as results:
+            tx.send_nowait(1)
+            assert await results.receive() == 1
+        # fan_out owned the source: it is closed now, so the producer learns nobody listens.
+        with pytest.raises(fearless.SendBrokenError):
+            tx.send_nowait(2)
+    assert started == 1
+
+
+async def test_results_apply_backpressure_to_the_workers() -> None:
+    tx, rx = channel[int](100)
+    for i in range(100):
+        tx.send_nowait(i)
+    tx.close()
+
+    async def work(x: int) -> int:
+        return x
+
+    async with fan_out(rx, work, workers=2, capacity=3) as results:
+        await anyio.wait_all_tasks_blocked()
+        stats = results.statistics()
+        assert isinstance(stats, fearless.ChannelStatistics)
+        assert stats.current_buffer_used == 3
+        assert stats.tasks_waiting_send == 2  # each worker holds one result it cannot send
+        assert len([y async for y in results]) == 100
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0])
+async def test_a_bad_worker_count_raises_value_error(bad: int) -> None:
+    tx, rx = channel[int](1)
+
+    async def work(x: int) -> int:
+        return x
+
+    with tx, rx, pytest.raises(ValueError, match="workers"):
+        async with fan_out(rx, work, workers=bad):
+            pass

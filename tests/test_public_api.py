@@ -1,0 +1,76 @@
+"""The public surface is exactly what ``fearless.__all__`` says, and every name is documented."""
+
+from __future__ import annotations
+
+import inspect
+
+import fearless
+
+EXPECTED = {
+    "DEFAULT_YIELD_EVERY",
+    "ChannelReceiver",
+    "ChannelStatistics",
+    "MemoryObjectReceiveStream",
+    "MemoryObjectSendStream",
+    "MergeStatistics",
+    "MergedReceiver",
+    "Receiver",
+    "SendBrokenError",
+    "SendClosedError",
+    "Sender",
+    "channel",
+    "create_memory_object_stream",
+    "fan_out",
+    "merge",
+}
+
+
+def test_all_is_pinned() -> None:
+    assert set(fearless.__all__) == EXPECTED
+
+
+def test_every_public_name_exists_and_is_documented() -> None:
+    for name in fearless.__all__:
+        obj = getattr(fearless, name)
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            assert inspect.getdoc(obj), f"fearless.{name} has no docstring"
+
+
+def test_every_public_async_method_documents_cancellation() -> None:
+    """Rule: every public async function's docstring says what cancellation does."""
+    missing = []
+    for name in fearless.__all__:
+        obj = getattr(fearless, name)
+        if not inspect.isclass(obj):
+            continue
+        for attr, member in vars(obj).items():
+            if attr.startswith("_") or not inspect.iscoroutinefunction(member):
+                continue
+            doc = inspect.getdoc(member) or ""
+            if "ancel" not in doc:
+                missing.append(f"{name}.{attr}")
+    assert missing == []
+
+
+def test_no_module_outside_the_backend_seam_imports_asyncio_or_trio() -> None:
+    """asyncio and trio specifics live in fearless/_backend.py only."""
+    import ast
+    from pathlib import Path
+
+    root = Path(fearless.__file__).parent
+    offenders = []
+    for path in root.rglob("*.py"):
+        if path.name == "_backend.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [
+                f"{path.relative_to(root)}: {n}"
+                for n in names
+                if n.split(".")[0] in {"asyncio", "trio"}
+            ]
+    assert offenders == []

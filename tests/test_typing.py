@@ -1,0 +1,35 @@
+"""Type-level checks, run by mypy --strict over tests/ (never executed at run time).
+
+If variance or the ``channel[T](n)`` typing broke, mypy would flag the lines below.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+    import fearless
+
+    def senders_are_contravariant(tx: fearless.Sender[float]) -> None:
+        narrower: fearless.Sender[int] = tx  # a sender of floats accepts ints
+        as_anyio: ObjectSendStream[int] = tx
+        del narrower, as_anyio
+
+    def receivers_are_covariant(rx: fearless.Receiver[int]) -> None:
+        wider: fearless.Receiver[float] = rx  # a receiver of ints yields floats
+        as_anyio: ObjectReceiveStream[complex] = rx
+        del wider, as_anyio
+
+    async def factories_are_typed() -> None:
+        tx, rx = fearless.channel[int](10)
+        tx.send_nowait(1)
+        got: int = await rx.receive()
+        batch: list[int] = await rx.receive_many(5)
+        merged = fearless.merge(rx)
+        also: int = await merged.receive()
+        atx, arx = fearless.create_memory_object_stream[str](5)
+        text: str = await arx.receive()
+        await atx.send(text)
+        del got, batch, also
