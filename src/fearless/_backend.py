@@ -47,6 +47,7 @@ from asyncio import _get_running_loop as _running_loop
 from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]  # current_task(), minus a frame
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Final, Protocol
+from weakref import ref as _weak_ref
 
 if TYPE_CHECKING:
     import trio
@@ -168,22 +169,42 @@ try:
     _probe = _AnyioScope()
     for _attr in ("_cancel_called", "_shield", "_parent_scope"):
         getattr(_probe, _attr)
+    _states_by_ref: dict[Any, Any] = _task_states.data  # type: ignore[attr-defined]
     FAST_ASYNCIO_CANCEL_CHECK: Final = True
 except (ImportError, AttributeError):  # pragma: no cover - depends on anyio's internals
     FAST_ASYNCIO_CANCEL_CHECK = False  # type: ignore[misc]
 
-# (task, anyio's TaskState for it): one slot, replaced as a whole, so that threads running loops
-# of their own cannot pair one task with another's state.
-_last_task_state: tuple[object, Any] = (None, None)
+# The last task seen, anyio's TaskState for it (None if anyio has none yet) and a weak reference to
+# it, the key anyio's WeakKeyDictionary uses. One slot, replaced as a whole, so that threads running
+# loops of their own cannot pair one task with another's state. anyio creates a task's state the
+# first time the task enters a cancel scope and keeps it while the task lives, so a cached state
+# stays right; a cached None is looked up again every time (a plain dict lookup by the cached
+# weak reference). The slot keeps the last task alive until another task uses fearless.
+_last: tuple[object, Any, Any] = (None, None, None)
 
 
-def _enter_asyncio(loop: AbstractEventLoop) -> Backend:
-    global _last_task_state
+def enter() -> Backend:
+    """The running backend, with ``cancel_pending`` telling whether the task is cancelled.
+
+    Called by every async operation, so the asyncio path is written out inline.
+    """
+    global _last
+    loop = _running_loop()
+    if loop is None:
+        return _enter_trio()
     task = _current_tasks.get(loop)
-    seen, state = _last_task_state
+    seen, state, key = _last
     if seen is not task:
-        state = _task_states.get(task) if task is not None else None
-        _last_task_state = (task, state)
+        if task is None:  # a callback, not a task: nothing to cancel
+            return _ASYNCIO
+        key = _weak_ref(task)
+        state = _states_by_ref.get(key)
+        _last = (task, state, key)
+    elif state is None:
+        state = _states_by_ref.get(key)
+        if state is None:
+            return _ASYNCIO
+        _last = (task, state, key)
     if state is None:
         return _ASYNCIO
     # A scope is effectively cancelled if it, or a parent up to the nearest shield, was cancelled.
@@ -203,10 +224,6 @@ def _enter_asyncio_public(loop: AbstractEventLoop) -> Backend:  # pragma: no cov
     if anyio.current_effective_deadline() == _NEG_INF:
         return _ASYNCIO_CANCELLED
     return _ASYNCIO
-
-
-if not FAST_ASYNCIO_CANCEL_CHECK:  # pragma: no cover
-    _enter_asyncio = _enter_asyncio_public
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,12 +301,11 @@ def _enter_trio() -> Backend:
     return _TRIO_CANCELLED if cancelled else _TRIO
 
 
-def enter() -> Backend:
-    """The running backend, with ``cancel_pending`` telling whether the task is cancelled."""
-    loop = _running_loop()
-    if loop is not None:
-        return _enter_asyncio(loop)
-    return _enter_trio()
+if not FAST_ASYNCIO_CANCEL_CHECK:  # pragma: no cover
+
+    def enter() -> Backend:
+        loop = _running_loop()
+        return _enter_trio() if loop is None else _enter_asyncio_public(loop)
 
 
 def current() -> Backend:

@@ -46,6 +46,7 @@ from anyio import ClosedResourceError, EndOfStream, WouldBlock
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 from .. import _backend
+from .._backend import enter as _enter
 from .._exceptions import SendBrokenError, SendClosedError
 
 __all__ = [
@@ -381,7 +382,7 @@ class Sender(ObjectSendStream[T_contra]):
         channel and no receiver has it). If the item was taken just as the cancellation arrived,
         the send returns normally and the cancellation is delivered at the next cancel point.
         """
-        backend = _backend.enter()
+        backend = _enter()
         self._budget -= 1
         if self._budget <= 0 or backend.cancel_pending:
             self._budget = self._state.yield_every
@@ -389,7 +390,13 @@ class Sender(ObjectSendStream[T_contra]):
         state = self._state
         if self._closed or not state.open_receivers:
             self._fail((item,))
-        if not state.offer(item):
+        buffer = state.buffer
+        if not state.recv_waiters and len(buffer) < state.capacity:  # offer(), inlined
+            buffer.append(item)
+            state.total_sent += 1
+            if len(buffer) > state.peak:
+                state.peak = len(buffer)
+        elif not state.offer(item):
             await self._park(backend, [item])
 
     async def send_many(self, items: Iterable[T_contra]) -> None:
@@ -406,7 +413,7 @@ class Sender(ObjectSendStream[T_contra]):
         :meth:`send`; the error's ``unsent`` holds the items not sent.
         """
         batch = list(items)
-        backend = _backend.enter()
+        backend = _enter()
         self._budget -= 1
         if self._budget <= 0 or backend.cancel_pending:
             self._budget = self._state.yield_every
@@ -586,7 +593,7 @@ class ChannelReceiver(Receiver[T_co]):
         the next receiver. If an item was handed over just as the cancellation arrived, the item is
         returned and the cancellation is delivered at the next cancel point.
         """
-        backend = _backend.enter()
+        backend = _enter()
         self._budget -= 1
         if self._budget <= 0 or backend.cancel_pending:
             self._budget = self._state.yield_every
@@ -594,9 +601,33 @@ class ChannelReceiver(Receiver[T_co]):
         if self._closed:
             raise ClosedResourceError
         state = self._state
+        if state.buffer and not state.send_waiters:  # take(), inlined
+            state.total_received += 1
+            return state.buffer.popleft()  # type: ignore[no-any-return]
         item = state.take()
         if item is EMPTY:
             item = await self._park(backend)
+        return item  # type: ignore[no-any-return]
+
+    async def __anext__(self) -> T_co:
+        # receive(), inlined: iteration is the commonest way to consume a channel.
+        backend = _enter()
+        self._budget -= 1
+        if self._budget <= 0 or backend.cancel_pending:
+            self._budget = self._state.yield_every
+            await backend.checkpoint()
+        if self._closed:
+            raise ClosedResourceError
+        state = self._state
+        if state.buffer and not state.send_waiters:
+            state.total_received += 1
+            return state.buffer.popleft()  # type: ignore[no-any-return]
+        item = state.take()
+        if item is EMPTY:
+            try:
+                item = await self._park(backend)
+            except EndOfStream:
+                raise StopAsyncIteration from None
         return item  # type: ignore[no-any-return]
 
     async def receive_many(self, max_items: int) -> list[T_co]:
@@ -612,7 +643,7 @@ class ChannelReceiver(Receiver[T_co]):
         """
         if type(max_items) is not int or max_items < 1:
             raise ValueError(f"max_items must be a positive int, got {max_items!r}")
-        backend = _backend.enter()
+        backend = _enter()
         self._budget -= 1
         if self._budget <= 0 or backend.cancel_pending:
             self._budget = self._state.yield_every
