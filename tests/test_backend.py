@@ -1,0 +1,123 @@
+"""The backend seam: backend detection, the cheap cancel check, and the waiter race rule."""
+
+from __future__ import annotations
+
+import math
+
+import anyio
+import pytest
+from anyio import CancelScope
+
+from fearless import _backend, channel
+
+pytestmark = pytest.mark.anyio
+
+
+def test_the_fast_asyncio_cancel_check_is_in_use() -> None:
+    """If anyio moved its private cancel-scope state, fearless would silently get slower."""
+    assert _backend.FAST_ASYNCIO_CANCEL_CHECK
+
+
+def test_operations_outside_an_event_loop_raise_runtime_error() -> None:
+    with pytest.raises(RuntimeError, match="no asyncio or trio event loop"):
+        _backend.enter()
+    with pytest.raises(RuntimeError, match="no asyncio or trio event loop"):
+        _backend.current()
+
+
+async def test_enter_names_the_running_backend(anyio_backend_name: str) -> None:
+    assert _backend.enter().name == anyio_backend_name
+    assert _backend.current().name == anyio_backend_name
+
+
+async def test_a_shielded_scope_inside_a_cancelled_one_lets_operations_through() -> None:
+    tx, rx = channel[int](math.inf)
+    with tx, rx:
+        with CancelScope() as outer:
+            outer.cancel()
+            with CancelScope(shield=True):
+                assert not _backend.enter().cancel_pending
+                await tx.send(1)
+                assert await rx.receive() == 1
+            assert _backend.enter().cancel_pending
+            await tx.send(2)  # raises: the outer scope is cancelled
+        assert outer.cancelled_caught
+        assert tx.statistics().total_sent == 1
+
+
+async def test_a_cancelled_parent_scope_cancels_operations_in_a_child_scope() -> None:
+    tx, rx = channel[int](math.inf)
+    with tx, rx:
+        with CancelScope() as outer:
+            with CancelScope():
+                outer.cancel()
+                await rx.receive_many(3)
+        assert outer.cancelled_caught
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_native_task_that_enters_its_first_anyio_scope_is_still_checked() -> None:
+    """anyio creates a task's scope state lazily; a cached 'no state' must not go stale."""
+    import asyncio
+
+    tx, rx = channel[int](math.inf)
+
+    async def native() -> tuple[bool, int]:
+        await tx.send(1)  # seen by fearless before anyio knows this task
+        with CancelScope() as scope:
+            scope.cancel()
+            await tx.send(2)
+        return scope.cancelled_caught, tx.statistics().total_sent
+
+    with tx, rx:
+        assert await asyncio.create_task(native()) == (True, 1)
+
+
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_trio_native_cancel_scopes_are_honoured() -> None:
+    import trio
+
+    tx, rx = channel[int](math.inf)
+    with tx, rx:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await tx.send(1)
+        assert scope.cancelled_caught
+        assert tx.statistics().total_sent == 0
+
+
+async def test_a_waiter_is_woken_at_most_once() -> None:
+    holder: list[_backend.Waiter] = []  # a trio waiter belongs to the task that parks
+    results: list[object] = []
+
+    async def park() -> None:
+        own = _backend.current().new_waiter()
+        holder.append(own)
+        assert own.alive()
+        results.append(await own.wait(lambda: results.append("aborted")))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(park)
+        await anyio.wait_all_tasks_blocked()
+        (own,) = holder
+        assert own.wake("first")
+        assert not own.wake("second")
+        assert not own.alive()
+    assert results == ["first"]
+
+
+async def test_a_cancelled_waiter_aborts_and_cannot_be_woken() -> None:
+    holder: list[_backend.Waiter] = []
+    aborted: list[bool] = []
+
+    async def park() -> None:
+        own = _backend.current().new_waiter()
+        holder.append(own)
+        await own.wait(lambda: aborted.append(True))
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(park)
+        await anyio.wait_all_tasks_blocked()
+        tg.cancel_scope.cancel()
+    assert aborted == [True]
+    assert not holder[0].wake("too late")
