@@ -16,7 +16,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 
 def tour_main() -> Callable[[], Awaitable[None]]:
     (block,) = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
-    assert block.rstrip().endswith("anyio.run(main)  # or backend=\"trio\"")
+    assert block.rstrip().endswith('anyio.run(main)  # or backend="trio"')
     namespace: dict[str, Any] = {}
     exec(block.rsplit("anyio.run(main)", 1)[0], namespace)
     return namespace["main"]  # type: ignore[no-any-return]
