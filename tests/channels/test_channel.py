@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import gc
 import math
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -497,56 +499,52 @@ async def test_send_many_to_a_broken_channel_hands_back_what_was_not_sent() -> N
 # -- the scheduling budget ----------------------------------------------------------------------
 
 
+@asynccontextmanager
+async def counting_turns() -> AsyncIterator[Callable[[], int]]:
+    """Run a task that never blocks and counts its turns; yield a reader of the count."""
+    turns = 0
+    done = False
+
+    async def ticker() -> None:
+        nonlocal turns
+        while not done:
+            turns += 1
+            await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(ticker)
+        await anyio.lowlevel.checkpoint()  # let it start (it never blocks, so no wait_all_...)
+        yield lambda: turns
+        done = True
+
+
 @pytest.mark.parametrize("yield_every", [1, 4, 32])
 async def test_a_busy_sender_yields_at_least_every_yield_every_operations(
     yield_every: int,
 ) -> None:
     """A sender that never has to wait still lets other tasks run (rule 4)."""
     tx, rx = channel[int](math.inf, yield_every=yield_every)
-    ticks = 0
-    done = False
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while not done:
-            ticks += 1
-            await anyio.lowlevel.checkpoint()
-
     with tx, rx:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(ticker)
-            await anyio.lowlevel.checkpoint()  # the ticker never blocks: just let it start
-            before = ticks
+        async with counting_turns() as turns:
+            before = turns()
             operations = 10 * yield_every
             for i in range(operations):
                 await tx.send(i)
-            done = True
-    # Each yield of the sender lets the ticker run at least once.
-    assert ticks - before >= operations // yield_every - 1
+            # Each yield of the sender lets the ticker run at least once.
+            assert turns() - before >= operations // yield_every - 1
 
 
 async def test_a_busy_receiver_yields_too() -> None:
+    """The budget applies to receiving as well: 20 receives with yield_every=2 yield 10 times."""
     tx, rx = channel[int](math.inf, yield_every=2)
-    ticks = 0
-    done = False
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while not done:
-            ticks += 1
-            await anyio.lowlevel.checkpoint()
-
     with tx, rx:
         for i in range(20):
             tx.send_nowait(i)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(ticker)
-            await anyio.lowlevel.checkpoint()  # the ticker never blocks: just let it start
-            before = ticks
+        async with counting_turns() as turns:
+            before = turns()
             for _ in range(20):
                 await rx.receive()
-            done = True
-    assert ticks - before >= 9
+            assert turns() - before >= 9
 
 
 # -- statistics ---------------------------------------------------------------------------------

@@ -320,30 +320,17 @@ class _State:
         )
 
 
-def _unclosed_warning(endpoint: object) -> None:
-    warnings.warn(
-        f"Unclosed <{type(endpoint).__name__} at {id(endpoint):x}>",
-        ResourceWarning,
-        stacklevel=1,
-        source=endpoint,
-    )
-
-
-class Sender(ObjectSendStream[T_contra]):
-    """The sending end of a channel. Created only by :func:`channel` (or ``clone()``).
-
-    Safe to share between tasks; ``clone()`` makes another independently closable sender. Every
-    async method is a cancel point and is atomic under cancellation.
-    """
+class _Endpoint:
+    """What a sender and a channel receiver share: the channel state, a budget, a closed flag."""
 
     __slots__ = ("_budget", "_closed", "_state")
 
     _state: _State
-    _budget: int
+    _budget: int  # fast-path operations left before the next yield
     _closed: bool
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        raise TypeError("Sender has no public constructor; use fearless.channel()")
+        raise TypeError(f"{type(self).__name__} has no public constructor; use fearless.channel()")
 
     @classmethod
     def _create(cls, state: _State) -> Self:
@@ -352,6 +339,29 @@ class Sender(ObjectSendStream[T_contra]):
         self._budget = state.yield_every
         self._closed = False
         return self
+
+    def statistics(self) -> ChannelStatistics:
+        """A snapshot of the channel's state and counters."""
+        return self._state.statistics()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):  # never closed (and fully constructed)
+            warnings.warn(
+                f"Unclosed <{type(self).__name__} at {id(self):x}>",
+                ResourceWarning,
+                stacklevel=1,
+                source=self,
+            )
+
+
+class Sender(_Endpoint, ObjectSendStream[T_contra]):
+    """The sending end of a channel. Created only by :func:`channel` (or ``clone()``).
+
+    Safe to share between tasks; ``clone()`` makes another independently closable sender. Every
+    async method is a cancel point and is atomic under cancellation.
+    """
+
+    __slots__ = ()
 
     def _fail(self, items: tuple[Any, ...]) -> None:
         if self._closed:
@@ -461,10 +471,6 @@ class Sender(ObjectSendStream[T_contra]):
         self.close()
         await _backend.current().checkpoint()
 
-    def statistics(self) -> ChannelStatistics:
-        """A snapshot of the channel's state and counters."""
-        return self._state.statistics()
-
     def __enter__(self) -> Self:
         return self
 
@@ -475,10 +481,6 @@ class Sender(ObjectSendStream[T_contra]):
         exc_tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
-            _unclosed_warning(self)
 
 
 class Receiver(ObjectReceiveStream[T_co]):
@@ -543,29 +545,14 @@ class Receiver(ObjectReceiveStream[T_co]):
         self.close()
 
 
-class ChannelReceiver(Receiver[T_co]):
+class ChannelReceiver(_Endpoint, Receiver[T_co]):
     """The receiving end of a channel. Created only by :func:`channel` (or ``clone()``).
 
     Iterate with ``async for``; iteration ends at end of stream. Every async method is a cancel
     point and is atomic under cancellation.
     """
 
-    __slots__ = ("_budget", "_closed", "_state")
-
-    _state: _State
-    _budget: int
-    _closed: bool
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        raise TypeError("receivers have no public constructor; use fearless.channel()")
-
-    @classmethod
-    def _create(cls, state: _State) -> Self:
-        self = object.__new__(cls)
-        self._state = state
-        self._budget = state.yield_every
-        self._closed = False
-        return self
+    __slots__ = ()
 
     def receive_nowait(self) -> T_co:
         """The next item, without waiting.
@@ -686,14 +673,6 @@ class ChannelReceiver(Receiver[T_co]):
         if not self._closed:
             self._closed = True
             self._state.close_receiver(self)
-
-    def statistics(self) -> ChannelStatistics:
-        """A snapshot of the channel's state and counters."""
-        return self._state.statistics()
-
-    def __del__(self) -> None:
-        if not getattr(self, "_closed", True):
-            _unclosed_warning(self)
 
 
 def check_capacity(capacity: object, name: str = "capacity") -> float:
