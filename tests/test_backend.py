@@ -121,3 +121,50 @@ async def test_a_cancelled_waiter_aborts_and_cannot_be_woken() -> None:
         tg.cancel_scope.cancel()
     assert aborted == [True]
     assert not holder[0].wake("too late")
+
+
+def test_loops_run_one_after_another_in_one_thread_are_told_apart() -> None:
+    """The per-thread loop hint never makes an operation yield to the wrong library."""
+
+    async def check(expected: str) -> None:
+        tx, rx = channel[int](math.inf, yield_every=1)  # every operation yields
+        with tx, rx:
+            for i in range(5):
+                assert _backend.enter().name == expected
+                await tx.send(i)
+                assert await rx.receive() == i
+
+    for name in ["asyncio", "trio", "asyncio", "trio"]:
+        anyio.run(check, name, backend=name)
+
+
+def test_loops_in_two_threads_each_see_their_own_backend() -> None:
+    """Two threads, two libraries, running at once: each operation resolves its own backend."""
+    import threading
+
+    errors: list[BaseException] = []
+    both_running = threading.Barrier(2, timeout=30)
+
+    async def check(expected: str) -> None:
+        both_running.wait()  # deliberately blocking: hold the thread until the other is in too
+        tx, rx = channel[int](math.inf, yield_every=1)
+        with tx, rx:
+            for i in range(2000):
+                assert _backend.enter().name == expected
+                await tx.send(i)
+                assert await rx.receive() == i
+
+    def in_thread() -> None:
+        try:
+            anyio.run(check, "asyncio", backend="asyncio")
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    try:
+        anyio.run(check, "trio", backend="trio")
+    finally:
+        thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert errors == []

@@ -7,8 +7,10 @@ Everything else in fearless is written against a few operations:
     loop running in this thread, with ``cancel_pending`` set when the current task's cancel scope
     has been cancelled (so the operation must not go through). One Python call: on asyncio it reads
     anyio's cancel-scope state directly instead of paying anyio's ~1 us per
-    ``checkpoint_if_cancelled()``; on trio it reads the flag trio's own ``checkpoint_if_cancelled``
-    reads. Raises ``RuntimeError`` outside an event loop.
+    ``checkpoint_if_cancelled()``, and finds the task through the loop last seen in this thread
+    (``asyncio.get_running_loop()`` makes a ``getpid()`` system call each time); on trio it reads
+    the flag trio's own ``checkpoint_if_cancelled`` reads. Raises ``RuntimeError`` outside an
+    event loop.
 ``current()``
     The backend, without the cancel check (for closing and other non-operations).
 ``await backend.checkpoint()``
@@ -41,6 +43,7 @@ cancel status). Each read has a public fallback, the package pins anyio below 5,
 from __future__ import annotations
 
 import sys
+import threading
 import types
 from asyncio import AbstractEventLoop, CancelledError, current_task
 from asyncio import _get_running_loop as _running_loop
@@ -151,12 +154,32 @@ class _AsyncioBackend(Backend):
     __slots__ = ()
 
     async def checkpoint(self) -> None:
-        await _yield_once()
+        if _running_loop() is None:  # see _ThreadLoop: never yield to the wrong library
+            await current().checkpoint()
+        else:
+            await _yield_once()
 
     def new_waiter(self) -> Waiter:
         loop = _running_loop()
-        assert loop is not None
+        if loop is None:  # see _ThreadLoop
+            return current().new_waiter()
         return _AsyncioWaiter(loop)
+
+
+class _ThreadLoop(threading.local):
+    """The asyncio loop last seen running in this thread (a hint; ``enter()`` verifies it).
+
+    The hint is wrong only if that loop has since moved to another thread and is in a task step
+    there at this very moment, while this thread runs a different loop. The only thing decided
+    from the hint is whether a cancel scope is pending (a wrong answer costs one extra yield, or
+    delays a cancellation to the next yield); which library to yield to and which loop to park on
+    are always decided exactly.
+    """
+
+    loop: AbstractEventLoop | None = None
+
+
+_this_thread: Final = _ThreadLoop()
 
 
 _ASYNCIO: Final = _AsyncioBackend("asyncio", False)
@@ -189,10 +212,16 @@ def enter() -> Backend:
     Called by every async operation, so the asyncio path is written out inline.
     """
     global _last
-    loop = _running_loop()
-    if loop is None:
-        return _enter_trio()
-    task = _current_tasks.get(loop)
+    # asyncio.get_running_loop() costs a getpid() system call (its fork check), about 0.1 us
+    # here; the loop last seen running in this thread is cheaper, and is checked by asking it for
+    # its current task. None means it is not in a task step, so look the exact way.
+    task = _current_tasks.get(_this_thread.loop)
+    if task is None:
+        loop = _running_loop()
+        if loop is None:
+            return _enter_trio()
+        _this_thread.loop = loop
+        task = _current_tasks.get(loop)
     seen, state, key = _last
     if seen is not task:
         if task is None:  # a callback, not a task: nothing to cancel
