@@ -174,3 +174,21 @@ async def test_merge_statistics_report_each_input() -> None:
         with pytest.raises(WouldBlock):
             merged.receive_nowait()
         assert merged.statistics().open_inputs == 1
+
+
+async def test_a_busy_merge_yields_once_per_yield_every_per_live_input() -> None:
+    """The merge's budget is its inputs' yield_every times the number of live inputs."""
+    import math
+
+    from .test_channel import counting_turns
+
+    (tx1, rx1), (tx2, rx2) = channel[int](math.inf, yield_every=4), channel[int](math.inf)
+    with tx1, tx2, merge(rx1, rx2) as merged:
+        for i in range(40):
+            tx1.send_nowait(i)
+            tx2.send_nowait(i)
+        async with counting_turns() as turns:
+            before = turns()
+            for _ in range(80):
+                await merged.receive()
+            assert turns() - before >= 80 // (4 * 2) - 1

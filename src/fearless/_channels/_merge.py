@@ -9,6 +9,9 @@ Specification:
   by someone else counts as ended.
 - The merge owns its inputs: closing it closes every input receiver. ``clone()`` makes a second
   merge over clones of the inputs (each item goes to exactly one of the merges).
+- Scheduling: every ``receive`` is a cancel point; the merge yields once every ``yield_every``
+  operations *per live input* (the smallest ``yield_every`` of its inputs, times their number),
+  the same share each input would get from a consumer of its own.
 - Cancellation: a cancelled ``receive`` took nothing from any input. While waiting, the merge
   parks one task on every live input at once; the first input to deliver wins and the others see
   the offer refused, so their item goes to the next receiver or stays buffered.
@@ -23,6 +26,7 @@ from typing import Any, Final, TypeVar, final
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
 
 from .. import _backend
+from .._backend import enter as _enter
 from ._channel import (
     CLOSED,
     EMPTY,
@@ -53,16 +57,12 @@ class MergeStatistics:
 
 
 class _Branch(ParkedReceive):
-    """The merge's parked task, as seen by input ``index``: wakes it with ``(index, value)``."""
+    """The merge's parked task, as one input sees it: wakes the task with ``(input, value)``."""
 
-    __slots__ = ("index",)
-
-    def __init__(self, waiter: _backend.Waiter, owner: object, index: int) -> None:
-        super().__init__(waiter, owner)
-        self.index = index
+    __slots__ = ()
 
     def deliver(self, value: object) -> bool:
-        return self.waiter.wake((self.index, value))
+        return self.waiter.wake((self.owner, value))
 
 
 _DEFAULT_BUDGET: Final = 32
@@ -72,12 +72,16 @@ _DEFAULT_BUDGET: Final = 32
 class MergedReceiver(Receiver[T_co]):
     """Several channel receivers read as one. Created only by :func:`merge`."""
 
-    __slots__ = ("_budget", "_closed", "_inputs", "_live", "_next", "_yield_every")
+    __slots__ = ("_budget", "_closed", "_inputs", "_live", "_next", "_per_input", "_yield_every")
 
     _inputs: tuple[ChannelReceiver[T_co], ...]
-    _live: list[int]  # indexes of inputs that have not ended
-    _next: int  # where the next scan starts, for rotation
+    _live: list[ChannelReceiver[T_co]]  # inputs that have not ended, in the order given
+    _next: int  # where the next scan of _live starts, for rotation
     _budget: int
+    # The budget: yield_every per live input. A merge does the work of one consumer per input;
+    # sharing one consumer's budget among N inputs would let each producer move only 1/N as
+    # many items per scheduling round, and park N times as often.
+    _per_input: int
     _yield_every: int
     _closed: bool
 
@@ -88,9 +92,10 @@ class MergedReceiver(Receiver[T_co]):
     def _create(cls, inputs: tuple[ChannelReceiver[T_co], ...]) -> MergedReceiver[T_co]:
         self = object.__new__(cls)
         self._inputs = inputs
-        self._live = list(range(len(inputs)))
+        self._live = list(inputs)
         self._next = 0
-        self._yield_every = min((r._state.yield_every for r in inputs), default=_DEFAULT_BUDGET)
+        self._per_input = min((r._state.yield_every for r in inputs), default=_DEFAULT_BUDGET)
+        self._yield_every = self._per_input * max(1, len(inputs))
         self._budget = self._yield_every
         self._closed = False
         return self
@@ -99,21 +104,26 @@ class MergedReceiver(Receiver[T_co]):
         """Take one item from the live inputs in rotation; ``EMPTY`` if none has one."""
         live = self._live
         n = len(live)
-        start = self._next
-        for k in range(n):
-            pos = (start + k) % n
-            receiver = self._inputs[live[pos]]
+        i = self._next
+        for _ in range(n):
+            if i >= n:
+                i = 0
+            receiver = live[i]
+            i += 1
+            if receiver._closed:
+                continue
             state = receiver._state
-            item = EMPTY if receiver._closed else state.take()
+            if state.buffer and not state.send_waiters:  # take(), inlined
+                state.total_received += 1
+                self._next = i
+                return state.buffer.popleft()
+            item = state.take()
             if item is not EMPTY:
-                self._next = pos + 1
+                self._next = i
                 return item
-        # Drop inputs that have ended (nothing buffered, no sender left) or were closed.
-        ended = [
-            i for i in live if self._inputs[i]._closed or not (self._inputs[i]._state.open_senders)
-        ]
-        for i in ended:
-            live.remove(i)
+        # Nothing anywhere: drop the inputs that have ended (no sender left) or were closed.
+        self._live = [r for r in live if not r._closed and r._state.open_senders]
+        self._yield_every = self._per_input * max(1, len(self._live))
         return EMPTY
 
     def receive_nowait(self) -> T_co:
@@ -132,38 +142,58 @@ class MergedReceiver(Receiver[T_co]):
         ``EndOfStream`` once every input has ended; ``ClosedResourceError`` if the merge is
         closed. Cancellation: a cancel point; if cancelled, no input gave up an item.
         """
-        backend = _backend.enter()
+        backend = _enter()
         self._budget -= 1
         if self._budget <= 0 or backend.cancel_pending:
             self._budget = self._yield_every
             await backend.checkpoint()
+        if not self._closed:
+            item = self._poll()
+            if item is not EMPTY:
+                return item  # type: ignore[no-any-return]
+        return await self._wait(backend)  # type: ignore[no-any-return]
+
+    async def __anext__(self) -> T_co:
+        # receive(), inlined: iteration is the commonest way to consume a merge.
+        backend = _enter()
+        self._budget -= 1
+        if self._budget <= 0 or backend.cancel_pending:
+            self._budget = self._yield_every
+            await backend.checkpoint()
+        if not self._closed:
+            item = self._poll()
+            if item is not EMPTY:
+                return item  # type: ignore[no-any-return]
+        try:
+            return await self._wait(backend)  # type: ignore[no-any-return]
+        except EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def _wait(self, backend: _backend.Backend) -> Any:
+        """The slow path of receive: park on every live input until one delivers."""
         while True:
             if self._closed:
                 raise ClosedResourceError
             item = self._poll()
             if item is not EMPTY:
-                return item  # type: ignore[no-any-return]
+                return item
             if not self._live:
                 raise EndOfStream
-            index, value = await self._park(backend)
+            receiver, value = await self._park(backend)
             self._budget = self._yield_every
-            if value is ENDED or value is CLOSED:
-                if index in self._live:
-                    self._live.remove(index)
-                continue
-            return value  # type: ignore[no-any-return]
+            if value is not ENDED and value is not CLOSED:
+                return value
+            if receiver in self._live:  # that input ended, or its receiver was closed
+                self._live.remove(receiver)
 
-    async def _park(self, backend: _backend.Backend) -> tuple[int, Any]:
+    async def _park(self, backend: _backend.Backend) -> tuple[ChannelReceiver[T_co], Any]:
         waiter = backend.new_waiter()
-        parked: list[tuple[_State, _Branch]] = []
-        for i in self._live:
-            receiver = self._inputs[i]
-            branch = _Branch(waiter, receiver, i)
-            receiver._state.recv_waiters.append(branch)
-            parked.append((receiver._state, branch))
+        parked = [(r._state, _Branch(waiter, r)) for r in self._live]
+        for state, branch in parked:
+            state.recv_waiters.append(branch)
         unpark: Callable[[], None] = lambda: _unpark(parked)  # noqa: E731
         try:
-            result: tuple[int, Any] = await waiter.wait(unpark)
+            result: tuple[ChannelReceiver[T_co], Any] = await waiter.wait(unpark)
         finally:
             unpark()  # the branches that did not win must not linger in idle inputs
         return result
