@@ -1,0 +1,35 @@
+"""Side-by-side benchmarks of fearless against its peers, in one process, printing ratios.
+
+``python -m benchmarks`` (or ``python3 tools/dev.py bench``) runs every workload; ``--only NAME``
+runs one, ``--quick`` makes a smoke run of a few seconds, ``--repeats N`` sets the repeats. The
+results and the machine they were measured on are in ``docs/benchmarks.md``; how each figure is
+made is in :mod:`benchmarks.harness`.
+
+Workloads (each in its own module, one small function per contender):
+
+``one-to-one``    one producer, one consumer, capacity 128 (fearless, anyio, asyncio.Queue, trio)
+``four-to-four``  four producers, four consumers through clones
+``receive-many``  one producer, a consumer taking batches with ``receive_many(128)``
+``merge``         ``fearless.merge`` of 8 inputs against anyio with a forwarding task per input
+``yield-every``   the ``yield_every`` sweep: throughput against another task's scheduling delay
+"""
+
+from __future__ import annotations
+
+from . import batches, four_to_four, merging, one_to_one, yield_every
+from .harness import Workload
+from .yield_every import Sweep
+
+__all__ = ["WORKLOADS"]
+
+WORKLOADS: dict[str, Workload | Sweep] = {
+    workload.name: workload
+    for workload in (
+        one_to_one.WORKLOAD,
+        four_to_four.WORKLOAD,
+        batches.WORKLOAD,
+        merging.WORKLOAD,
+        yield_every.WORKLOAD,
+    )
+}
+"""Every workload, by its ``--only`` name, in the order they run."""

@@ -1,0 +1,130 @@
+"""Workload 1: one producer, one consumer, a channel of capacity 128.
+
+The producer sends ``0 .. n-1`` and closes; the consumer appends each item to a list until the
+end of the stream. ``asyncio.Queue`` has no close, so its producer ends with a sentinel.
+"""
+
+# ruff: noqa: PERF401  Every consumer appends item by item: the same per-item work for every
+# contender (an asyncio.Queue consumer cannot be an async comprehension).
+
+from __future__ import annotations
+
+import asyncio
+
+import anyio
+import trio
+
+import fearless
+
+from .harness import ASYNCIO, TRIO, UVLOOP, Body, Contender, Target, Workload
+
+CAPACITY = 128
+DONE = -1  # the asyncio.Queue sentinel; items are never negative
+
+
+def fearless_pair(yield_every: int = fearless.DEFAULT_YIELD_EVERY) -> Body:
+    """The fearless contender, with the scheduling budget ``yield_every``."""
+
+    async def body(n: int) -> list[int]:
+        send, receive = fearless.channel[int](CAPACITY, yield_every=yield_every)
+        got: list[int] = []
+
+        async def produce() -> None:
+            with send:
+                for i in range(n):
+                    await send.send(i)
+
+        async def consume() -> None:
+            with receive:
+                async for item in receive:
+                    got.append(item)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(produce)
+            tg.start_soon(consume)
+        return got
+
+    return body
+
+
+async def anyio_pair(n: int) -> list[int]:
+    send, receive = anyio.create_memory_object_stream[int](CAPACITY)
+    got: list[int] = []
+
+    async def produce() -> None:
+        with send:
+            for i in range(n):
+                await send.send(i)
+
+    async def consume() -> None:
+        with receive:
+            async for item in receive:
+                got.append(item)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(produce)
+        tg.start_soon(consume)
+    return got
+
+
+async def asyncio_queue_pair(n: int) -> list[int]:
+    queue: asyncio.Queue[int] = asyncio.Queue(CAPACITY)
+    got: list[int] = []
+
+    async def produce() -> None:
+        for i in range(n):
+            await queue.put(i)
+        await queue.put(DONE)
+
+    async def consume() -> None:
+        while (item := await queue.get()) != DONE:
+            got.append(item)
+
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(produce())
+        tg.create_task(consume())
+    return got
+
+
+async def trio_pair(n: int) -> list[int]:
+    send, receive = trio.open_memory_channel[int](CAPACITY)
+    got: list[int] = []
+
+    async def produce() -> None:
+        with send:
+            for i in range(n):
+                await send.send(i)
+
+    async def consume() -> None:
+        with receive:
+            async for item in receive:
+                got.append(item)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(produce)
+        nursery.start_soon(consume)
+    return got
+
+
+WORKLOAD = Workload(
+    name="one-to-one",
+    title="1. One producer, one consumer, capacity 128",
+    baseline="fearless",
+    contenders=(
+        Contender(ASYNCIO, "fearless", fearless_pair()),
+        Contender(ASYNCIO, "anyio", anyio_pair),
+        Contender(ASYNCIO, "asyncio.Queue", asyncio_queue_pair),
+        Contender(UVLOOP, "fearless", fearless_pair()),
+        Contender(UVLOOP, "anyio", anyio_pair),
+        Contender(UVLOOP, "asyncio.Queue", asyncio_queue_pair),
+        Contender(TRIO, "fearless", fearless_pair()),
+        Contender(TRIO, "anyio", anyio_pair),
+        Contender(TRIO, "trio channel", trio_pair),
+    ),
+    targets=(
+        Target("asyncio", "anyio", 4.0),
+        Target("trio", "trio channel", 4.0),
+        Target("asyncio", "asyncio.Queue", 1.0, "aim to match"),
+        Target("uvloop", "asyncio.Queue", 1.0, "aim to match"),
+    ),
+)
