@@ -94,7 +94,7 @@ async def test_a_waiter_is_woken_at_most_once() -> None:
         own = _backend.current().new_waiter()
         holder.append(own)
         assert own.alive()
-        results.append(await own.wait(lambda: results.append("aborted")))
+        results.append(await own.wait(lambda: results.append("aborted"), lambda _: True))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(park)
@@ -113,7 +113,7 @@ async def test_a_cancelled_waiter_aborts_and_cannot_be_woken() -> None:
     async def park() -> None:
         own = _backend.current().new_waiter()
         holder.append(own)
-        await own.wait(lambda: aborted.append(True))
+        await own.wait(lambda: aborted.append(True), lambda _: True)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(park)

@@ -21,19 +21,24 @@ Everything else in fearless is written against a few operations:
 Waking and cancelling a parked task race. A :class:`Waiter` settles the race so that callers can
 rely on one rule (the foundation of rule 3 in ``concurrency-rules.md``):
 
-    ``await waiter.wait(abort)`` either returns the value given to the one successful
-    ``wake(value)``, or calls ``abort()`` and raises the backend's cancellation exception, in which
-    case every later ``wake()`` returns ``False``. Never both, never neither.
+    ``await waiter.wait(abort, undo)`` either returns the value given to the one successful
+    ``wake(value)``, or raises the backend's cancellation exception having left no trace: if it
+    was never woken, ``abort()`` has unregistered it, and every later ``wake()`` returns
+    ``False``; if it was woken, ``undo(value)`` has taken the operation back.
 
 On trio, and for anyio cancel scopes on asyncio, a task that has been woken is never cancelled
-before it resumes, so the rule holds by construction. Native asyncio cancellation
+before it resumes, so ``undo`` is never needed there. Native asyncio cancellation
 (``task.cancel()``, ``asyncio.timeout``, a failing ``asyncio.TaskGroup``) can arrive after a task
-was woken but before it ran. The operation then already happened (an item was handed over), so the
-waiter returns its value and re-delivers the cancellation on the next loop iteration, but only if
-nobody has withdrawn that cancel request in the meantime (an ``asyncio.timeout`` block that ended
-normally withdraws its own request with ``uncancel()``; re-delivering then would be a spurious
-cancellation). This is trio's rule, "an operation that completed is not cancelled; the cancellation
-is delivered at the next cancel point", carried over to asyncio.
+was woken but before it ran, and asyncio's rule is that the cancellation is raised at once. So the
+waiter asks ``undo(value)`` to take the operation back (a receiver gives its item back to the
+channel; a sender withdraws its item if it is still buffered) and raises. Only when the operation
+cannot be taken back (a sent item that a receiver has already taken) does ``undo`` return
+``False``: the operation stands, ``wait`` returns its value, and the cancellation is re-delivered
+on the next loop iteration if it is still wanted (trio's rule for a cancellation that arrives after
+an operation completed). One case stays imperfect: if, before that next iteration, the task enters
+an ``asyncio.timeout`` whose deadline has already passed, that block counts the pending
+cancellation as older than itself and reports its own ``TimeoutError`` instead, as asyncio does for
+any cancellation still pending when such a block starts.
 
 This module reads a few private attributes of anyio (asyncio cancel scopes) and trio (a task's
 cancel status). Each read has a public fallback, the package pins anyio below 5, and
@@ -45,7 +50,7 @@ from __future__ import annotations
 import sys
 import threading
 import types
-from asyncio import AbstractEventLoop, CancelledError, current_task
+from asyncio import AbstractEventLoop, CancelledError, Task
 from asyncio import _get_running_loop as _running_loop
 from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]  # current_task(), minus a frame
 from collections.abc import Callable, Generator
@@ -72,8 +77,8 @@ class Waiter(Protocol):
         """True while :meth:`wake` would succeed."""
         ...
 
-    async def wait(self, abort: Callable[[], object]) -> Any:
-        """Park until woken; on cancellation call ``abort()`` and re-raise."""
+    async def wait(self, abort: Callable[[], object], undo: Callable[[Any], bool]) -> Any:
+        """Park until woken; if cancelled, leave no trace and re-raise (see the module doc)."""
         ...
 
 
@@ -121,8 +126,13 @@ class _AsyncioWaiter:
     def alive(self) -> bool:
         return not self._future.done()
 
-    async def wait(self, abort: Callable[[], object]) -> Any:
+    async def wait(self, abort: Callable[[], object], undo: Callable[[Any], bool]) -> Any:
         future = self._future
+        task = _current_tasks.get(self._loop)
+        assert task is not None
+        # Cancel requests outstanding before this park (one of ours still being deferred counts
+        # from its own park): only requests above this line were made while we were parked.
+        baseline = _deferred[task] if task in _deferred else task.cancelling()
         try:
             return await future
         except CancelledError:
@@ -130,21 +140,36 @@ class _AsyncioWaiter:
             if future.cancelled():
                 abort()
                 raise
-            # Woken, then natively cancelled before this task ran: the operation happened.
-            _redeliver_cancellation(self._loop)
-            return future.result()
+            # Woken, then natively cancelled before this task ran.
+            value = future.result()
+            if undo(value):
+                raise
+            _defer_cancellation(self._loop, task, baseline)
+            return value
 
 
-def _redeliver_cancellation(loop: AbstractEventLoop) -> None:
-    task = current_task(loop)
-    assert task is not None
-    requests = task.cancelling()
+# Tasks with a swallowed cancellation waiting to be re-delivered, and the request count from
+# before the park that swallowed it. An entry lives until the next loop iteration.
+_deferred: dict[Task[Any], int] = {}
+
+
+def _defer_cancellation(loop: AbstractEventLoop, task: Task[Any], baseline: int) -> None:
+    """The operation could not be taken back, so it stands and returns; the cancellation that
+    arrived after it completed is re-delivered on the next loop iteration, if still wanted.
+
+    Still wanted means: a request made while the task was parked is still outstanding. Whoever
+    made one may withdraw it first: an ``asyncio.timeout`` block that ends normally calls
+    ``uncancel()``, and re-delivering then would be a spurious cancellation. (Re-arming the
+    cancellation at once instead would survive that ``uncancel()`` on Python 3.11 and 3.12.)
+    """
+    if task in _deferred:
+        return  # one re-delivery is already on its way, counted from the earlier park
+    _deferred[task] = baseline
 
     def again() -> None:
-        # Re-deliver only while the request that we swallowed is still outstanding: whoever
-        # cancelled (a timeout, a task group) withdraws it with uncancel() when it is done with it.
-        if not task.done() and task.cancelling() >= requests:
-            task.uncancel()  # keep the request count as it was: cancel() below adds it back
+        since = _deferred.pop(task, None)
+        if since is not None and not task.done() and task.cancelling() > since:
+            task.uncancel()  # keep the request count as it is: cancel() adds it back
             task.cancel()
 
     loop.call_soon(again)
@@ -277,7 +302,8 @@ class _TrioWaiter:
     def alive(self) -> bool:
         return not self._done
 
-    async def wait(self, abort: Callable[[], object]) -> Any:
+    async def wait(self, abort: Callable[[], object], undo: Callable[[Any], bool]) -> Any:
+        # trio never cancels a task that has been rescheduled, so undo is never needed here.
         def abort_fn(_: object) -> trio.lowlevel.Abort:
             # Runs synchronously inside trio when the task's scope is cancelled; after this no
             # wake() succeeds, so the operation cannot also complete.

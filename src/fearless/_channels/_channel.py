@@ -147,6 +147,15 @@ class ParkedReceive:
         return self.waiter.alive()
 
 
+def _is_signal(value: object) -> bool:
+    return type(value) is _Signal
+
+
+def _gave_back(state: _State, item: object) -> bool:
+    state.give_back(item)
+    return True
+
+
 def _discard(queue: deque[Any], entry: object) -> None:
     try:
         queue.remove(entry)
@@ -276,6 +285,40 @@ class _State:
                 entry.waiter.wake(SENT)
             return item
         return EMPTY
+
+    # -- taking an operation back (native asyncio cancellation, see fearless._backend) ----------
+
+    def give_back(self, item: Any) -> None:
+        """A receiver was handed ``item`` but cancelled before it ran: the item goes back.
+
+        It goes to the longest-parked receiver, else to the head of the buffer (it was the oldest
+        item in flight), even if that briefly holds one more item than the capacity.
+        """
+        self.total_received -= 1
+        if not self.open_receivers:
+            return  # every receiver is closed: the buffer was discarded, and this item with it
+        waiters = self.recv_waiters
+        while waiters:
+            if waiters.popleft().deliver(item):
+                self.total_received += 1
+                return
+        self.buffer.appendleft(item)
+        if len(self.buffer) > self.peak:
+            self.peak = len(self.buffer)
+
+    def withdraw(self, item: Any) -> bool:
+        """A sender whose ``item`` went in was cancelled before it ran: take it out if no receiver
+        has it yet. Searched by identity from the newest end; if the same object was sent twice,
+        either copy is the same to every observer."""
+        buffer = self.buffer
+        for i in range(len(buffer) - 1, -1, -1):
+            if buffer[i] is item:
+                del buffer[i]
+                self.total_sent -= 1
+                if self.send_waiters:
+                    self._refill()
+                return True
+        return False
 
     # -- closing ----------------------------------------------------------------------------------
 
@@ -440,7 +483,12 @@ class Sender(_Endpoint, ObjectSendStream[T_contra]):
         state = self._state
         entry = _ParkedSend(backend.new_waiter(), items, self)
         state.send_waiters.append(entry)
-        result = await entry.waiter.wait(lambda: _discard(state.send_waiters, entry))
+        result = await entry.waiter.wait(
+            lambda: _discard(state.send_waiters, entry),
+            # Cancelled after going in: a lone item is withdrawn if still buffered; a batch has
+            # delivered a prefix of its items (all of them), which send_many allows.
+            lambda result: result is not SENT or len(items) > 1 or state.withdraw(items[0]),
+        )
         self._budget = state.yield_every
         if result is SENT:
             return
@@ -649,7 +697,10 @@ class ChannelReceiver(_Endpoint, Receiver[T_co]):
             raise EndOfStream
         entry = ParkedReceive(backend.new_waiter(), self)
         state.recv_waiters.append(entry)
-        item = await entry.waiter.wait(lambda: _discard(state.recv_waiters, entry))
+        item = await entry.waiter.wait(
+            lambda: _discard(state.recv_waiters, entry),
+            lambda handed: _is_signal(handed) or _gave_back(state, handed),
+        )
         self._budget = state.yield_every
         if item is ENDED:
             raise EndOfStream

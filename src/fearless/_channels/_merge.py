@@ -36,6 +36,7 @@ from ._channel import (
     ParkedReceive,
     Receiver,
     _discard,
+    _is_signal,
     _State,
 )
 
@@ -193,7 +194,7 @@ class MergedReceiver(Receiver[T_co]):
             state.recv_waiters.append(branch)
         unpark: Callable[[], None] = lambda: _unpark(parked)  # noqa: E731
         try:
-            result: tuple[ChannelReceiver[T_co], Any] = await waiter.wait(unpark)
+            result: tuple[ChannelReceiver[T_co], Any] = await waiter.wait(unpark, _give_back)
         finally:
             unpark()  # the branches that did not win must not linger in idle inputs
         return result
@@ -235,6 +236,14 @@ class MergedReceiver(Receiver[T_co]):
     def __del__(self) -> None:
         # The inputs warn for themselves if they were never closed.
         pass
+
+
+def _give_back(result: tuple[ChannelReceiver[Any], Any]) -> bool:
+    """The merge was handed an item and then cancelled: the item goes back to its input."""
+    receiver, value = result
+    if not _is_signal(value):
+        receiver._state.give_back(value)
+    return True
 
 
 def _unpark(parked: list[tuple[_State, _Branch]]) -> None:
