@@ -168,3 +168,37 @@ def test_loops_in_two_threads_each_see_their_own_backend() -> None:
         thread.join(timeout=60)
     assert not thread.is_alive()
     assert errors == []
+
+
+def test_trio_as_a_guest_on_an_asyncio_loop_is_recognised_as_trio() -> None:
+    """trio's guest mode runs trio tasks on an asyncio host loop: they must park the trio way."""
+    import asyncio
+
+    import trio
+
+    async def trio_main() -> list[int]:
+        tx, rx = channel[int](0)
+        got: list[int] = []
+        with tx, rx:
+            async with trio.open_nursery() as nursery:
+
+                async def receive() -> None:
+                    got.append(await rx.receive())
+
+                nursery.start_soon(receive)
+                await tx.send(5)  # parks until the receiver takes it: a trio park
+        assert _backend.current().name == "trio"
+        return got
+
+    async def host() -> list[int]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[int]] = loop.create_future()
+        trio.lowlevel.start_guest_run(
+            trio_main,
+            run_sync_soon_threadsafe=loop.call_soon_threadsafe,
+            done_callback=lambda outcome: done.set_result(outcome.unwrap()),
+            host_uses_signal_set_wakeup_fd=True,
+        )
+        return await done
+
+    assert asyncio.run(host()) == [5]

@@ -39,3 +39,9 @@ def test_an_unknown_command_prints_usage() -> None:
     from fearless.__main__ import main
 
     assert main(["nonsense"]) == 2
+
+
+def test_bad_demo_arguments_are_refused_with_a_usage_error() -> None:
+    with pytest.raises(SystemExit) as info:
+        demo.main(["--workers", "0"])
+    assert info.value.code == 2

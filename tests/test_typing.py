@@ -32,4 +32,8 @@ if TYPE_CHECKING:
         atx, arx = fearless.create_memory_object_stream[str](5)
         text: str = await arx.receive()
         await atx.send(text)
+        # clone() keeps the concrete class, as anyio's does
+        atx2: fearless.MemoryObjectSendStream[str] = atx.clone()
+        arx2: fearless.MemoryObjectReceiveStream[str] = arx.clone()
+        del atx2, arx2
         del got, batch, also

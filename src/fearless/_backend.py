@@ -247,6 +247,8 @@ def enter() -> Backend:
             return _enter_trio()
         _this_thread.loop = loop
         task = _current_tasks.get(loop)
+        if task is None and _in_trio():  # trio in guest mode on this asyncio loop
+            return _enter_trio()
     seen, state, key = _last
     if seen is not task:
         if task is None:  # a callback, not a task: nothing to cancel
@@ -363,8 +365,20 @@ if not FAST_ASYNCIO_CANCEL_CHECK:  # pragma: no cover
         return _enter_trio() if loop is None else _enter_asyncio_public(loop)
 
 
+def _in_trio() -> bool:
+    """True if this code runs in a trio task (also when trio is a guest on an asyncio loop)."""
+    if "trio" not in sys.modules:
+        return False
+    try:
+        (_current_trio_task or _load_trio())()
+    except RuntimeError:
+        return False
+    return True
+
+
 def current() -> Backend:
     """The running backend; ``RuntimeError`` if no event loop runs in this thread."""
-    if _running_loop() is not None:
+    loop = _running_loop()
+    if loop is not None and (_current_tasks.get(loop) is not None or not _in_trio()):
         return _ASYNCIO
     return _enter_trio()

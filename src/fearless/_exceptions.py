@@ -30,8 +30,8 @@ class _CarriesUnsent(Exception):
 
     @property
     def item(self) -> Any:
-        """The first item that was not sent (for ``send``, the item itself)."""
-        return self.unsent[0]
+        """The first item that was not sent (for ``send``, the item itself); ``None`` if none."""
+        return self.unsent[0] if self.unsent else None
 
 
 class SendClosedError(_CarriesUnsent, anyio.ClosedResourceError):

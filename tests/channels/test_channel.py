@@ -478,6 +478,21 @@ async def test_a_cancelled_send_many_delivered_exactly_a_prefix() -> None:
     assert rest == [1, 2, 3]
 
 
+async def test_an_empty_batch_to_a_closed_sender_reports_no_item() -> None:
+    tx, rx = channel[int](1)
+    with rx:
+        tx.close()
+        with pytest.raises(SendClosedError) as info:
+            await tx.send_many([])
+        assert info.value.unsent == ()
+        assert info.value.item is None
+
+
+def test_the_anyio_named_classes_point_at_their_own_factory() -> None:
+    with pytest.raises(TypeError, match=r"fearless\.create_memory_object_stream"):
+        fearless.MemoryObjectSendStream()
+
+
 async def test_send_many_to_a_broken_channel_hands_back_what_was_not_sent() -> None:
     tx, rx = channel[int](2)
     with tx:

@@ -123,3 +123,35 @@ async def test_a_bad_worker_count_raises_value_error(bad: int) -> None:
     with tx, rx, pytest.raises(ValueError, match="workers"):
         async with fan_out(rx, work, workers=bad):
             pass
+
+
+async def test_an_anyio_error_raised_by_work_itself_is_not_swallowed() -> None:
+    """Only the source ending and the results being closed stop a worker quietly; the same
+    exception types raised by ``work`` propagate like any other error."""
+    tx, rx = channel[int](8)
+    audit_tx, audit_rx = channel[int](1)
+    audit_rx.close()
+
+    async def work(x: int) -> int:
+        if x == 2:
+            await audit_tx.send(x)  # SendBrokenError: nobody reads the audit channel
+        return x
+
+    with audit_tx, pytest.RaisesGroup(fearless.SendBrokenError, flatten_subgroups=True):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_produce, tx, 5)
+            async with fan_out(rx, work, workers=2) as results:
+                async for _ in results:
+                    pass
+
+
+async def test_a_closed_source_is_refused_when_the_block_starts() -> None:
+    tx, rx = channel[int](1)
+    rx.close()
+
+    async def work(x: int) -> int:
+        return x
+
+    with tx, pytest.raises(anyio.ClosedResourceError, match="closed source"):
+        async with fan_out(rx, work):
+            pass

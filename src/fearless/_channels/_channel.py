@@ -367,13 +367,14 @@ class _Endpoint:
     """What a sender and a channel receiver share: the channel state, a budget, a closed flag."""
 
     __slots__ = ("_budget", "_closed", "_state")
+    _factory: str = "fearless.channel"  # named in the no-public-constructor error
 
     _state: _State
     _budget: int  # fast-path operations left before the next yield
     _closed: bool
 
     def __init__(self, *args: object, **kwargs: object) -> None:
-        raise TypeError(f"{type(self).__name__} has no public constructor; use fearless.channel()")
+        raise TypeError(f"{type(self).__name__} has no public constructor; use {self._factory}()")
 
     @classmethod
     def _create(cls, state: _State) -> Self:
@@ -498,7 +499,7 @@ class Sender(_Endpoint, ObjectSendStream[T_contra]):
         assert result is CLOSED, result
         raise SendClosedError(unsent)
 
-    def clone(self) -> Sender[T_contra]:
+    def clone(self) -> Self:
         """Another sender on the same channel; the channel ends when every clone is closed."""
         if self._closed:
             raise ClosedResourceError
@@ -708,7 +709,7 @@ class ChannelReceiver(_Endpoint, Receiver[T_co]):
             raise ClosedResourceError
         return item
 
-    def clone(self) -> ChannelReceiver[T_co]:
+    def clone(self) -> Self:
         """Another receiver on the same channel; each item goes to exactly one receiver."""
         if self._closed:
             raise ClosedResourceError

@@ -7,6 +7,10 @@ statistics fields (plus fearless's own), the same ``ResourceWarning`` for an end
 never closed. What changes is speed, and cancellation: a receiver cancelled natively on asyncio
 after it was handed an item does not lose the item (anyio 4.16 does).
 
+Annotate with the ``anyio.abc`` types (``ObjectSendStream[T]``, ``ObjectReceiveStream[T]``) or
+fearless's own classes: code annotated with anyio's *concrete* ``MemoryObjectSendStream`` class
+will not type-check against fearless's streams (they are not subclasses of it).
+
 One difference is deliberate: anyio yields to the event loop on every operation; fearless yields
 once every ``DEFAULT_YIELD_EVERY`` operations on an endpoint (each operation is still a cancel
 point). Pass ``yield_every=1`` to get anyio's schedule exactly.
@@ -31,12 +35,14 @@ class MemoryObjectSendStream(Sender[T_contra]):
     """A fearless :class:`Sender` under anyio's name (only the name differs)."""
 
     __slots__ = ()
+    _factory = "fearless.create_memory_object_stream"
 
 
 class MemoryObjectReceiveStream(ChannelReceiver[T_co]):
     """A fearless channel receiver under anyio's name (only the name differs)."""
 
     __slots__ = ()
+    _factory = "fearless.create_memory_object_stream"
 
 
 class create_memory_object_stream(tuple[MemoryObjectSendStream[T], MemoryObjectReceiveStream[T]]):

@@ -6,9 +6,12 @@ Specification:
   takes the next item from ``source`` and sends ``await work(item)`` to ``results``. An item goes
   to exactly one worker; results arrive in completion order, not input order.
 - ``results`` ends once ``source`` has ended and every worker has sent its last result.
-- Errors propagate: if ``work`` raises, the other workers and the body of the ``async with`` are
-  cancelled, and the block raises an ``ExceptionGroup`` holding the error (anyio's task-group
-  rule). Nothing is swallowed.
+- Errors propagate: if ``work`` raises (anything, even ``ClosedResourceError``), the other
+  workers and the body of the ``async with`` are cancelled, and the block raises an
+  ``ExceptionGroup`` holding the error (anyio's task-group rule). Nothing is swallowed. The body
+  runs inside that task group too, so an exception raised in the body also comes out wrapped in
+  an ``ExceptionGroup``: catch with ``except*``.
+- A source that is already closed raises ``ClosedResourceError`` when the block is entered.
 - Leaving the block (normally, by ``break``, or by an exception) cancels workers still running
   and closes ``source`` and ``results``: ``fan_out`` owns them. An item a worker had taken but not
   finished is dropped with that worker's cancellation; to drain everything, consume ``results``
@@ -24,7 +27,7 @@ from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import anyio
-from anyio import BrokenResourceError, ClosedResourceError
+from anyio import BrokenResourceError, ClosedResourceError, EndOfStream
 
 from ._channel import ChannelReceiver, Receiver, Sender, channel, check_capacity
 
@@ -51,15 +54,22 @@ async def fan_out(
     if type(workers) is not int or workers < 1:
         raise ValueError(f"workers must be a positive int, got {workers!r}")
     size = check_capacity(workers if capacity is None else capacity)
+    if source._closed if isinstance(source, ChannelReceiver) else False:
+        raise ClosedResourceError("fan_out() was given a closed source")
     tx, results = channel[R](size)
 
     async def worker(out: Sender[R]) -> None:
         with out:
-            try:
-                async for item in source:
-                    await out.send(await work(item))
-            except (BrokenResourceError, ClosedResourceError):
-                return  # the consumer closed results, or the block is closing source: stop
+            while True:
+                try:
+                    item = await source.receive()
+                except (EndOfStream, ClosedResourceError):
+                    return  # the source ended, or the block is closing it
+                result = await work(item)  # whatever work raises propagates: nothing is swallowed
+                try:
+                    await out.send(result)
+                except BrokenResourceError:
+                    return  # the consumer closed results: nobody wants more
 
     with source, results:
         async with anyio.create_task_group() as tg:

@@ -230,7 +230,12 @@ class MergedReceiver(Receiver[T_co]):
     def statistics(self) -> MergeStatistics:
         """Each input's statistics and how many inputs are still open."""
         return MergeStatistics(
-            inputs=tuple(r.statistics() for r in self._inputs), open_inputs=len(self._live)
+            inputs=tuple(r.statistics() for r in self._inputs),
+            open_inputs=sum(
+                1
+                for r in self._inputs
+                if not r._closed and (r._state.open_senders or r._state.buffer)
+            ),
         )
 
     def __del__(self) -> None:
@@ -251,7 +256,7 @@ def _unpark(parked: list[tuple[_State, _Branch]]) -> None:
         _discard(state.recv_waiters, branch)
 
 
-def merge(*receivers: Receiver[T]) -> MergedReceiver[T]:
+def merge(*receivers: ChannelReceiver[T]) -> MergedReceiver[T]:
     """Read several channels as one; see the module docstring for the guarantees.
 
     The merge takes ownership of the receivers: close the merge, not the inputs.
@@ -263,4 +268,4 @@ def merge(*receivers: Receiver[T]) -> MergedReceiver[T]:
             raise TypeError(f"merge() takes receivers made by fearless.channel(), got {receiver!r}")
     if len({id(r) for r in receivers}) != len(receivers):
         raise ValueError("merge() was given the same receiver twice")
-    return MergedReceiver._create(receivers)  # type: ignore[arg-type]
+    return MergedReceiver._create(receivers)

@@ -121,4 +121,6 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args(argv)
+    if args.items < 0 or args.workers < 1:
+        parser.error("--items must be >= 0 and --workers >= 1")
     return 0 if run(args.backend, args.items, args.workers) else 1
