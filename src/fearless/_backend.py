@@ -192,16 +192,23 @@ class _AsyncioBackend(Backend):
 
 
 class _ThreadLoop(threading.local):
-    """The asyncio loop last seen running in this thread (a hint; ``enter()`` verifies it).
+    """What ``enter()`` last saw in this thread: a hint, verified on every use.
 
-    The hint is wrong only if that loop has since moved to another thread and is in a task step
-    there at this very moment, while this thread runs a different loop. The only thing decided
-    from the hint is whether a cancel scope is pending (a wrong answer costs one extra yield, or
-    delays a cancellation to the next yield); which library to yield to and which loop to park on
-    are always decided exactly.
+    ``hint`` is ``(loop, task, state, key)``: the asyncio loop last seen running here, the task
+    last seen running on it, anyio's TaskState for that task (None if anyio has none yet) and a
+    weak reference to the task (the key of anyio's WeakKeyDictionary). anyio creates a task's
+    state the first time the task enters a cancel scope and keeps it while the task lives, so a
+    cached state stays right; a cached None is looked up again every time. The hint keeps the
+    last task alive until this thread's next operation on another task.
+
+    The loop is wrong only if it has since moved to another thread and is in a task step there
+    at this very moment, while this thread runs a different loop. The only thing decided from the
+    hint is whether a cancel scope is pending (a wrong answer costs one extra yield, or delays a
+    cancellation to the next yield); which library to yield to and which loop to park on are
+    always decided exactly.
     """
 
-    loop: AbstractEventLoop | None = None
+    hint: tuple[Any, Any, Any, Any] = (None, None, None, None)
 
 
 _this_thread: Final = _ThreadLoop()
@@ -222,47 +229,42 @@ try:
 except (ImportError, AttributeError):  # pragma: no cover - depends on anyio's internals
     FAST_ASYNCIO_CANCEL_CHECK = False  # type: ignore[misc]
 
+
 # The last task seen, anyio's TaskState for it (None if anyio has none yet) and a weak reference to
 # it, the key anyio's WeakKeyDictionary uses. One slot, replaced as a whole, so that threads running
 # loops of their own cannot pair one task with another's state. anyio creates a task's state the
 # first time the task enters a cancel scope and keeps it while the task lives, so a cached state
 # stays right; a cached None is looked up again every time (a plain dict lookup by the cached
 # weak reference). The slot keeps the last task alive until another task uses fearless.
-_last: tuple[object, Any, Any] = (None, None, None)
-
-
 def enter() -> Backend:
     """The running backend, with ``cancel_pending`` telling whether the task is cancelled.
 
     Called by every async operation, so the asyncio path is written out inline.
     """
-    global _last
     # asyncio.get_running_loop() costs a getpid() system call (its fork check), about 0.1 us
     # here; the loop last seen running in this thread is cheaper, and is checked by asking it for
     # its current task. None means it is not in a task step, so look the exact way.
-    task = _current_tasks.get(_this_thread.loop)
+    hint = _this_thread.hint
+    loop, seen, state, key = hint
+    task = _current_tasks.get(loop)
     if task is None:
         loop = _running_loop()
         if loop is None:
             return _enter_trio()
-        _this_thread.loop = loop
         task = _current_tasks.get(loop)
-        if task is None and _in_trio():  # trio in guest mode on this asyncio loop
-            return _enter_trio()
-    seen, state, key = _last
-    if seen is not task:
-        if task is None:  # a callback, not a task: nothing to cancel
-            return _ASYNCIO
+        if task is None:  # a callback, not a task (or trio in guest mode on this loop)
+            return _enter_trio() if _in_trio() else _ASYNCIO
+    if task is not seen:
         key = _weak_ref(task)
         state = _states_by_ref.get(key)
-        _last = (task, state, key)
+        _this_thread.hint = (loop, task, state, key)
+        if state is None:
+            return _ASYNCIO
     elif state is None:
         state = _states_by_ref.get(key)
         if state is None:
             return _ASYNCIO
-        _last = (task, state, key)
-    if state is None:
-        return _ASYNCIO
+        _this_thread.hint = (loop, task, state, key)
     # A scope is effectively cancelled if it, or a parent up to the nearest shield, was cancelled.
     scope = state.cancel_scope
     while scope is not None:
