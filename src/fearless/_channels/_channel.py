@@ -445,11 +445,12 @@ class Sender(_Endpoint, ObjectSendStream[T_contra]):
         if self._closed or not state.open_receivers:
             self._fail((item,))
         buffer = state.buffer
-        if not state.recv_waiters and len(buffer) < state.capacity:  # offer(), inlined
+        n = len(buffer)
+        if n < state.capacity and not state.recv_waiters:  # offer(), inlined
             buffer.append(item)
             state.total_sent += 1
-            if len(buffer) > state.peak:
-                state.peak = len(buffer)
+            if n >= state.peak:
+                state.peak = n + 1
         elif not state.offer(item):
             await self._park(backend, [item])
 
