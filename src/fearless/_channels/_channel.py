@@ -115,8 +115,13 @@ class ChannelStatistics:
     """Items that have left the channel to a receiver."""
 
 
-class _ParkedSend:
-    """A task parked in ``send`` or ``send_many``, holding the items that have not gone in yet."""
+class ParkedSend:
+    """A task parked in ``send`` or ``send_many``, holding the items that have not gone in yet.
+
+    ``finish`` wakes it with ``SENT`` or a signal. ``select`` subclasses it to park one task on
+    several channels at once: a receiver takes the item only while ``alive()``, and the first
+    channel to finish the task wins.
+    """
 
     __slots__ = ("items", "owner", "pos", "waiter")
 
@@ -125,6 +130,12 @@ class _ParkedSend:
         self.items = items
         self.pos = 0  # items[:pos] are in the channel; items[pos:] are not
         self.owner = owner
+
+    def finish(self, value: object) -> bool:
+        return self.waiter.wake(value)
+
+    def alive(self) -> bool:
+        return self.waiter.alive()
 
 
 class ParkedReceive:
@@ -188,7 +199,7 @@ class _State:
         #   recv_waiters non-empty  =>  buffer empty
         #   send_waiters non-empty  =>  len(buffer) >= capacity
         self.recv_waiters: deque[ParkedReceive] = deque()
-        self.send_waiters: deque[_ParkedSend] = deque()
+        self.send_waiters: deque[ParkedSend] = deque()
         self.open_senders = 1
         self.open_receivers = 1
         self.peak = 0
@@ -258,7 +269,7 @@ class _State:
         buffer, waiters = self.buffer, self.send_waiters
         while waiters and len(buffer) < self.capacity:
             entry = waiters[0]
-            if not entry.waiter.alive():  # cancelled natively, not yet gone
+            if not entry.alive():  # cancelled natively (or a select that won elsewhere)
                 waiters.popleft()
                 continue
             buffer.append(entry.items[entry.pos])
@@ -266,7 +277,7 @@ class _State:
             self.total_sent += 1
             if entry.pos == len(entry.items):
                 waiters.popleft()
-                entry.waiter.wake(SENT)
+                entry.finish(SENT)
         if len(buffer) > self.peak:
             self.peak = len(buffer)
 
@@ -274,7 +285,7 @@ class _State:
         waiters = self.send_waiters
         while waiters:
             entry = waiters[0]
-            if not entry.waiter.alive():
+            if not entry.alive():
                 waiters.popleft()
                 continue
             item = entry.items[entry.pos]
@@ -282,7 +293,7 @@ class _State:
             self.total_sent += 1
             if entry.pos == len(entry.items):
                 waiters.popleft()
-                entry.waiter.wake(SENT)
+                entry.finish(SENT)
             return item
         return EMPTY
 
@@ -337,7 +348,7 @@ class _State:
             self.buffer.clear()
             waiters, self.send_waiters = self.send_waiters, deque()
             for entry in waiters:
-                entry.waiter.wake(BROKEN)
+                entry.finish(BROKEN)
 
     @staticmethod
     def _wake_own(waiters: deque[Any], owner: object) -> None:
@@ -347,7 +358,7 @@ class _State:
             if isinstance(entry, ParkedReceive):
                 entry.deliver(CLOSED)
             else:
-                entry.waiter.wake(CLOSED)
+                entry.finish(CLOSED)
 
     def statistics(self) -> ChannelStatistics:
         return ChannelStatistics(
@@ -355,7 +366,7 @@ class _State:
             max_buffer_size=self.capacity,
             open_send_streams=self.open_senders,
             open_receive_streams=self.open_receivers,
-            tasks_waiting_send=sum(1 for e in self.send_waiters if e.waiter.alive()),
+            tasks_waiting_send=sum(1 for e in self.send_waiters if e.alive()),
             tasks_waiting_receive=sum(1 for e in self.recv_waiters if e.alive()),
             peak_buffer_used=self.peak,
             total_sent=self.total_sent,
@@ -483,7 +494,7 @@ class Sender(_Endpoint, ObjectSendStream[T_contra]):
 
     async def _park(self, backend: _backend.Backend, items: list[Any]) -> None:
         state = self._state
-        entry = _ParkedSend(backend.new_waiter(), items, self)
+        entry = ParkedSend(backend.new_waiter(), items, self)
         state.send_waiters.append(entry)
         result = await entry.waiter.wait(
             lambda: _discard(state.send_waiters, entry),

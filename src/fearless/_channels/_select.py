@@ -1,0 +1,343 @@
+"""Select: wait on several channel operations at once and commit exactly one.
+
+Specification (``docs/select.md`` is the user guide; ``concurrency-rules.md`` rule 6):
+
+Branches
+    ``Recv(receiver)`` receives from a channel; ``Send(sender, item)`` sends ``item`` to one.
+    Branch objects are reusable: build them once, select on them in a loop. After a select, the
+    winning branch holds the outcome: ``recv.value`` is the item received (typed as the
+    receiver's item type); ``send.value`` is ``None``.
+
+Exactly one
+    ``await select(*branches)`` commits exactly one branch and returns it: an item is taken from,
+    or put into, that branch's channel and no other. The other branches' channels are left as if
+    the select had never looked at them.
+
+Which one
+    If several branches are ready, one is picked uniformly at random, so none starves.
+    ``biased=True`` picks the first ready branch in the order given instead. If none is ready,
+    the select waits on all of them and the first channel to deliver (or to accept the item) wins.
+
+Ends and failures are outcomes too
+    A ``Recv`` on a channel that has ended (every sender closed, buffer drained) is ready: it wins,
+    and its ``value`` raises ``EndOfStream``; check ``recv.ended`` first. A ``Send`` on a channel
+    whose receivers are all closed is ready too: its ``value`` raises ``SendBrokenError`` (the item
+    was not sent). A branch on an endpoint that is (or gets) closed raises ``ClosedResourceError``
+    (``SendClosedError`` for a send) the same way. So a select never hangs on a dead channel.
+
+Non-blocking and timeouts
+    ``select_nowait(*branches)`` commits a ready branch or raises ``WouldBlock`` having done
+    nothing. Timeouts are anyio's cancel scopes: ``with anyio.move_on_after(1): await select(...)``.
+
+Cancellation
+    ``select`` is a cancel point. A cancelled select committed nothing, under anyio scopes, trio,
+    and native asyncio cancellation. (On asyncio a task can be cancelled after a channel completed
+    its branch but before it ran: the branch is then taken back, as for a plain ``receive`` or
+    ``send``; only a send whose item a receiver already holds stands, and the select returns it
+    with the cancellation delivered next.)
+
+Scope
+    Branches work on fearless channel endpoints (``channel`` and ``create_memory_object_stream``),
+    not on merges or broadcast subscriptions.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any, Final, Generic, TypeVar
+
+from anyio import ClosedResourceError, EndOfStream, WouldBlock
+
+from .. import _backend
+from .._backend import enter as _enter
+from .._exceptions import SendBrokenError, SendClosedError
+from ._channel import (
+    BROKEN,
+    CLOSED,
+    EMPTY,
+    ENDED,
+    SENT,
+    ChannelReceiver,
+    ParkedReceive,
+    ParkedSend,
+    Sender,
+    _discard,
+    _is_signal,
+    _State,
+)
+
+__all__ = ["Branch", "Recv", "Send", "select", "select_nowait"]
+
+T = TypeVar("T")
+
+_rng: Final = random.Random()
+_UNSET: Final = object()
+
+
+class Branch:
+    """One operation a select may commit: :class:`Recv` or :class:`Send`."""
+
+    __slots__ = ("_error",)
+
+    _error: BaseException | None
+
+    @property
+    def _endpoint(self) -> Any:
+        """The channel endpoint this branch operates on."""
+        raise NotImplementedError
+
+    def _reset(self) -> None:
+        self._error = None
+
+    def _poll(self) -> bool:
+        """Try the operation without waiting; True if it committed (or the branch failed)."""
+        raise NotImplementedError
+
+    def _park(self, waiter: _backend.Waiter, index: int) -> tuple[_State, object]:
+        raise NotImplementedError
+
+    def _settle(self, value: object) -> None:
+        """Record the outcome the winning channel delivered."""
+        raise NotImplementedError
+
+    def _undo(self, value: object) -> bool:
+        """Take the committed operation back (native asyncio cancellation); False if it stands."""
+        raise NotImplementedError
+
+
+class Recv(Branch, Generic[T]):
+    """Receive one item from ``receiver``; after it wins, ``value`` is the item."""
+
+    __slots__ = ("_value", "receiver")
+
+    def __init__(self, receiver: ChannelReceiver[T]) -> None:
+        if not isinstance(receiver, ChannelReceiver):
+            raise TypeError(f"Recv takes a fearless channel receiver, got {receiver!r}")
+        self.receiver = receiver
+        self._value: Any = _UNSET
+        self._error = None
+
+    @property
+    def value(self) -> T:
+        """The item received. Raises the branch's ``EndOfStream`` / ``ClosedResourceError``."""
+        if self._error is not None:
+            raise self._error
+        if self._value is _UNSET:
+            raise RuntimeError("this Recv branch did not win the last select")
+        return self._value  # type: ignore[no-any-return]
+
+    @property
+    def _endpoint(self) -> ChannelReceiver[T]:
+        return self.receiver
+
+    @property
+    def ended(self) -> bool:
+        """True if the branch won because its channel has ended (``value`` raises EndOfStream)."""
+        return isinstance(self._error, EndOfStream)
+
+    def _reset(self) -> None:
+        self._value = _UNSET
+        self._error = None
+
+    def _poll(self) -> bool:
+        receiver = self.receiver
+        if receiver._closed:
+            self._error = ClosedResourceError()
+            return True
+        state = receiver._state
+        item = state.take()
+        if item is not EMPTY:
+            self._value = item
+            return True
+        if not state.open_senders:
+            self._error = EndOfStream()
+            return True
+        return False
+
+    def _park(self, waiter: _backend.Waiter, index: int) -> tuple[_State, object]:
+        entry = _RecvEntry(waiter, self.receiver, index)
+        state = self.receiver._state
+        state.recv_waiters.append(entry)
+        return state, entry
+
+    def _settle(self, value: object) -> None:
+        if value is ENDED:
+            self._error = EndOfStream()
+        elif value is CLOSED:
+            self._error = ClosedResourceError()
+        else:
+            self._value = value
+
+    def _undo(self, value: object) -> bool:
+        if not _is_signal(value):
+            self.receiver._state.give_back(value)
+        return True
+
+
+class Send(Branch, Generic[T]):
+    """Send ``item`` to ``sender``; ``value`` is ``None`` once it wins (or raises its error)."""
+
+    __slots__ = ("_sent", "item", "sender")
+
+    def __init__(self, sender: Sender[T], item: T) -> None:
+        if not isinstance(sender, Sender):
+            raise TypeError(f"Send takes a fearless channel sender, got {sender!r}")
+        self.sender = sender
+        self.item = item
+        self._sent = False
+        self._error = None
+
+    @property
+    def value(self) -> None:
+        """``None`` if the item was sent; raises ``SendBrokenError`` / ``SendClosedError``."""
+        if self._error is not None:
+            raise self._error
+        if not self._sent:
+            raise RuntimeError("this Send branch did not win the last select")
+
+    @property
+    def _endpoint(self) -> Sender[T]:
+        return self.sender
+
+    def _reset(self) -> None:
+        self._sent = False
+        self._error = None
+
+    def _poll(self) -> bool:
+        sender = self.sender
+        state = sender._state
+        if sender._closed:
+            self._error = SendClosedError((self.item,))
+            return True
+        if not state.open_receivers:
+            self._error = SendBrokenError((self.item,))
+            return True
+        if state.offer(self.item):
+            self._sent = True
+            return True
+        return False
+
+    def _park(self, waiter: _backend.Waiter, index: int) -> tuple[_State, object]:
+        entry = _SendEntry(waiter, [self.item], self.sender, index)
+        state = self.sender._state
+        state.send_waiters.append(entry)
+        return state, entry
+
+    def _settle(self, value: object) -> None:
+        if value is SENT:
+            self._sent = True
+        elif value is BROKEN:
+            self._error = SendBrokenError((self.item,))
+        else:
+            assert value is CLOSED, value
+            self._error = SendClosedError((self.item,))
+
+    def _undo(self, value: object) -> bool:
+        return value is not SENT or self.sender._state.withdraw(self.item)
+
+
+class _RecvEntry(ParkedReceive):
+    """A select's parked task as one channel's receivers see it."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, waiter: _backend.Waiter, owner: object, index: int) -> None:
+        super().__init__(waiter, owner)
+        self.index = index
+
+    def deliver(self, value: object) -> bool:
+        return self.waiter.wake((self.index, value))
+
+
+class _SendEntry(ParkedSend):
+    """A select's parked task as one channel's senders see it."""
+
+    __slots__ = ("index",)
+
+    def __init__(
+        self, waiter: _backend.Waiter, items: list[Any], owner: object, index: int
+    ) -> None:
+        super().__init__(waiter, items, owner)
+        self.index = index
+
+    def finish(self, value: object) -> bool:
+        return self.waiter.wake((self.index, value))
+
+
+def _checked(branches: Sequence[Branch]) -> Sequence[Branch]:
+    if not branches:
+        raise ValueError("select() needs at least one branch")
+    for branch in branches:
+        if not isinstance(branch, Branch):
+            raise TypeError(f"select() takes Recv and Send branches, got {branch!r}")
+    if len({id(b) for b in branches}) != len(branches):
+        raise ValueError("select() was given the same branch object twice")
+    return branches
+
+
+def _try(branches: Sequence[Branch], biased: bool) -> Branch | None:
+    """Commit a ready branch, picked at random (or the first, if biased); None if none is ready."""
+    for branch in branches:
+        branch._reset()
+    if biased or len(branches) == 1:
+        order: Sequence[Branch] = branches
+    else:
+        order = _rng.sample(branches, len(branches))
+    for branch in order:
+        if branch._poll():
+            return branch
+    return None
+
+
+def select_nowait(*branches: Branch, biased: bool = False) -> Branch:
+    """Commit one ready branch and return it, or raise ``WouldBlock`` having done nothing."""
+    winner = _try(_checked(branches), biased)
+    if winner is None:
+        raise WouldBlock
+    return winner
+
+
+async def select(*branches: Branch, biased: bool = False) -> Branch:
+    """Wait until one branch can commit, commit exactly that one, and return it.
+
+    Ordering: among ready branches, one at random (the first, if ``biased``); otherwise the first
+    channel to deliver. Closing: ends and failures are outcomes of the branch (see the module
+    docstring), never a hang. Cancellation: a cancel point; a cancelled select committed nothing.
+    """
+    _checked(branches)
+    backend = _enter()
+    # The scheduling budget: a select spends one operation of every endpoint it looks at, and
+    # yields (before committing anything) when one of them has run out, or the task is cancelled.
+    must_yield = backend.cancel_pending
+    for branch in branches:
+        endpoint = branch._endpoint
+        endpoint._budget -= 1
+        if endpoint._budget <= 0:
+            endpoint._budget = endpoint._state.yield_every
+            must_yield = True
+    if must_yield:
+        await backend.checkpoint()
+    winner = _try(branches, biased)
+    if winner is not None:
+        return winner
+    waiter = backend.new_waiter()
+    parked = [branch._park(waiter, i) for i, branch in enumerate(branches)]
+
+    def unpark() -> None:
+        for state, entry in parked:
+            queue = state.recv_waiters if isinstance(entry, ParkedReceive) else state.send_waiters
+            _discard(queue, entry)
+
+    def undo(result: tuple[int, object]) -> bool:
+        index, value = result
+        return branches[index]._undo(value)
+
+    try:
+        result: tuple[int, object] = await waiter.wait(unpark, undo)
+    finally:
+        unpark()  # the branches that did not win must not linger in other channels
+    index, value = result
+    winner = branches[index]
+    winner._settle(value)
+    return winner
