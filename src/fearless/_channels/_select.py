@@ -71,24 +71,22 @@ __all__ = ["Branch", "Recv", "Send", "select", "select_nowait"]
 
 T = TypeVar("T")
 
-_rng: Final = random.Random()
+_random: Final = random.Random().random
 _UNSET: Final = object()
 
 
 class Branch:
     """One operation a select may commit: :class:`Recv` or :class:`Send`."""
 
-    __slots__ = ("_error",)
+    __slots__ = ("_endpoint", "_error", "_outcome")
 
-    _error: BaseException | None
+    _endpoint: Any  # the channel endpoint this branch operates on
+    _error: BaseException | None  # set if the branch won with an end or a failure
+    _outcome: Any  # the item received (Recv) or None (Send) once the branch won; else _UNSET
 
-    @property
-    def _endpoint(self) -> Any:
-        """The channel endpoint this branch operates on."""
+    def _ready(self) -> bool:
+        """A cheap peek: could ``_poll`` commit now? (May say yes wrongly, never no wrongly.)"""
         raise NotImplementedError
-
-    def _reset(self) -> None:
-        self._error = None
 
     def _poll(self) -> bool:
         """Try the operation without waiting; True if it committed (or the branch failed)."""
@@ -109,13 +107,13 @@ class Branch:
 class Recv(Branch, Generic[T]):
     """Receive one item from ``receiver``; after it wins, ``value`` is the item."""
 
-    __slots__ = ("_value", "receiver")
+    __slots__ = ("receiver",)
 
     def __init__(self, receiver: ChannelReceiver[T]) -> None:
         if not isinstance(receiver, ChannelReceiver):
             raise TypeError(f"Recv takes a fearless channel receiver, got {receiver!r}")
-        self.receiver = receiver
-        self._value: Any = _UNSET
+        self.receiver = self._endpoint = receiver
+        self._outcome = _UNSET
         self._error = None
 
     @property
@@ -123,22 +121,21 @@ class Recv(Branch, Generic[T]):
         """The item received. Raises the branch's ``EndOfStream`` / ``ClosedResourceError``."""
         if self._error is not None:
             raise self._error
-        if self._value is _UNSET:
+        if self._outcome is _UNSET:
             raise RuntimeError("this Recv branch did not win the last select")
-        return self._value  # type: ignore[no-any-return]
-
-    @property
-    def _endpoint(self) -> ChannelReceiver[T]:
-        return self.receiver
+        return self._outcome  # type: ignore[no-any-return]
 
     @property
     def ended(self) -> bool:
         """True if the branch won because its channel has ended (``value`` raises EndOfStream)."""
         return isinstance(self._error, EndOfStream)
 
-    def _reset(self) -> None:
-        self._value = _UNSET
-        self._error = None
+    def _ready(self) -> bool:
+        receiver = self.receiver
+        state = receiver._state
+        return bool(
+            receiver._closed or state.buffer or state.send_waiters or not state.open_senders
+        )
 
     def _poll(self) -> bool:
         receiver = self.receiver
@@ -148,7 +145,7 @@ class Recv(Branch, Generic[T]):
         state = receiver._state
         item = state.take()
         if item is not EMPTY:
-            self._value = item
+            self._outcome = item
             return True
         if not state.open_senders:
             self._error = EndOfStream()
@@ -167,7 +164,7 @@ class Recv(Branch, Generic[T]):
         elif value is CLOSED:
             self._error = ClosedResourceError()
         else:
-            self._value = value
+            self._outcome = value
 
     def _undo(self, value: object) -> bool:
         if not _is_signal(value):
@@ -178,14 +175,14 @@ class Recv(Branch, Generic[T]):
 class Send(Branch, Generic[T]):
     """Send ``item`` to ``sender``; ``value`` is ``None`` once it wins (or raises its error)."""
 
-    __slots__ = ("_sent", "item", "sender")
+    __slots__ = ("item", "sender")
 
     def __init__(self, sender: Sender[T], item: T) -> None:
         if not isinstance(sender, Sender):
             raise TypeError(f"Send takes a fearless channel sender, got {sender!r}")
-        self.sender = sender
+        self.sender = self._endpoint = sender
         self.item = item
-        self._sent = False
+        self._outcome = _UNSET
         self._error = None
 
     @property
@@ -193,16 +190,18 @@ class Send(Branch, Generic[T]):
         """``None`` if the item was sent; raises ``SendBrokenError`` / ``SendClosedError``."""
         if self._error is not None:
             raise self._error
-        if not self._sent:
+        if self._outcome is _UNSET:
             raise RuntimeError("this Send branch did not win the last select")
 
-    @property
-    def _endpoint(self) -> Sender[T]:
-        return self.sender
-
-    def _reset(self) -> None:
-        self._sent = False
-        self._error = None
+    def _ready(self) -> bool:
+        sender = self.sender
+        state = sender._state
+        return bool(
+            sender._closed
+            or not state.open_receivers
+            or state.recv_waiters
+            or len(state.buffer) < state.capacity
+        )
 
     def _poll(self) -> bool:
         sender = self.sender
@@ -214,7 +213,7 @@ class Send(Branch, Generic[T]):
             self._error = SendBrokenError((self.item,))
             return True
         if state.offer(self.item):
-            self._sent = True
+            self._outcome = None
             return True
         return False
 
@@ -226,7 +225,7 @@ class Send(Branch, Generic[T]):
 
     def _settle(self, value: object) -> None:
         if value is SENT:
-            self._sent = True
+            self._outcome = None
         elif value is BROKEN:
             self._error = SendBrokenError((self.item,))
         else:
@@ -268,23 +267,35 @@ class _SendEntry(ParkedSend):
 def _checked(branches: Sequence[Branch]) -> Sequence[Branch]:
     if not branches:
         raise ValueError("select() needs at least one branch")
-    for branch in branches:
-        if not isinstance(branch, Branch):
-            raise TypeError(f"select() takes Recv and Send branches, got {branch!r}")
-    if len({id(b) for b in branches}) != len(branches):
+    if len(set(map(id, branches))) != len(branches):
         raise ValueError("select() was given the same branch object twice")
     return branches
+
+
+def _not_a_branch(branches: Sequence[object]) -> TypeError:
+    bad = next(b for b in branches if not isinstance(b, Branch))
+    return TypeError(f"select() takes Recv and Send branches, got {bad!r}")
 
 
 def _try(branches: Sequence[Branch], biased: bool) -> Branch | None:
     """Commit a ready branch, picked at random (or the first, if biased); None if none is ready."""
     for branch in branches:
-        branch._reset()
-    if biased or len(branches) == 1:
-        order: Sequence[Branch] = branches
-    else:
-        order = _rng.sample(branches, len(branches))
-    for branch in order:
+        branch._outcome = _UNSET
+        branch._error = None
+    if not biased:
+        # Reservoir sampling: one pass, each ready branch ends up chosen with probability 1/k.
+        chosen: Branch | None = None
+        ready = 0
+        for branch in branches:
+            if branch._ready():
+                ready += 1
+                if ready == 1 or _random() * ready < 1:
+                    chosen = branch
+        if chosen is not None and chosen._poll():
+            return chosen
+        # _ready() is a cheap peek; if it was wrong (a waiter it counted was cancelled), fall
+        # through to trying every branch in order.
+    for branch in branches:
         if branch._poll():
             return branch
     return None
@@ -292,7 +303,10 @@ def _try(branches: Sequence[Branch], biased: bool) -> Branch | None:
 
 def select_nowait(*branches: Branch, biased: bool = False) -> Branch:
     """Commit one ready branch and return it, or raise ``WouldBlock`` having done nothing."""
-    winner = _try(_checked(branches), biased)
+    try:
+        winner = _try(_checked(branches), biased)
+    except AttributeError:
+        raise _not_a_branch(branches) from None
     if winner is None:
         raise WouldBlock
     return winner
@@ -310,12 +324,15 @@ async def select(*branches: Branch, biased: bool = False) -> Branch:
     # The scheduling budget: a select spends one operation of every endpoint it looks at, and
     # yields (before committing anything) when one of them has run out, or the task is cancelled.
     must_yield = backend.cancel_pending
-    for branch in branches:
-        endpoint = branch._endpoint
-        endpoint._budget -= 1
-        if endpoint._budget <= 0:
-            endpoint._budget = endpoint._state.yield_every
-            must_yield = True
+    try:
+        for branch in branches:
+            endpoint = branch._endpoint
+            endpoint._budget -= 1
+            if endpoint._budget <= 0:
+                endpoint._budget = endpoint._state.yield_every
+                must_yield = True
+    except AttributeError:
+        raise _not_a_branch(branches) from None
     if must_yield:
         await backend.checkpoint()
     winner = _try(branches, biased)
