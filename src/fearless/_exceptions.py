@@ -9,8 +9,9 @@ were not sent), it subclasses the anyio type, so ``except anyio.BrokenResourceEr
     ├── anyio.EndOfStream            every sender is closed and the buffer is drained (reused)
     ├── anyio.ClosedResourceError    you closed this endpoint, then used it
     │   └── SendClosedError          ... and these items were not sent (``.unsent``)
-    └── anyio.BrokenResourceError    the other side went away
-        └── SendBrokenError          every receiver is closed; these items were not sent
+    ├── anyio.BrokenResourceError    the other side went away
+    │   └── SendBrokenError          every receiver is closed; these items were not sent
+    └── Lagged                       a broadcast subscription fell behind and lost ``.missed`` items
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 import anyio
 
-__all__ = ["SendBrokenError", "SendClosedError"]
+__all__ = ["Lagged", "SendBrokenError", "SendClosedError"]
 
 
 class _CarriesUnsent(Exception):
@@ -48,3 +49,21 @@ class SendBrokenError(_CarriesUnsent, anyio.BrokenResourceError):
     def __init__(self, unsent: tuple[Any, ...]) -> None:
         super().__init__(f"every receiver is closed; {len(unsent)} item(s) were not sent")
         self.unsent = unsent
+
+
+class Lagged(Exception):
+    """A broadcast subscription fell more than its capacity behind: ``missed`` items are gone.
+
+    Raised by a subscription's receive under ``on_lag="error"``. The subscription has already
+    moved on to the oldest item the broadcast still keeps; receive again to get it.
+    """
+
+    missed: int
+    """How many items this subscription lost (exact)."""
+
+    def __init__(self, missed: int) -> None:
+        super().__init__(f"this subscription fell behind and missed {missed} item(s)")
+        self.missed = missed
+
+    def __reduce__(self) -> tuple[type[Lagged], tuple[int]]:
+        return type(self), (self.missed,)
