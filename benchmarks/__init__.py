@@ -11,12 +11,15 @@ Workloads (each in its own module, one small function per contender):
 ``four-to-four``  four producers, four consumers through clones
 ``receive-many``  one producer, a consumer taking batches with ``receive_many(128)``
 ``merge``         ``fearless.merge`` of 8 inputs against anyio with a forwarding task per input
+``select``        ``fearless.select`` over 4 inputs against forwarding tasks into one channel
 ``yield-every``   the ``yield_every`` sweep: throughput against another task's scheduling delay
+``broadcast``     one producer, 8 subscribers each receiving every item: ``fearless.broadcast``
+                  against one anyio stream / ``asyncio.Queue`` / trio channel per subscriber
 """
 
 from __future__ import annotations
 
-from . import batches, four_to_four, merging, one_to_one, yield_every
+from . import batches, broadcasting, four_to_four, merging, one_to_one, selecting, yield_every
 from .harness import Workload
 from .yield_every import Sweep
 
@@ -30,6 +33,8 @@ WORKLOADS: dict[str, Workload | Sweep] = {
         batches.WORKLOAD,
         merging.WORKLOAD,
         yield_every.WORKLOAD,
+        broadcasting.WORKLOAD,
+        selecting.WORKLOAD,
     )
 }
 """Every workload, by its ``--only`` name, in the order they run."""

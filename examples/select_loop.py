@@ -18,7 +18,7 @@ import anyio
 from anyio import WouldBlock
 
 import fearless
-from fearless._channels._select import Branch, Recv, select, select_nowait
+from fearless import Branch, Recv, select, select_nowait
 
 
 @dataclass

@@ -4,6 +4,11 @@ Every public name is re-exported here from a private module; ``tests/test_public
 set.
 """
 
+from ._channels._broadcast import BroadcastSender as BroadcastSender
+from ._channels._broadcast import BroadcastStatistics as BroadcastStatistics
+from ._channels._broadcast import Subscription as Subscription
+from ._channels._broadcast import SubscriptionStatistics as SubscriptionStatistics
+from ._channels._broadcast import broadcast as broadcast
 from ._channels._channel import DEFAULT_YIELD_EVERY as DEFAULT_YIELD_EVERY
 from ._channels._channel import ChannelReceiver as ChannelReceiver
 from ._channels._channel import ChannelStatistics as ChannelStatistics
@@ -17,23 +22,46 @@ from ._channels._fanout import fan_out as fan_out
 from ._channels._merge import MergedReceiver as MergedReceiver
 from ._channels._merge import MergeStatistics as MergeStatistics
 from ._channels._merge import merge as merge
+from ._channels._oneshot import OneshotReceiver as OneshotReceiver
+from ._channels._oneshot import OneshotSender as OneshotSender
+from ._channels._oneshot import oneshot as oneshot
+from ._channels._select import Branch as Branch
+from ._channels._select import Recv as Recv
+from ._channels._select import Send as Send
+from ._channels._select import select as select
+from ._channels._select import select_nowait as select_nowait
+from ._exceptions import Lagged as Lagged
 from ._exceptions import SendBrokenError as SendBrokenError
 from ._exceptions import SendClosedError as SendClosedError
 
 __all__ = [
     "DEFAULT_YIELD_EVERY",
+    "Branch",
+    "BroadcastSender",
+    "BroadcastStatistics",
     "ChannelReceiver",
     "ChannelStatistics",
+    "Lagged",
     "MemoryObjectReceiveStream",
     "MemoryObjectSendStream",
     "MergeStatistics",
     "MergedReceiver",
+    "OneshotReceiver",
+    "OneshotSender",
     "Receiver",
+    "Recv",
+    "Send",
     "SendBrokenError",
     "SendClosedError",
     "Sender",
+    "Subscription",
+    "SubscriptionStatistics",
+    "broadcast",
     "channel",
     "create_memory_object_stream",
     "fan_out",
     "merge",
+    "oneshot",
+    "select",
+    "select_nowait",
 ]

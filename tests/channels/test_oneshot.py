@@ -8,8 +8,7 @@ import anyio
 import pytest
 from anyio import ClosedResourceError, EndOfStream, WouldBlock, wait_all_tasks_blocked
 
-from fearless import SendBrokenError, SendClosedError
-from fearless._channels._oneshot import OneshotReceiver, OneshotSender, oneshot
+from fearless import OneshotReceiver, OneshotSender, SendBrokenError, SendClosedError, oneshot
 
 pytestmark = pytest.mark.anyio
 

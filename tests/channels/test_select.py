@@ -11,8 +11,7 @@ import pytest
 from anyio import ClosedResourceError, EndOfStream, WouldBlock, wait_all_tasks_blocked
 
 import fearless
-from fearless import SendBrokenError, channel
-from fearless._channels._select import Recv, Send, select, select_nowait
+from fearless import Recv, Send, SendBrokenError, channel, select, select_nowait
 
 from .test_channel import counting_turns
 
