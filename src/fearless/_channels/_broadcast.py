@@ -70,7 +70,6 @@ Scheduling
 
 from __future__ import annotations
 
-import warnings
 import weakref
 from collections import deque
 from collections.abc import Iterable
@@ -84,7 +83,7 @@ from anyio.abc import ObjectSendStream
 from .. import _backend
 from .._backend import enter as _enter
 from .._exceptions import Lagged, SendClosedError
-from ._channel import DEFAULT_YIELD_EVERY, Receiver, _Signal, check_yield_every
+from ._channel import DEFAULT_YIELD_EVERY, Receiver, _Signal, check_yield_every, warn_unclosed
 
 __all__ = [
     "BroadcastSender",
@@ -505,7 +504,7 @@ class BroadcastSender(ObjectSendStream[T]):
         self.close()
 
     def __del__(self) -> None:
-        _warn_unclosed(self)
+        warn_unclosed(self)
 
 
 @final
@@ -732,7 +731,7 @@ class Subscription(Receiver[T_co]):
         )
 
     def __del__(self) -> None:
-        _warn_unclosed(self)
+        warn_unclosed(self)
 
 
 def _statistics(state: _State) -> BroadcastStatistics:
@@ -747,16 +746,6 @@ def _statistics(state: _State) -> BroadcastStatistics:
         total_sent=state.tail,
         total_missed=state.total_missed,
     )
-
-
-def _warn_unclosed(endpoint: object) -> None:
-    if not getattr(endpoint, "_closed", True):  # never closed (and fully constructed)
-        warnings.warn(
-            f"Unclosed <{type(endpoint).__name__} at {id(endpoint):x}>",
-            ResourceWarning,
-            stacklevel=2,
-            source=endpoint,
-        )
 
 
 def check_broadcast_capacity(capacity: object) -> int:

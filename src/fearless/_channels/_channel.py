@@ -374,6 +374,17 @@ class _State:
         )
 
 
+def warn_unclosed(endpoint: object) -> None:
+    """The ``ResourceWarning`` anyio's streams give for an endpoint collected while still open."""
+    if not getattr(endpoint, "_closed", True):  # never closed (and fully constructed)
+        warnings.warn(
+            f"Unclosed <{type(endpoint).__name__} at {id(endpoint):x}>",
+            ResourceWarning,
+            stacklevel=2,
+            source=endpoint,
+        )
+
+
 class _Endpoint:
     """What a sender and a channel receiver share: the channel state, a budget, a closed flag."""
 
@@ -400,13 +411,7 @@ class _Endpoint:
         return self._state.statistics()
 
     def __del__(self) -> None:
-        if not getattr(self, "_closed", True):  # never closed (and fully constructed)
-            warnings.warn(
-                f"Unclosed <{type(self).__name__} at {id(self):x}>",
-                ResourceWarning,
-                stacklevel=1,
-                source=self,
-            )
+        warn_unclosed(self)
 
 
 class Sender(_Endpoint, ObjectSendStream[T_contra]):
