@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from importlib.metadata import version
 from pathlib import Path
 
@@ -66,13 +67,16 @@ addopts = -p anyio -p timeout -p no:cacheprovider -rfE --tb=short
 
 def fetch_test_module(dest: Path) -> str:
     anyio_version = version("anyio")
-    subprocess.run(
-        [
-            sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary",
-            ":all:", "--disable-pip-version-check", f"anyio=={anyio_version}", "-d", str(dest),
-        ],
-        check=True,
-    )  # fmt: skip
+    command = [
+        sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
+        "--disable-pip-version-check", f"anyio=={anyio_version}", "-d", str(dest),
+    ]  # fmt: skip
+    for attempt in range(3):  # a registry hiccup should not fail the whole test run
+        if subprocess.run(command, check=False).returncode == 0:
+            break
+        time.sleep(2 * (attempt + 1))
+    else:
+        raise SystemExit(f"could not download the anyio {anyio_version} sdist from PyPI")
     (sdist,) = dest.glob("anyio-*.tar.gz")
     with tarfile.open(sdist) as tar:
         member = next(
