@@ -751,3 +751,22 @@ if TYPE_CHECKING:
         twin: Subscription[int] = more.clone()
         as_anyio: ObjectSendStream[int] = tx
         del got, batch, wider, twin, as_anyio
+
+
+async def test_block_policy_a_collected_slow_subscription_releases_the_sender() -> None:
+    """A subscription garbage-collected while a sender waits for it can never read again: the
+    sender is released, as if it had been closed (and the ResourceWarning says it was not)."""
+    tx, rx = fearless.broadcast[int](2, on_lag="block")
+    fast = tx.subscribe()
+    with tx, fast:
+        tx.send_nowait(0)
+        tx.send_nowait(1)
+        assert [fast.receive_nowait(), fast.receive_nowait()] == [0, 1]
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(tx.send, 2)
+            await anyio.wait_all_tasks_blocked()
+            assert tx.statistics().tasks_waiting_send == 1
+            with pytest.warns(ResourceWarning, match="Unclosed <Subscription"):
+                del rx  # CPython collects it here, by reference count
+        assert fast.receive_nowait() == 2
+        assert tx.statistics().subscribers == 1

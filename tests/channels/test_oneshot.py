@@ -137,3 +137,13 @@ def test_halves_have_no_public_constructor() -> None:
         OneshotSender()
     with pytest.raises(TypeError, match=r"fearless\.oneshot"):
         OneshotReceiver()
+
+
+async def test_sending_to_a_dropped_receiver_hands_the_value_back() -> None:
+    """A receiver collected without closing counts as closed: nothing vanishes silently."""
+    tx, rx = oneshot[int]()
+    del rx
+    gc.collect()
+    with pytest.raises(SendBrokenError) as info:
+        tx.send(3)
+    assert info.value.item == 3

@@ -299,3 +299,17 @@ async def test_a_select_cancelled_natively_after_winning_gives_the_item_back() -
         await asyncio.wait([task])
         assert task.cancelled()
         assert rx1.receive_nowait() == 3  # given back, not lost
+
+
+async def test_a_branch_waiting_in_one_select_cannot_join_another() -> None:
+    """A branch belongs to one task: sharing one between two selects would mix their outcomes."""
+    tx, rx = channel[int](0)
+    with tx, rx:
+        shared = Recv(rx)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(select, shared)
+            await wait_all_tasks_blocked()
+            with pytest.raises(RuntimeError, match="already in a select"):
+                await select(shared)
+            tx.send_nowait(1)
+        assert shared.value == 1

@@ -731,7 +731,12 @@ class Subscription(Receiver[T_co]):
         )
 
     def __del__(self) -> None:
-        warn_unclosed(self)
+        if not getattr(self, "_closed", True):
+            warn_unclosed(self)
+            # A collected subscription can never read again: release its share of the ring, or
+            # a sender waiting for it under "block" would wait for ever.
+            self._closed = True
+            self._state.remove_subscriber(self)
 
 
 def _statistics(state: _State) -> BroadcastStatistics:

@@ -9,8 +9,11 @@ Specification:
   ``rx.receive_nowait()`` returns it or raises ``WouldBlock``. The value can be received once;
   afterwards the receiver is at its end (``EndOfStream``).
 - If the sender is closed, or garbage-collected, without sending, the receiver learns it:
-  ``receive`` raises ``EndOfStream``. (An actor that crashed before replying is seen this way.)
-- If the receiver is closed first, ``send`` raises ``SendBrokenError`` carrying the value.
+  ``receive`` raises ``EndOfStream``. Do not rely on garbage collection for that: a traceback or
+  a reference cycle can keep a sender alive long after its task failed. Hold it in
+  ``with tx:``, which closes it however the block ends.
+- If the receiver is closed (or garbage-collected) first, ``send`` raises ``SendBrokenError``
+  carrying the value.
 - Cancellation: ``receive`` is a cancel point; a cancelled ``receive`` took nothing, and the value
   stays for the next call. Waking does not hand the value over: the woken receiver reads it when
   it runs, so there is no race to settle.
@@ -128,6 +131,13 @@ class OneshotReceiver(Generic[T_co]):
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("OneshotReceiver has no public constructor; use fearless.oneshot()")
+
+    def __del__(self) -> None:
+        # A receiver dropped without closing is closed: a later send fails, handing the value
+        # back, instead of succeeding into the void.
+        state = getattr(self, "_state", None)
+        if state is not None:
+            state.closed_receiver = True
 
     @classmethod
     def _create(cls, state: _State) -> Self:

@@ -78,7 +78,9 @@ _UNSET: Final = object()
 class Branch:
     """One operation a select may commit: :class:`Recv` or :class:`Send`."""
 
-    __slots__ = ("_endpoint", "_error", "_outcome")
+    __slots__ = ("_busy", "_endpoint", "_error", "_outcome")
+
+    _busy: bool  # parked in a select right now (a branch belongs to one task at a time)
 
     _endpoint: Any  # the channel endpoint this branch operates on
     _error: BaseException | None  # set if the branch won with an end or a failure
@@ -115,6 +117,7 @@ class Recv(Branch, Generic[T]):
         self.receiver = self._endpoint = receiver
         self._outcome = _UNSET
         self._error = None
+        self._busy = False
 
     @property
     def value(self) -> T:
@@ -184,6 +187,7 @@ class Send(Branch, Generic[T]):
         self.item = item
         self._outcome = _UNSET
         self._error = None
+        self._busy = False
 
     @property
     def value(self) -> None:
@@ -280,6 +284,8 @@ def _not_a_branch(branches: Sequence[object]) -> TypeError:
 def _try(branches: Sequence[Branch], biased: bool) -> Branch | None:
     """Commit a ready branch, picked at random (or the first, if biased); None if none is ready."""
     for branch in branches:
+        if branch._busy:
+            raise RuntimeError(f"{branch!r} is already in a select that is waiting")
         branch._outcome = _UNSET
         branch._error = None
     if not biased:
@@ -350,10 +356,14 @@ async def select(*branches: Branch, biased: bool = False) -> Branch:
         index, value = result
         return branches[index]._undo(value)
 
+    for branch in branches:
+        branch._busy = True
     try:
         result: tuple[int, object] = await waiter.wait(unpark, undo)
     finally:
         unpark()  # the branches that did not win must not linger in other channels
+        for branch in branches:
+            branch._busy = False
     index, value = result
     winner = branches[index]
     winner._settle(value)
