@@ -877,3 +877,34 @@ async def test_a_timeout_that_has_already_expired_can_absorb_a_stood_sends_cance
             assert events == ["sent", "TimeoutError", 1]
 
     await asyncio.create_task(main())
+
+
+@pytest.mark.parametrize("anyio_backend", ASYNCIO_BACKENDS)
+@pytest.mark.parametrize("via_select", [False, True])
+async def test_a_withdrawn_send_takes_out_its_own_item_not_a_later_equal_one(
+    via_select: bool,
+) -> None:
+    """A parked send's item went in, then its task was cancelled natively before it ran; since
+    then another sender sent ``2`` and the very same object ``1``. Withdrawing must take out the
+    cancelled send's ``1`` (found by place), so the other sender's items keep their order."""
+    tx, rx = channel[int](3)
+    other = tx.clone()
+
+    async def main() -> None:
+        with tx, rx, other:
+            for item in (-1, -2, -3):
+                tx.send_nowait(item)
+            op = fearless.select(fearless.Send(tx, 1)) if via_select else tx.send(1)
+            task = asyncio.ensure_future(op)
+            await _until(lambda: tx.statistics().tasks_waiting_send == 1)
+            assert [rx.receive_nowait() for _ in range(3)] == [-1, -2, -3]  # 1 moved in
+            other.send_nowait(2)
+            other.send_nowait(1)
+            task.cancel()
+            await asyncio.wait([task])
+            assert task.cancelled()
+            assert [rx.receive_nowait(), rx.receive_nowait()] == [2, 1]
+            with pytest.raises(WouldBlock):
+                rx.receive_nowait()
+
+    await asyncio.create_task(main())

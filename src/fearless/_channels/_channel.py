@@ -123,13 +123,14 @@ class ParkedSend:
     channel to finish the task wins.
     """
 
-    __slots__ = ("items", "owner", "pos", "waiter")
+    __slots__ = ("items", "mark", "owner", "pos", "waiter")
 
     def __init__(self, waiter: _backend.Waiter, items: list[Any], owner: object) -> None:
         self.waiter = waiter
         self.items = items
         self.pos = 0  # items[:pos] are in the channel; items[pos:] are not
         self.owner = owner
+        self.mark = -1  # total_sent just after its last item went into the buffer (withdraw)
 
     def finish(self, value: object) -> bool:
         return self.waiter.wake(value)
@@ -277,6 +278,7 @@ class _State:
             self.total_sent += 1
             if entry.pos == len(entry.items):
                 waiters.popleft()
+                entry.mark = self.total_sent  # where its last item stands (see withdraw)
                 entry.finish(SENT)
         if len(buffer) > self.peak:
             self.peak = len(buffer)
@@ -317,19 +319,28 @@ class _State:
         if len(self.buffer) > self.peak:
             self.peak = len(self.buffer)
 
-    def withdraw(self, item: Any) -> bool:
-        """A sender whose ``item`` went in was cancelled before it ran: take it out if no receiver
-        has it yet. Searched by identity from the newest end; if the same object was sent twice,
-        either copy is the same to every observer."""
+    def withdraw(self, entry: ParkedSend) -> bool:
+        """A parked sender whose lone item went into the buffer was cancelled before it ran: take
+        the item out if no receiver has it yet.
+
+        The item is found by its place, not by its value: ``entry.mark`` is ``total_sent`` right
+        after it went in, so the items sent since are the last ``total_sent - mark`` of the buffer
+        (a withdrawal lowers ``total_sent`` and shortens the buffer alike), and the item is just
+        before them, if it is still there at all. (Searching by identity would take out a later
+        copy of the same object, say another sender's ``1``, and reorder that sender's items.)
+        If another withdrawal since has moved the count (two senders cancelled after going in
+        together), the item may not be found; then the send stands, which is correct too.
+        """
         buffer = self.buffer
-        for i in range(len(buffer) - 1, -1, -1):
-            if buffer[i] is item:
-                del buffer[i]
-                self.total_sent -= 1
-                if self.send_waiters:
-                    self._refill()
-                return True
-        return False
+        item = entry.items[0]
+        i = len(buffer) - 1 - (self.total_sent - entry.mark)
+        if not 0 <= i < len(buffer) or buffer[i] is not item:
+            return False  # a receiver has it: the send stands
+        del buffer[i]
+        self.total_sent -= 1
+        if self.send_waiters:
+            self._refill()
+        return True
 
     # -- closing ----------------------------------------------------------------------------------
 
@@ -505,7 +516,7 @@ class Sender(_Endpoint, ObjectSendStream[T_contra]):
             lambda: _discard(state.send_waiters, entry),
             # Cancelled after going in: a lone item is withdrawn if still buffered; a batch has
             # delivered a prefix of its items (all of them), which send_many allows.
-            lambda result: result is not SENT or len(items) > 1 or state.withdraw(items[0]),
+            lambda result: result is not SENT or len(items) > 1 or state.withdraw(entry),
         )
         self._budget = state.yield_every
         if result is SENT:

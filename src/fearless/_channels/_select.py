@@ -178,7 +178,7 @@ class Recv(Branch, Generic[T]):
 class Send(Branch, Generic[T]):
     """Send ``item`` to ``sender``; ``value`` is ``None`` once it wins (or raises its error)."""
 
-    __slots__ = ("item", "sender")
+    __slots__ = ("_entry", "item", "sender")
 
     def __init__(self, sender: Sender[T], item: T) -> None:
         if not isinstance(sender, Sender):
@@ -222,7 +222,7 @@ class Send(Branch, Generic[T]):
         return False
 
     def _park(self, waiter: _backend.Waiter, index: int) -> tuple[_State, object]:
-        entry = _SendEntry(waiter, [self.item], self.sender, index)
+        entry = self._entry = _SendEntry(waiter, [self.item], self.sender, index)
         state = self.sender._state
         state.send_waiters.append(entry)
         return state, entry
@@ -237,7 +237,7 @@ class Send(Branch, Generic[T]):
             self._error = SendClosedError((self.item,))
 
     def _undo(self, value: object) -> bool:
-        return value is not SENT or self.sender._state.withdraw(self.item)
+        return value is not SENT or self.sender._state.withdraw(self._entry)
 
 
 class _RecvEntry(ParkedReceive):
