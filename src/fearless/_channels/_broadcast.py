@@ -74,7 +74,6 @@ import weakref
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Final, Literal, Self, TypeVar, final
 
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
@@ -83,7 +82,14 @@ from anyio.abc import ObjectSendStream
 from .. import _backend
 from .._backend import enter as _enter
 from .._exceptions import Lagged, SendClosedError
-from ._channel import DEFAULT_YIELD_EVERY, Receiver, _Signal, check_yield_every, warn_unclosed
+from ._channel import (
+    DEFAULT_YIELD_EVERY,
+    ClosesOnExit,
+    Receiver,
+    _Signal,
+    check_yield_every,
+    warn_unclosed,
+)
 
 __all__ = [
     "BroadcastSender",
@@ -302,7 +308,7 @@ class _State:
 
 
 @final
-class BroadcastSender(ObjectSendStream[T]):
+class BroadcastSender(ClosesOnExit, ObjectSendStream[T]):
     """The sending side of a broadcast. Created only by :func:`broadcast` (or ``clone()``).
 
     ``subscribe()`` makes a new subscription; ``clone()`` another independently closable sender.
@@ -491,17 +497,6 @@ class BroadcastSender(ObjectSendStream[T]):
     def statistics(self) -> BroadcastStatistics:
         """A snapshot of the broadcast: subscribers, buffer use, lag counts, waiting tasks."""
         return _statistics(self._state)
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def __del__(self) -> None:
         warn_unclosed(self)

@@ -39,7 +39,6 @@ from abc import abstractmethod
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Final, Self, TypeVar, final
 
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
@@ -385,6 +384,21 @@ class _State:
         )
 
 
+class ClosesOnExit:
+    """``with endpoint:`` closes the endpoint on the way out, however the block ends."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 def warn_unclosed(endpoint: object) -> None:
     """The ``ResourceWarning`` anyio's streams give for an endpoint collected while still open."""
     if not getattr(endpoint, "_closed", True):  # never closed (and fully constructed)
@@ -396,7 +410,7 @@ def warn_unclosed(endpoint: object) -> None:
         )
 
 
-class _Endpoint:
+class _Endpoint(ClosesOnExit):
     """What a sender and a channel receiver share: the channel state, a budget, a closed flag."""
 
     __slots__ = ("_budget", "_closed", "_state")
@@ -548,19 +562,8 @@ class Sender(_Endpoint, ObjectSendStream[T_contra]):
         self.close()
         await _backend.current().checkpoint()
 
-    def __enter__(self) -> Self:
-        return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-
-class Receiver(ObjectReceiveStream[T_co]):
+class Receiver(ClosesOnExit, ObjectReceiveStream[T_co]):
     """Anything fearless lets you receive from: a channel's receiving end, or a ``merge``.
 
     Use it in annotations; only factories create receivers. ``async for item in receiver`` ends at
@@ -609,17 +612,6 @@ class Receiver(ObjectReceiveStream[T_co]):
             return await self.receive()
         except EndOfStream:
             raise StopAsyncIteration from None
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc_val: BaseException | None,
-        exc_tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class ChannelReceiver(_Endpoint, Receiver[T_co]):

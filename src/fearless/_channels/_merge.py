@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar, final
+from typing import Any, TypeVar, final
 
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
 
@@ -29,6 +29,7 @@ from .. import _backend
 from .._backend import enter as _enter
 from ._channel import (
     CLOSED,
+    DEFAULT_YIELD_EVERY,
     EMPTY,
     ENDED,
     ChannelReceiver,
@@ -66,9 +67,6 @@ class _Branch(ParkedReceive):
         return self.waiter.wake((self.owner, value))
 
 
-_DEFAULT_BUDGET: Final = 32
-
-
 @final
 class MergedReceiver(Receiver[T_co]):
     """Several channel receivers read as one. Created only by :func:`merge`."""
@@ -95,7 +93,7 @@ class MergedReceiver(Receiver[T_co]):
         self._inputs = inputs
         self._live = list(inputs)
         self._next = 0
-        self._per_input = min((r._state.yield_every for r in inputs), default=_DEFAULT_BUDGET)
+        self._per_input = min((r._state.yield_every for r in inputs), default=DEFAULT_YIELD_EVERY)
         self._yield_every = self._per_input * max(1, len(inputs))
         self._budget = self._yield_every
         self._closed = False

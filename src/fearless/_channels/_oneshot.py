@@ -31,6 +31,7 @@ from anyio import ClosedResourceError, EndOfStream, WouldBlock
 from .. import _backend
 from .._backend import enter as _enter
 from .._exceptions import SendBrokenError, SendClosedError
+from ._channel import ClosesOnExit
 
 __all__ = ["OneshotReceiver", "OneshotSender", "oneshot"]
 
@@ -62,7 +63,7 @@ class _State:
 
 
 @final
-class OneshotSender(Generic[T_contra]):
+class OneshotSender(ClosesOnExit, Generic[T_contra]):
     """The sending half of :func:`oneshot`. Created only by the factory."""
 
     __slots__ = ("__weakref__", "_state")
@@ -105,12 +106,6 @@ class OneshotSender(Generic[T_contra]):
         """True once the value was sent or the sender was closed."""
         return self._state.closed_sender
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def __del__(self) -> None:
         # A sender dropped without sending is a sender closed without sending.
         state = getattr(self, "_state", None)
@@ -122,7 +117,7 @@ class OneshotSender(Generic[T_contra]):
 
 
 @final
-class OneshotReceiver(Generic[T_co]):
+class OneshotReceiver(ClosesOnExit, Generic[T_co]):
     """The receiving half of :func:`oneshot`. Created only by the factory; ``await rx`` works."""
 
     __slots__ = ("_state",)
@@ -201,12 +196,6 @@ class OneshotReceiver(Generic[T_co]):
 
     def __await__(self) -> Generator[Any, None, T_co]:
         return self.receive().__await__()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 class oneshot(tuple[OneshotSender[T], OneshotReceiver[T]]):
