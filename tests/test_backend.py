@@ -86,7 +86,7 @@ async def test_trio_native_cancel_scopes_are_honoured() -> None:
         assert tx.statistics().total_sent == 0
 
 
-async def test_a_waiter_is_woken_at_most_once() -> None:
+async def test_a_waiter_is_claimed_at_most_once_and_resumes_with_the_claim() -> None:
     holder: list[_backend.Waiter] = []  # a trio waiter belongs to the task that parks
     results: list[object] = []
 
@@ -94,33 +94,60 @@ async def test_a_waiter_is_woken_at_most_once() -> None:
         own = _backend.current().new_waiter()
         holder.append(own)
         assert own.alive()
-        results.append(await own.wait(lambda: results.append("aborted"), lambda _: True))
+        results.append(await own.wait(lambda: pytest.fail("not cancelled"), lambda _: True))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(park)
         await anyio.wait_all_tasks_blocked()
         (own,) = holder
-        assert own.wake("first")
-        assert not own.wake("second")
+        assert own.claim("first")
+        assert not own.claim("second")
         assert not own.alive()
+        assert own.revoke() == "first"  # a party giving up now learns it was claimed
+        assert own.wake()
     assert results == ["first"]
 
 
-async def test_a_cancelled_waiter_aborts_and_cannot_be_woken() -> None:
+async def test_a_cancelled_waiter_aborts_and_cannot_be_claimed() -> None:
     holder: list[_backend.Waiter] = []
-    aborted: list[bool] = []
+    aborted: list[object] = []
 
     async def park() -> None:
         own = _backend.current().new_waiter()
         holder.append(own)
-        await own.wait(lambda: aborted.append(True), lambda _: True)
+
+        def abort() -> object:
+            aborted.append(own.revoke())
+            return aborted[-1]
+
+        await own.wait(abort, lambda _: True)
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(park)
         await anyio.wait_all_tasks_blocked()
         tg.cancel_scope.cancel()
-    assert aborted == [True]
-    assert not holder[0].wake("too late")
+    assert aborted == [_backend.ABORTED]
+    assert not holder[0].claim("too late")
+
+
+async def test_a_waiter_claimed_in_another_thread_is_woken_through_its_loop() -> None:
+    holder: list[_backend.Waiter] = []
+    results: list[object] = []
+
+    async def park() -> None:
+        own = _backend.current().new_waiter()
+        holder.append(own)
+        results.append(await own.wait(lambda: pytest.fail("not cancelled"), lambda _: True))
+
+    def claim_and_wake() -> None:
+        assert holder[0].claim("from a thread")
+        assert holder[0].wake()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(park)
+        await anyio.wait_all_tasks_blocked()
+        await anyio.to_thread.run_sync(claim_and_wake)
+    assert results == ["from a thread"]
 
 
 def test_loops_run_one_after_another_in_one_thread_are_told_apart() -> None:

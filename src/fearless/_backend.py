@@ -50,36 +50,253 @@ from __future__ import annotations
 import sys
 import threading
 import types
+import weakref
 from asyncio import AbstractEventLoop, CancelledError, Task
 from asyncio import _get_running_loop as _running_loop
 from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]  # current_task(), minus a frame
 from collections.abc import Callable, Generator
+from threading import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any, Final, Protocol
 from weakref import ref as _weak_ref
+
+from ._exceptions import EventLoopBlockingError
 
 if TYPE_CHECKING:
     import trio
 
-__all__ = ["Backend", "Waiter", "current", "enter"]
+__all__ = [
+    "ABORTED",
+    "Backend",
+    "EventLoopBlockingError",
+    "ThreadWaiter",
+    "Waiter",
+    "bind",
+    "check_blocking_allowed",
+    "check_timeout",
+    "current",
+    "enter",
+]
 
 _NO_LOOP: Final = "fearless: no asyncio or trio event loop is running in this thread"
 _NEG_INF: Final = float("-inf")
 
 
-class Waiter(Protocol):
-    """One parked task, woken at most once (see the module docstring for the race rule)."""
+class Waiter:
+    """One parked party (a task, or a thread): claimed at most once, then woken.
 
-    def wake(self, value: object) -> bool:
-        """Deliver ``value`` and schedule the task; ``False`` if woken or cancelled already."""
-        ...
+    The two steps are apart so that a channel can keep rule 10 (``concurrency-rules.md``): it
+    decides whom to wake inside its critical section (``claim``, which records the value the party
+    will resume with) and wakes them after releasing its lock (``wake``).
+
+    ``claim`` and ``revoke`` run under the lock of the channel the party is parked on. A party
+    parked on several channels at once (``merge``, ``select``) is ``shared``: its own small lock
+    then makes the first claim win across channels.
+    """
+
+    __slots__ = ("_guard", "claimed", "value")
+
+    def __init__(self, shared: bool) -> None:
+        self.claimed = False  # claimed by a channel, or revoked by its own party
+        self.value: Any = None  # what the party resumes with, once claimed
+        self._guard = threading.Lock() if shared else None
+
+    def claim(self, value: object) -> bool:
+        """Give the party ``value`` to resume with; ``False`` if claimed or revoked already."""
+        guard = self._guard
+        if guard is None:
+            if self.claimed:
+                return False
+            self.claimed = True
+            self.value = value
+            return True
+        with guard:
+            if self.claimed:
+                return False
+            self.claimed = True
+            self.value = value
+            return True
+
+    def revoke(self) -> Any:
+        """The party gives up (cancelled, timed out): ``ABORTED`` if nobody had claimed it (and
+        now nobody can), else the value it was claimed with (a ``wake`` is on its way)."""
+        guard = self._guard
+        if guard is not None:
+            guard.acquire()
+        try:
+            if self.claimed:
+                return self.value
+            self.claimed = True
+            self.value = ABORTED
+            return ABORTED
+        finally:
+            if guard is not None:
+                guard.release()
 
     def alive(self) -> bool:
-        """True while :meth:`wake` would succeed."""
-        ...
+        """True while :meth:`claim` would succeed (a hint unless the channel's lock is held)."""
+        return not self.claimed
 
-    async def wait(self, abort: Callable[[], object], undo: Callable[[Any], bool]) -> Any:
-        """Park until woken; if cancelled, leave no trace and re-raise (see the module doc)."""
-        ...
+    def wake(self) -> bool:
+        """Resume the claimed party, from any thread; ``False`` if it can never resume (its event
+        loop has shut down)."""
+        raise NotImplementedError
+
+    async def wait(self, abort: Callable[[], Any], undo: Callable[[Any], bool]) -> Any:
+        """Park until woken, and return the value claimed; if cancelled, leave no trace.
+
+        ``abort()`` unregisters the party (taking the channel's lock and calling
+        :meth:`revoke`) and returns what ``revoke`` returned. See the module docstring.
+        """
+        raise NotImplementedError
+
+
+class _Aborted:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<aborted>"
+
+
+ABORTED: Final = _Aborted()
+"""What :meth:`Waiter.revoke` returns when the party was still unclaimed."""
+
+
+def check_blocking_allowed(what: str) -> None:
+    """Raise :class:`EventLoopBlockingError` at once if this thread runs an event loop."""
+    if _running_loop() is not None or ("trio" in sys.modules and _in_trio_run()):
+        raise EventLoopBlockingError(
+            f"{what}() would block the event loop running in this thread (and could deadlock "
+            f"it); await the async form instead, or call {what}() from another thread"
+        )
+
+
+def _in_trio_run() -> bool:
+    import trio
+
+    return trio.lowlevel.in_trio_run()
+
+
+def check_timeout(timeout: float | None) -> float:
+    """``timeout`` as seconds for ``Lock.acquire`` (-1: forever), or ``ValueError``."""
+    if timeout is None:
+        return -1
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout >= 0:
+        raise ValueError(f"timeout must be None or a non-negative number, got {timeout!r}")
+    return min(float(timeout), threading.TIMEOUT_MAX)
+
+
+class ThreadWaiter(Waiter):
+    """An OS thread blocked in a ``*_blocking`` call."""
+
+    __slots__ = ("_parked",)
+
+    def __init__(self, shared: bool = False) -> None:
+        super().__init__(shared)
+        self._parked = threading.Lock()
+        self._parked.acquire()  # released by wake()
+
+    def wake(self) -> bool:
+        self._parked.release()
+        return True
+
+    def wait_blocking(
+        self, abort: Callable[[], Any], undo: Callable[[Any], bool], timeout: float
+    ) -> Any:
+        """Block until woken and return the value claimed; ``TimeoutError`` after ``timeout``
+        seconds (-1: never) having left no trace.
+
+        A claim that lands just as the timeout expires wins: the operation happened, and its
+        value is returned. An exception raised while blocked (``KeyboardInterrupt``) leaves no
+        trace either: a claimed operation is taken back with ``undo`` if it can be.
+        """
+        try:
+            if self._parked.acquire(timeout=timeout):
+                return self.value
+        except BaseException:
+            value = abort()
+            if value is ABORTED or undo(value):
+                raise
+            return value
+        value = abort()
+        if value is ABORTED:
+            raise TimeoutError(f"timed out after {timeout} s; nothing was done")
+        return value  # claimed as the timeout expired: the operation happened
+
+
+# --------------------------------------------------------------------------------------------
+# Event loops that shut down: what their tasks used counts as closed (rule 12)
+# --------------------------------------------------------------------------------------------
+
+
+class _Closable(Protocol):
+    _home: object
+
+    def close(self) -> None: ...
+
+
+_homes_lock: Final = threading.Lock()
+_homes: dict[object, weakref.WeakSet[Any]] = {}  # loop (or trio token) -> endpoints used there
+_watchers: dict[object, Any] = {}  # asyncio loop -> its watch task
+
+
+def bind(endpoint: _Closable) -> None:
+    """Record that tasks of the event loop running in this thread use ``endpoint``: when that
+    loop shuts down, the endpoint is closed, so that threads waiting on its other side are
+    released instead of waiting forever for tasks that are gone.
+
+    Cheap when the endpoint is bound here already. Shutting down means: on asyncio (and uvloop),
+    ``asyncio.run``, ``asyncio.Runner`` or ``anyio.run`` ending, which cancels the loop's
+    remaining tasks; on trio, ``trio.run`` ending.
+    """
+    loop = _running_loop()
+    key: object = loop if loop is not None else _trio_token()
+    if endpoint._home is key:
+        return
+    with _homes_lock:
+        old = _homes.get(endpoint._home)
+        if old is not None:
+            old.discard(endpoint)
+        endpoint._home = key
+        endpoints = _homes.get(key)
+        if endpoints is None:
+            endpoints = _homes[key] = weakref.WeakSet()
+            if loop is not None:
+                # asyncio holds tasks weakly: keep this one until it has run its finally.
+                _watchers[key] = loop.create_task(_asyncio_watch(key))
+            else:
+                _trio.lowlevel.spawn_system_task(_trio_watch, key, name="fearless-loop-watch")
+        endpoints.add(endpoint)
+
+
+def _trio_token() -> object:
+    (_current_trio_task or _load_trio())()  # RuntimeError if trio is not running here
+    return _trio.lowlevel.current_trio_token()
+
+
+def _loop_ended(key: object) -> None:
+    with _homes_lock:
+        endpoints = list(_homes.pop(key, ()))
+        _watchers.pop(key, None)
+    for endpoint in endpoints:
+        try:
+            endpoint.close()
+        except Exception:  # pragma: no cover - close() does not raise; never kill the shutdown
+            pass
+
+
+async def _asyncio_watch(key: object) -> None:
+    future: Any = key.create_future()  # type: ignore[attr-defined]
+    try:
+        await future
+    finally:  # cancelled by the loop's shutdown
+        _loop_ended(key)
+
+
+async def _trio_watch(key: object) -> None:
+    try:
+        await _trio.sleep_forever()
+    finally:  # system tasks are cancelled when the run's main task has finished
+        _loop_ended(key)
 
 
 class Backend:
@@ -94,7 +311,8 @@ class Backend:
     async def checkpoint(self) -> None:
         raise NotImplementedError
 
-    def new_waiter(self) -> Waiter:
+    def new_waiter(self, shared: bool = False) -> Waiter:
+        """A waiter for the current task; ``shared`` if it parks on several channels at once."""
         raise NotImplementedError
 
 
@@ -109,43 +327,60 @@ def _yield_once() -> Generator[None, None, None]:
     yield
 
 
-class _AsyncioWaiter:
-    __slots__ = ("_future", "_loop")
+class _AsyncioWaiter(Waiter):
+    __slots__ = ("_future", "_loop", "_thread")
 
-    def __init__(self, loop: AbstractEventLoop) -> None:
+    def __init__(self, loop: AbstractEventLoop, shared: bool) -> None:
+        super().__init__(shared)
         self._loop = loop
         self._future = loop.create_future()
+        self._thread = _get_ident()
 
-    def wake(self, value: object) -> bool:
-        future = self._future
-        if future.done():  # cancelled, or woken already
+    def claim(self, value: object) -> bool:
+        # A cancelled future means the task was cancelled while parked and has not run yet: it
+        # will revoke when it does. Refusing it now keeps the value with the next party in line,
+        # instead of handing it over only for the task to give it back later, out of order.
+        if self._future.cancelled():
             return False
-        future.set_result(value)
-        return True
+        return Waiter.claim(self, value)
 
     def alive(self) -> bool:
-        return not self._future.done()
+        return not self.claimed and not self._future.cancelled()
 
-    async def wait(self, abort: Callable[[], object], undo: Callable[[Any], bool]) -> Any:
-        future = self._future
+    def wake(self) -> bool:
+        if _get_ident() == self._thread:
+            future = self._future
+            if not future.done():  # done: the task was cancelled; its abort() sees the claim
+                future.set_result(None)
+            return True
+        try:
+            self._loop.call_soon_threadsafe(self._resume)
+        except RuntimeError:  # the loop is closed: the task will never run again
+            return False
+        return True
+
+    def _resume(self) -> None:
+        if not self._future.done():
+            self._future.set_result(None)
+
+    async def wait(self, abort: Callable[[], Any], undo: Callable[[Any], bool]) -> Any:
         task = _current_tasks.get(self._loop)
         assert task is not None
         # Cancel requests outstanding before this park (one of ours still being deferred counts
         # from its own park): only requests above this line were made while we were parked.
         baseline = _deferred[task] if task in _deferred else task.cancelling()
         try:
-            return await future
+            await self._future
         except CancelledError:
-            future.cancel()  # no-op if it was woken; otherwise no wake() can succeed from now on
-            if future.cancelled():
-                abort()
+            value = abort()
+            if value is ABORTED:
                 raise
-            # Woken, then natively cancelled before this task ran.
-            value = future.result()
+            # Claimed, then natively cancelled before this task ran.
             if undo(value):
                 raise
             _defer_cancellation(self._loop, task, baseline)
             return value
+        return self.value
 
 
 # Tasks with a swallowed cancellation waiting to be re-delivered, and the request count from
@@ -184,11 +419,11 @@ class _AsyncioBackend(Backend):
         else:
             await _yield_once()
 
-    def new_waiter(self) -> Waiter:
+    def new_waiter(self, shared: bool = False) -> Waiter:
         loop = _running_loop()
         if loop is None:  # see _ThreadLoop
-            return current().new_waiter()
-        return _AsyncioWaiter(loop)
+            return current().new_waiter(shared)
+        return _AsyncioWaiter(loop, shared)
 
 
 class _ThreadLoop(threading.local):
@@ -289,33 +524,37 @@ def _enter_asyncio_public(loop: AbstractEventLoop) -> Backend:  # pragma: no cov
 # --------------------------------------------------------------------------------------------
 
 
-class _TrioWaiter:
-    __slots__ = ("_done", "_task")
+class _TrioWaiter(Waiter):
+    __slots__ = ("_task", "_thread", "_token")
 
-    def __init__(self) -> None:
+    def __init__(self, shared: bool) -> None:
+        super().__init__(shared)
         self._task = _trio.lowlevel.current_task()
-        self._done = False
+        self._token = _trio.lowlevel.current_trio_token()
+        self._thread = _get_ident()
 
-    def wake(self, value: object) -> bool:
-        if self._done:
+    def wake(self) -> bool:
+        if _get_ident() == self._thread:
+            _trio.lowlevel.reschedule(self._task)
+            return True
+        try:
+            self._token.run_sync_soon(_trio.lowlevel.reschedule, self._task)
+        except _trio.RunFinishedError:
             return False
-        self._done = True
-        _trio.lowlevel.reschedule(self._task, _outcome.Value(value))
         return True
 
-    def alive(self) -> bool:
-        return not self._done
-
-    async def wait(self, abort: Callable[[], object], undo: Callable[[Any], bool]) -> Any:
+    async def wait(self, abort: Callable[[], Any], undo: Callable[[Any], bool]) -> Any:
         # trio never cancels a task that has been rescheduled, so undo is never needed here.
         def abort_fn(_: object) -> trio.lowlevel.Abort:
-            # Runs synchronously inside trio when the task's scope is cancelled; after this no
-            # wake() succeeds, so the operation cannot also complete.
-            self._done = True
-            abort()
-            return _trio.lowlevel.Abort.SUCCEEDED  # type: ignore[no-any-return]
+            # Runs synchronously inside trio when the task's scope is cancelled.
+            if abort() is ABORTED:
+                return _trio.lowlevel.Abort.SUCCEEDED  # type: ignore[no-any-return]
+            # Claimed already: its wake() is on the way (from another thread, or from the task
+            # that claimed it, which wakes right after releasing the channel's lock).
+            return _trio.lowlevel.Abort.FAILED  # type: ignore[no-any-return]
 
-        return await _trio.lowlevel.wait_task_rescheduled(abort_fn)
+        await _trio.lowlevel.wait_task_rescheduled(abort_fn)
+        return self.value
 
 
 class _TrioBackend(Backend):
@@ -324,8 +563,8 @@ class _TrioBackend(Backend):
     async def checkpoint(self) -> None:
         await _trio.lowlevel.checkpoint()
 
-    def new_waiter(self) -> Waiter:
-        return _TrioWaiter()
+    def new_waiter(self, shared: bool = False) -> Waiter:
+        return _TrioWaiter(shared)
 
 
 _TRIO: Final = _TrioBackend("trio", False)

@@ -12,6 +12,8 @@ were not sent), it subclasses the anyio type, so ``except anyio.BrokenResourceEr
     ├── anyio.BrokenResourceError    the other side went away
     │   └── SendBrokenError          every receiver is closed; these items were not sent
     └── Lagged                       a broadcast subscription fell behind and lost ``.missed`` items
+    RuntimeError
+    └── EventLoopBlockingError       a ``*_blocking`` call on a thread that runs an event loop
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any
 
 import anyio
 
-__all__ = ["Lagged", "SendBrokenError", "SendClosedError"]
+__all__ = ["EventLoopBlockingError", "Lagged", "SendBrokenError", "SendClosedError"]
 
 
 class _CarriesUnsent(Exception):
@@ -67,3 +69,12 @@ class Lagged(Exception):
 
     def __reduce__(self) -> tuple[type[Lagged], tuple[int]]:
         return type(self), (self.missed,)
+
+
+class EventLoopBlockingError(RuntimeError):
+    """A blocking call was made from a thread that is running an event loop.
+
+    It would block the loop, and with it the very tasks that could unblock the call: a deadlock.
+    Use the ``await`` form in async code, or call the blocking form from another thread (for
+    example through ``anyio.to_thread.run_sync``).
+    """

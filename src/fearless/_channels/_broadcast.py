@@ -113,6 +113,12 @@ CLOSED: Final = _Signal("closed")  # the parked operation's own endpoint was clo
 _EMPTY: Final = _Signal("empty")
 
 
+def _revoke(entry: _ParkedReceive, waiters: list[Any]) -> object:
+    outcome = entry.waiter.revoke()
+    _discard(waiters, entry)
+    return outcome
+
+
 def _discard(waiters: list[Any] | deque[Any], entry: object) -> None:
     try:
         waiters.remove(entry)
@@ -262,7 +268,8 @@ class _State:
         waiters = self.recv_waiters
         self.recv_waiters = []
         for entry in waiters:
-            entry.waiter.wake(READY)
+            if entry.waiter.claim(READY):
+                entry.waiter.wake()
 
     def wake_sender(self) -> None:
         """If the ring has room, give the turn to the first parked sender (once)."""
@@ -273,7 +280,8 @@ class _State:
             entry = waiters[0]
             if entry.woken:
                 return
-            if entry.waiter.wake(READY):
+            if entry.waiter.claim(READY):
+                entry.waiter.wake()
                 entry.woken = True
                 return
             waiters.popleft()  # cancelled natively, not yet run: its abort finds it gone
@@ -303,7 +311,8 @@ class _State:
     def wake_own(waiters: Iterable[Any], owner: object) -> list[Any]:
         own = [entry for entry in waiters if entry.owner is owner]
         for entry in own:
-            entry.waiter.wake(CLOSED)
+            if entry.waiter.claim(CLOSED):
+                entry.waiter.wake()
         return own
 
 
@@ -424,13 +433,17 @@ class BroadcastSender(ClosesOnExit, ObjectSendStream[T]):
         queue.append(entry)
         sent = 0  # items[:sent] are in the ring
 
-        def abort() -> None:
+        def leave() -> None:
             _discard(queue, entry)
             state.wake_sender()  # hand the turn on if it had reached us
 
+        def abort() -> object:
+            outcome = entry.waiter.revoke()
+            leave()
+            return outcome
+
         def undo(_: object) -> bool:
-            abort()  # woken, then cancelled natively before it ran: it took nothing
-            return True
+            return True  # woken, then cancelled natively before it ran: it took nothing
 
         while True:
             if state.recv_waiters:  # the subscriptions must run to free a slot
@@ -438,7 +451,7 @@ class BroadcastSender(ClosesOnExit, ObjectSendStream[T]):
             result = await entry.waiter.wait(abort, undo)
             self._budget = state.yield_every
             if result is CLOSED or self._closed:
-                abort()
+                leave()
                 raise SendClosedError(tuple(items[sent:]))
             # Woken: this entry is first in line and the ring has room.
             while sent < len(items) and not state.full():
@@ -688,7 +701,7 @@ class Subscription(Receiver[T_co]):
         entry = _ParkedReceive(backend.new_waiter(), self)
         state.recv_waiters.append(entry)
         result = await entry.waiter.wait(
-            lambda: _discard(state.recv_waiters, entry),
+            lambda: _revoke(entry, state.recv_waiters),
             lambda _: True,  # woken with no item: nothing was consumed, nothing to give back
         )
         self._budget = state.yield_every

@@ -34,10 +34,11 @@ Order
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from abc import abstractmethod
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Self, TypeVar, final
 
@@ -115,11 +116,13 @@ class ChannelStatistics:
 
 
 class ParkedSend:
-    """A task parked in ``send`` or ``send_many``, holding the items that have not gone in yet.
+    """A party parked in ``send``/``send_many``/``send_blocking``, holding the items that have not
+    gone in yet.
 
-    ``finish`` wakes it with ``SENT`` or a signal. ``select`` subclasses it to park one task on
-    several channels at once: a receiver takes the item only while ``alive()``, and the first
-    channel to finish the task wins.
+    The channel claims its waiter with ``SENT`` (or a signal) when it is done with it, under the
+    channel's lock, and wakes it after releasing the lock. ``select`` subclasses it to park one
+    task on several channels at once (with a shared waiter): a channel takes the item only if it
+    wins the claim.
     """
 
     __slots__ = ("items", "mark", "owner", "pos", "waiter")
@@ -131,18 +134,19 @@ class ParkedSend:
         self.owner = owner
         self.mark = -1  # total_sent just after its last item went into the buffer (withdraw)
 
-    def finish(self, value: object) -> bool:
-        return self.waiter.wake(value)
+    def claim(self, value: object) -> bool:
+        return self.waiter.claim(value)
 
-    def alive(self) -> bool:
-        return self.waiter.alive()
+    def claimed_item(self) -> Any:
+        """The item a claim handed this party (never, for a sender)."""
+        return EMPTY
 
 
 class ParkedReceive:
-    """A task parked in ``receive``: ``deliver`` hands it one item (or a signal), at most once.
+    """A party parked in ``receive``/``receive_blocking``: claimed with one item (or a signal).
 
     ``merge`` and ``select`` subclass it to park one task on several channels at once: the first
-    channel to deliver wins, and the others see ``deliver`` return ``False`` and move on.
+    channel to claim it wins, and the others see ``claim`` return ``False`` and move on.
     """
 
     __slots__ = ("owner", "waiter")
@@ -151,20 +155,17 @@ class ParkedReceive:
         self.waiter = waiter
         self.owner = owner
 
-    def deliver(self, value: object) -> bool:
-        return self.waiter.wake(value)
+    def claim(self, value: object) -> bool:
+        return self.waiter.claim(value)
 
-    def alive(self) -> bool:
-        return self.waiter.alive()
+    def claimed_item(self) -> Any:
+        """The item the channel handed this party with its claim; ``EMPTY`` for a signal."""
+        value = self.waiter.value
+        return EMPTY if _is_signal(value) else value
 
 
 def _is_signal(value: object) -> bool:
     return type(value) is _Signal
-
-
-def _gave_back(state: _State, item: object) -> bool:
-    state.give_back(item)
-    return True
 
 
 def _discard(queue: deque[Any], entry: object) -> None:
@@ -175,11 +176,18 @@ def _discard(queue: deque[Any], entry: object) -> None:
 
 
 class _State:
-    """What every clone of one channel shares."""
+    """What every clone of one channel shares.
+
+    Every field is read and written under ``lock``, by tasks of any event loop and by threads
+    alike. Parties to wake are claimed under the lock and collected in ``woken``; whoever holds
+    the lock takes the list before releasing it and wakes them after (:meth:`wake`), so no lock
+    is held while an event loop is woken.
+    """
 
     __slots__ = (
         "buffer",
         "capacity",
+        "lock",
         "open_receivers",
         "open_senders",
         "peak",
@@ -187,32 +195,57 @@ class _State:
         "send_waiters",
         "total_received",
         "total_sent",
+        "woken",
         "yield_every",
     )
 
     def __init__(self, capacity: float, yield_every: int) -> None:
+        self.lock = threading.Lock()
         self.capacity = capacity
         self.yield_every = yield_every
         self.buffer: deque[Any] = deque()
-        # Invariants (between operations, ignoring entries whose task was cancelled natively on
-        # asyncio and has not yet run to remove itself):
+        # Invariants (between operations, ignoring entries whose party was claimed elsewhere or
+        # revoked and has not yet run to remove itself):
         #   recv_waiters non-empty  =>  buffer empty
         #   send_waiters non-empty  =>  len(buffer) >= capacity
         self.recv_waiters: deque[ParkedReceive] = deque()
         self.send_waiters: deque[ParkedSend] = deque()
+        self.woken: list[Any] = []  # claimed under the lock, to be woken after it
         self.open_senders = 1
         self.open_receivers = 1
         self.peak = 0
         self.total_sent = 0
         self.total_received = 0
 
-    # -- moving items ---------------------------------------------------------------------------
+    def take_woken(self) -> list[Any] | None:
+        """Under the lock: the parties claimed since the last call, to wake once it is released."""
+        woken = self.woken
+        if not woken:
+            return None
+        self.woken = []
+        return woken
+
+    def wake(self, woken: list[Any]) -> None:
+        """Without the lock: wake the parties ``take_woken`` returned.
+
+        A party that can never resume (its event loop has shut down) must not take an item to
+        its grave: a receiver's item goes back to the channel.
+        """
+        for entry in woken:
+            if not entry.waiter.wake():
+                item = entry.claimed_item()
+                if item is not EMPTY:
+                    self.give_back(item)
+
+    # -- moving items (the caller holds the lock) -----------------------------------------------
 
     def offer(self, item: Any) -> bool:
         """Hand ``item`` to a parked receiver or buffer it; ``False`` if it would have to wait."""
         waiters = self.recv_waiters
         while waiters:
-            if waiters.popleft().deliver(item):
+            entry = waiters.popleft()
+            if entry.claim(item):
+                self.woken.append(entry)
                 self.total_sent += 1
                 self.total_received += 1
                 return True
@@ -264,21 +297,33 @@ class _State:
             items.append(item)
         return items
 
+    def _next_from(self, entry: ParkedSend) -> Any:
+        """The parked sender's next item, claiming it if that is its last; ``EMPTY`` if it lost
+        the claim (cancelled, timed out, or a select that won elsewhere)."""
+        if entry.pos == len(entry.items) - 1:
+            if not entry.claim(SENT):
+                return EMPTY
+            self.woken.append(entry)
+        elif not entry.waiter.alive():  # part of a batch: the claim comes with its last item
+            return EMPTY
+        item = entry.items[entry.pos]
+        entry.pos += 1
+        self.total_sent += 1
+        return item
+
     def _refill(self) -> None:
         """Slots have freed: move parked senders' items in, first parked first."""
         buffer, waiters = self.buffer, self.send_waiters
         while waiters and len(buffer) < self.capacity:
             entry = waiters[0]
-            if not entry.alive():  # cancelled natively (or a select that won elsewhere)
+            item = self._next_from(entry)
+            if item is EMPTY:
                 waiters.popleft()
                 continue
-            buffer.append(entry.items[entry.pos])
-            entry.pos += 1
-            self.total_sent += 1
+            buffer.append(item)
             if entry.pos == len(entry.items):
                 waiters.popleft()
                 entry.mark = self.total_sent  # where its last item stands (see withdraw)
-                entry.finish(SENT)
         if len(buffer) > self.peak:
             self.peak = len(buffer)
 
@@ -286,37 +331,77 @@ class _State:
         waiters = self.send_waiters
         while waiters:
             entry = waiters[0]
-            if not entry.alive():
+            item = self._next_from(entry)
+            if item is EMPTY:
                 waiters.popleft()
                 continue
-            item = entry.items[entry.pos]
-            entry.pos += 1
-            self.total_sent += 1
             if entry.pos == len(entry.items):
                 waiters.popleft()
-                entry.finish(SENT)
             return item
         return EMPTY
 
-    # -- taking an operation back (native asyncio cancellation, see fearless._backend) ----------
+    def settle(self) -> None:
+        """Under the lock, right after a party that parks on several channels (``merge``,
+        ``select``) joined a queue here: match it with what is there already.
+
+        Such a party polls every channel and then parks on each in turn, and another thread can
+        send or receive in between, so a channel may hold items, room, or its end while a party
+        waits on it. This restores the invariants (and claims the end of stream or the broken
+        channel), first parked first, as if the party had parked before the change.
+        """
+        if self.send_waiters and len(self.buffer) < self.capacity:
+            self._refill()
+        waiters = self.recv_waiters
+        while waiters:
+            item = self.take()
+            if item is EMPTY:
+                if not self.open_senders:
+                    for entry in waiters:
+                        if entry.claim(ENDED):
+                            self.woken.append(entry)
+                    waiters.clear()
+                break
+            while waiters:
+                entry = waiters.popleft()
+                if entry.claim(item):
+                    self.woken.append(entry)
+                    break
+            else:  # every parked receiver had been claimed elsewhere: the item stays first
+                self.buffer.appendleft(item)
+                self.total_received -= 1
+        if not self.open_receivers and self.send_waiters:
+            waiters_, self.send_waiters = self.send_waiters, deque()
+            for sender in waiters_:
+                if sender.claim(BROKEN):
+                    self.woken.append(sender)
+
+    # -- taking an operation back (these take the lock themselves) --------------------------------
 
     def give_back(self, item: Any) -> None:
-        """A receiver was handed ``item`` but cancelled before it ran: the item goes back.
+        """A receiver was handed ``item`` but cannot take it after all (cancelled natively before
+        it ran, or its event loop is gone): the item goes back.
 
         It goes to the longest-parked receiver, else to the head of the buffer (it was the oldest
         item in flight), even if that briefly holds one more item than the capacity.
         """
-        self.total_received -= 1
-        if not self.open_receivers:
-            return  # every receiver is closed: the buffer was discarded, and this item with it
-        waiters = self.recv_waiters
-        while waiters:
-            if waiters.popleft().deliver(item):
-                self.total_received += 1
-                return
-        self.buffer.appendleft(item)
-        if len(self.buffer) > self.peak:
-            self.peak = len(self.buffer)
+        with self.lock:
+            self.total_received -= 1
+            if not self.open_receivers:
+                return  # every receiver is closed: the buffer was discarded, and this item with it
+            waiters = self.recv_waiters
+            while waiters:
+                entry = waiters.popleft()
+                if entry.claim(item):
+                    self.woken.append(entry)
+                    self.total_received += 1
+                    break
+            else:
+                self.buffer.appendleft(item)
+                if len(self.buffer) > self.peak:
+                    self.peak = len(self.buffer)
+            woken = self.take_woken()
+        if woken:
+            self.wake(woken)
 
     def withdraw(self, entry: ParkedSend) -> bool:
         """A parked sender whose lone item went into the buffer was cancelled before it ran: take
@@ -330,58 +415,72 @@ class _State:
         If another withdrawal since has moved the count (two senders cancelled after going in
         together), the item may not be found; then the send stands, which is correct too.
         """
-        buffer = self.buffer
-        item = entry.items[0]
-        i = len(buffer) - 1 - (self.total_sent - entry.mark)
-        if not 0 <= i < len(buffer) or buffer[i] is not item:
-            return False  # a receiver has it: the send stands
-        del buffer[i]
-        self.total_sent -= 1
-        if self.send_waiters:
-            self._refill()
+        with self.lock:
+            buffer = self.buffer
+            item = entry.items[0]
+            i = len(buffer) - 1 - (self.total_sent - entry.mark)
+            if not 0 <= i < len(buffer) or buffer[i] is not item:
+                return False  # a receiver has it: the send stands
+            del buffer[i]
+            self.total_sent -= 1
+            if self.send_waiters:
+                self._refill()
+            woken = self.take_woken()
+        if woken:
+            self.wake(woken)
         return True
 
-    # -- closing ----------------------------------------------------------------------------------
+    def unpark(self, queue: deque[Any], entry: object) -> Any:
+        """A parked party gives up: revoke its waiter and take it out of ``queue``.
+
+        Returns ``ABORTED`` if it was still waiting, else the value it was claimed with.
+        """
+        with self.lock:
+            outcome = entry.waiter.revoke()  # type: ignore[attr-defined]
+            _discard(queue, entry)
+            return outcome
+
+    # -- closing (the caller holds the lock) ------------------------------------------------------
 
     def close_sender(self, sender: object) -> None:
-        self._wake_own(self.send_waiters, sender)
+        self._claim_own(self.send_waiters, sender)
         self.open_senders -= 1
         if self.open_senders == 0:
             waiters, self.recv_waiters = self.recv_waiters, deque()
             for entry in waiters:
-                entry.deliver(ENDED)
+                if entry.claim(ENDED):
+                    self.woken.append(entry)
 
     def close_receiver(self, receiver: object) -> None:
-        self._wake_own(self.recv_waiters, receiver)
+        self._claim_own(self.recv_waiters, receiver)
         self.open_receivers -= 1
         if self.open_receivers == 0:
             self.buffer.clear()
             waiters, self.send_waiters = self.send_waiters, deque()
             for entry in waiters:
-                entry.finish(BROKEN)
+                if entry.claim(BROKEN):
+                    self.woken.append(entry)
 
-    @staticmethod
-    def _wake_own(waiters: deque[Any], owner: object) -> None:
+    def _claim_own(self, waiters: deque[Any], owner: object) -> None:
         own = [entry for entry in waiters if entry.owner is owner]
         for entry in own:
             waiters.remove(entry)
-            if isinstance(entry, ParkedReceive):
-                entry.deliver(CLOSED)
-            else:
-                entry.finish(CLOSED)
+            if entry.claim(CLOSED):
+                self.woken.append(entry)
 
     def statistics(self) -> ChannelStatistics:
-        return ChannelStatistics(
-            current_buffer_used=len(self.buffer),
-            max_buffer_size=self.capacity,
-            open_send_streams=self.open_senders,
-            open_receive_streams=self.open_receivers,
-            tasks_waiting_send=sum(1 for e in self.send_waiters if e.alive()),
-            tasks_waiting_receive=sum(1 for e in self.recv_waiters if e.alive()),
-            peak_buffer_used=self.peak,
-            total_sent=self.total_sent,
-            total_received=self.total_received,
-        )
+        with self.lock:
+            return ChannelStatistics(
+                current_buffer_used=len(self.buffer),
+                max_buffer_size=self.capacity,
+                open_send_streams=self.open_senders,
+                open_receive_streams=self.open_receivers,
+                tasks_waiting_send=sum(1 for e in self.send_waiters if e.waiter.alive()),
+                tasks_waiting_receive=sum(1 for e in self.recv_waiters if e.waiter.alive()),
+                peak_buffer_used=self.peak,
+                total_sent=self.total_sent,
+                total_received=self.total_received,
+            )
 
 
 class ClosesOnExit:
@@ -413,12 +512,13 @@ def warn_unclosed(endpoint: object) -> None:
 class _Endpoint(ClosesOnExit):
     """What a sender and a channel receiver share: the channel state, a budget, a closed flag."""
 
-    __slots__ = ("_budget", "_closed", "_state")
+    __slots__ = ("__weakref__", "_budget", "_closed", "_home", "_state")
     _factory: str = "fearless.channel"  # named in the no-public-constructor error
 
     _state: _State
     _budget: int  # fast-path operations left before the next yield
     _closed: bool
+    _home: object  # the event loop whose tasks use it (see fearless._backend.bind)
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError(f"{type(self).__name__} has no public constructor; use {self._factory}()")
@@ -427,9 +527,16 @@ class _Endpoint(ClosesOnExit):
     def _create(cls, state: _State) -> Self:
         self = object.__new__(cls)
         self._state = state
-        self._budget = state.yield_every
+        self._budget = 0  # the first async operation yields, and binds the endpoint to its loop
         self._closed = False
+        self._home = None
         return self
+
+    async def _yield(self, backend: _backend.Backend) -> None:
+        """The budget ran out (or the task is cancelled): yield once, a cancel point."""
+        self._budget = self._state.yield_every
+        _backend.bind(self)
+        await backend.checkpoint()
 
     def statistics(self) -> ChannelStatistics:
         """A snapshot of the channel's state and counters."""
@@ -442,8 +549,8 @@ class _Endpoint(ClosesOnExit):
 class Sender(_Endpoint, ObjectSendStream[T_contra]):
     """The sending end of a channel. Created only by :func:`channel` (or ``clone()``).
 
-    Safe to share between tasks; ``clone()`` makes another independently closable sender. Every
-    async method is a cancel point and is atomic under cancellation.
+    Safe to share between tasks, event loops and threads; ``clone()`` makes another independently
+    closable sender. Every async method is a cancel point and is atomic under cancellation.
     """
 
     __slots__ = ()
@@ -459,12 +566,21 @@ class Sender(_Endpoint, ObjectSendStream[T_contra]):
         Hands the item to the longest-waiting receiver, else buffers it. Raises
         ``SendClosedError`` (a ``ClosedResourceError``) if this sender is closed and
         ``SendBrokenError`` (a ``BrokenResourceError``) if every receiver is; both carry the item.
+        Safe from any thread; a receiver parked on an event loop is woken through that loop.
         """
         state = self._state
-        if self._closed or not state.open_receivers:
-            self._fail((item,))
-        if not state.offer(item):
-            raise WouldBlock
+        lock = state.lock
+        lock.acquire()
+        try:
+            if self._closed or not state.open_receivers:
+                self._fail((item,))
+            if not state.offer(item):
+                raise WouldBlock
+            woken = state.take_woken()
+        finally:
+            lock.release()
+        if woken:
+            state.wake(woken)
 
     async def send(self, item: T_contra) -> None:
         """Send ``item``, waiting while the channel is full (or, at capacity 0, for a receiver).
@@ -480,20 +596,32 @@ class Sender(_Endpoint, ObjectSendStream[T_contra]):
         backend = _enter()
         self._budget -= 1
         if self._budget <= 0 or backend.cancel_pending:
-            self._budget = self._state.yield_every
-            await backend.checkpoint()
+            await self._yield(backend)
         state = self._state
-        if self._closed or not state.open_receivers:
-            self._fail((item,))
-        buffer = state.buffer
-        n = len(buffer)
-        if n < state.capacity and not state.recv_waiters:  # offer(), inlined
-            buffer.append(item)
-            state.total_sent += 1
-            if n >= state.peak:
-                state.peak = n + 1
-        elif not state.offer(item):
-            await self._park(backend, [item])
+        lock = state.lock
+        lock.acquire()
+        try:
+            if self._closed or not state.open_receivers:
+                self._fail((item,))
+            buffer = state.buffer
+            n = len(buffer)
+            if n < state.capacity and not state.recv_waiters:  # offer(), inlined
+                buffer.append(item)
+                state.total_sent += 1
+                if n >= state.peak:
+                    state.peak = n + 1
+                return
+            entry = None
+            if not state.offer(item):
+                entry = ParkedSend(backend.new_waiter(), [item], self)
+                state.send_waiters.append(entry)
+            woken = state.take_woken()
+        finally:
+            lock.release()
+        if woken:
+            state.wake(woken)
+        if entry is not None:
+            await self._wait_sent(entry)
 
     async def send_many(self, items: Iterable[T_contra]) -> None:
         """Send every item in ``items``, in order, waiting for space as often as needed.
@@ -512,50 +640,113 @@ class Sender(_Endpoint, ObjectSendStream[T_contra]):
         backend = _enter()
         self._budget -= 1
         if self._budget <= 0 or backend.cancel_pending:
-            self._budget = self._state.yield_every
-            await backend.checkpoint()
+            await self._yield(backend)
         state = self._state
-        if self._closed or not state.open_receivers:
-            self._fail(tuple(batch))
-        for i, item in enumerate(batch):
-            if not state.offer(item):
-                await self._park(backend, batch[i:])
-                return
+        lock = state.lock
+        entry = None
+        lock.acquire()
+        try:
+            if self._closed or not state.open_receivers:
+                self._fail(tuple(batch))
+            for i, item in enumerate(batch):
+                if not state.offer(item):
+                    entry = ParkedSend(backend.new_waiter(), batch[i:], self)
+                    state.send_waiters.append(entry)
+                    break
+            woken = state.take_woken()
+        finally:
+            lock.release()
+        if woken:
+            state.wake(woken)
+        if entry is not None:
+            await self._wait_sent(entry)
 
-    async def _park(self, backend: _backend.Backend, items: list[Any]) -> None:
+    async def _wait_sent(self, entry: ParkedSend) -> None:
         state = self._state
-        entry = ParkedSend(backend.new_waiter(), items, self)
-        state.send_waiters.append(entry)
+        items = entry.items
         result = await entry.waiter.wait(
-            lambda: _discard(state.send_waiters, entry),
+            lambda: state.unpark(state.send_waiters, entry),
             # Cancelled after going in: a lone item is withdrawn if still buffered; a batch has
             # delivered a prefix of its items (all of them), which send_many allows.
             lambda result: result is not SENT or len(items) > 1 or state.withdraw(entry),
         )
         self._budget = state.yield_every
+        self._check_sent(result, entry)
+
+    @staticmethod
+    def _check_sent(result: object, entry: ParkedSend) -> None:
         if result is SENT:
             return
-        unsent = tuple(items[entry.pos :])
+        unsent = tuple(entry.items[entry.pos :])
         if result is BROKEN:
             raise SendBrokenError(unsent)
         assert result is CLOSED, result
         raise SendClosedError(unsent)
 
+    def send_blocking(self, item: T_contra, timeout: float | None = None) -> None:
+        """Send ``item`` from a thread, blocking while the channel is full (backpressure).
+
+        For OS threads that are not running an event loop; on one that is, it raises
+        ``EventLoopBlockingError`` at once instead of deadlocking it. A receiver parked on an
+        event loop is woken through that loop.
+
+        Timeout: after ``timeout`` seconds (``None``: no limit) it raises ``TimeoutError``, and
+        the item was not sent. Ordering and closing: as for :meth:`send` (a blocked thread is
+        released with ``SendBrokenError`` as soon as every receiver is closed, or when the event
+        loop whose tasks held them shuts down).
+        """
+        wait = _backend.check_timeout(timeout)
+        _backend.check_blocking_allowed("send_blocking")
+        state = self._state
+        lock = state.lock
+        waiter = None
+        lock.acquire()
+        try:
+            if self._closed or not state.open_receivers:
+                self._fail((item,))
+            if not state.offer(item):
+                if wait == 0:
+                    raise TimeoutError("the channel is full; the item was not sent")
+                waiter = _backend.ThreadWaiter()
+                entry = ParkedSend(waiter, [item], self)
+                state.send_waiters.append(entry)
+            woken = state.take_woken()
+        finally:
+            lock.release()
+        if woken:
+            state.wake(woken)
+        if waiter is None:
+            return
+        result = waiter.wait_blocking(
+            lambda: state.unpark(state.send_waiters, entry),
+            lambda result: result is not SENT or state.withdraw(entry),
+            wait,
+        )
+        self._check_sent(result, entry)
+
     def clone(self) -> Self:
         """Another sender on the same channel; the channel ends when every clone is closed."""
-        if self._closed:
-            raise ClosedResourceError
-        self._state.open_senders += 1
-        return type(self)._create(self._state)
+        state = self._state
+        with state.lock:
+            if self._closed:
+                raise ClosedResourceError
+            state.open_senders += 1
+        return type(self)._create(state)
 
     def close(self) -> None:
         """Close this sender (idempotent). Its own parked sends fail with ``SendClosedError``.
 
         When the last sender clone closes, receivers drain the buffer and then see EndOfStream.
         """
-        if not self._closed:
+        state = self._state
+        with state.lock:
+            if self._closed:
+                return
             self._closed = True
-            self._state.close_sender(self)
+            state.close_sender(self)
+            woken = state.take_woken()
+        if woken:
+            state.wake(woken)
 
     async def aclose(self) -> None:
         """Close, then a cancel point. The sender is closed even if the call is cancelled."""
@@ -614,11 +805,20 @@ class Receiver(ClosesOnExit, ObjectReceiveStream[T_co]):
             raise StopAsyncIteration from None
 
 
+def _item_or_raise(item: Any) -> Any:
+    if item is ENDED:
+        raise EndOfStream
+    if item is CLOSED:
+        raise ClosedResourceError
+    return item
+
+
 class ChannelReceiver(_Endpoint, Receiver[T_co]):
     """The receiving end of a channel. Created only by :func:`channel` (or ``clone()``).
 
-    Iterate with ``async for``; iteration ends at end of stream. Every async method is a cancel
-    point and is atomic under cancellation.
+    Iterate with ``async for`` (in a task) or ``for item in receiver.iter_blocking()`` (in a
+    thread); iteration ends at end of stream. Safe to share between tasks, event loops and
+    threads. Every async method is a cancel point and is atomic under cancellation.
     """
 
     __slots__ = ()
@@ -628,14 +828,23 @@ class ChannelReceiver(_Endpoint, Receiver[T_co]):
 
         Raises ``WouldBlock`` if there is none yet, ``EndOfStream`` if there never will be
         (every sender closed and the buffer drained), ``ClosedResourceError`` if this receiver
-        is closed. At capacity 0 it takes the item of the longest-parked sender.
+        is closed. At capacity 0 it takes the item of the longest-parked sender. Safe from any
+        thread.
         """
-        if self._closed:
-            raise ClosedResourceError
         state = self._state
-        item = state.take()
-        if item is EMPTY:
-            raise WouldBlock if state.open_senders else EndOfStream
+        lock = state.lock
+        lock.acquire()
+        try:
+            if self._closed:
+                raise ClosedResourceError
+            item = state.take()
+            if item is EMPTY:
+                raise WouldBlock if state.open_senders else EndOfStream
+            woken = state.take_woken()
+        finally:
+            lock.release()
+        if woken:
+            state.wake(woken)
         return item  # type: ignore[no-any-return]
 
     async def receive(self) -> T_co:
@@ -652,17 +861,27 @@ class ChannelReceiver(_Endpoint, Receiver[T_co]):
         backend = _enter()
         self._budget -= 1
         if self._budget <= 0 or backend.cancel_pending:
-            self._budget = self._state.yield_every
-            await backend.checkpoint()
-        if self._closed:
-            raise ClosedResourceError
+            await self._yield(backend)
         state = self._state
-        if state.buffer and not state.send_waiters:  # take(), inlined
-            state.total_received += 1
-            return state.buffer.popleft()  # type: ignore[no-any-return]
-        item = state.take()
+        lock = state.lock
+        lock.acquire()
+        try:
+            if self._closed:
+                raise ClosedResourceError
+            buffer = state.buffer
+            if buffer and not state.send_waiters:  # take(), inlined
+                state.total_received += 1
+                return buffer.popleft()  # type: ignore[no-any-return]
+            item = state.take()
+            if item is EMPTY:
+                entry = self._park(backend.new_waiter())
+            woken = state.take_woken()
+        finally:
+            lock.release()
+        if woken:
+            state.wake(woken)
         if item is EMPTY:
-            item = await self._park(backend)
+            item = await self._wait_item(entry)
         return item  # type: ignore[no-any-return]
 
     async def __anext__(self) -> T_co:
@@ -670,18 +889,30 @@ class ChannelReceiver(_Endpoint, Receiver[T_co]):
         backend = _enter()
         self._budget -= 1
         if self._budget <= 0 or backend.cancel_pending:
-            self._budget = self._state.yield_every
-            await backend.checkpoint()
-        if self._closed:
-            raise ClosedResourceError
+            await self._yield(backend)
         state = self._state
-        if state.buffer and not state.send_waiters:
-            state.total_received += 1
-            return state.buffer.popleft()  # type: ignore[no-any-return]
-        item = state.take()
+        lock = state.lock
+        lock.acquire()
+        try:
+            if self._closed:
+                raise ClosedResourceError
+            buffer = state.buffer
+            if buffer and not state.send_waiters:
+                state.total_received += 1
+                return buffer.popleft()  # type: ignore[no-any-return]
+            item = state.take()
+            if item is EMPTY:
+                if not state.open_senders:
+                    raise StopAsyncIteration
+                entry = self._park(backend.new_waiter())
+            woken = state.take_woken()
+        finally:
+            lock.release()
+        if woken:
+            state.wake(woken)
         if item is EMPTY:
             try:
-                item = await self._park(backend)
+                item = await self._wait_item(entry)
             except EndOfStream:
                 raise StopAsyncIteration from None
         return item  # type: ignore[no-any-return]
@@ -702,39 +933,117 @@ class ChannelReceiver(_Endpoint, Receiver[T_co]):
         backend = _enter()
         self._budget -= 1
         if self._budget <= 0 or backend.cancel_pending:
-            self._budget = self._state.yield_every
-            await backend.checkpoint()
-        if self._closed:
-            raise ClosedResourceError
+            await self._yield(backend)
         state = self._state
-        first = state.take()
-        if first is EMPTY:
-            first = await self._park(backend)
-        return state.take_many(max_items, first)
+        lock = state.lock
+        lock.acquire()
+        try:
+            if self._closed:
+                raise ClosedResourceError
+            first = state.take()
+            if first is EMPTY:
+                entry = self._park(backend.new_waiter())
+                items = None
+            else:
+                items = state.take_many(max_items, first)
+            woken = state.take_woken()
+        finally:
+            lock.release()
+        if woken:
+            state.wake(woken)
+        if items is not None:
+            return items
+        first = await self._wait_item(entry)
+        with lock:
+            items = state.take_many(max_items, first)
+            woken = state.take_woken()
+        if woken:
+            state.wake(woken)
+        return items
 
-    async def _park(self, backend: _backend.Backend) -> Any:
+    def _park(self, waiter: _backend.Waiter) -> ParkedReceive:
+        """Under the lock: queue a receive, or raise ``EndOfStream`` if none can ever come."""
         state = self._state
         if not state.open_senders:
             raise EndOfStream
-        entry = ParkedReceive(backend.new_waiter(), self)
+        entry = ParkedReceive(waiter, self)
         state.recv_waiters.append(entry)
+        return entry
+
+    async def _wait_item(self, entry: ParkedReceive) -> Any:
+        state = self._state
         item = await entry.waiter.wait(
-            lambda: _discard(state.recv_waiters, entry),
+            lambda: state.unpark(state.recv_waiters, entry),
             lambda handed: _is_signal(handed) or _gave_back(state, handed),
         )
         self._budget = state.yield_every
-        if item is ENDED:
-            raise EndOfStream
-        if item is CLOSED:
-            raise ClosedResourceError
-        return item
+        return _item_or_raise(item)
+
+    def receive_blocking(self, timeout: float | None = None) -> T_co:
+        """The next item, blocking this thread until one arrives.
+
+        For OS threads that are not running an event loop; on one that is, it raises
+        ``EventLoopBlockingError`` at once instead of deadlocking it. A sender parked on an event
+        loop is woken through that loop when its item goes in.
+
+        Timeout: after ``timeout`` seconds (``None``: no limit) it raises ``TimeoutError``, and
+        nothing was taken. Ordering and closing: as for :meth:`receive` (a blocked thread sees
+        ``EndOfStream`` as soon as every sender is closed, or when the event loop whose tasks
+        held them shuts down).
+        """
+        wait = _backend.check_timeout(timeout)
+        _backend.check_blocking_allowed("receive_blocking")
+        state = self._state
+        lock = state.lock
+        lock.acquire()
+        try:
+            if self._closed:
+                raise ClosedResourceError
+            item = state.take()
+            if item is EMPTY:
+                if wait == 0 and state.open_senders:
+                    raise TimeoutError("the channel is empty; nothing was taken")
+                waiter = _backend.ThreadWaiter()
+                entry = self._park(waiter)
+            woken = state.take_woken()
+        finally:
+            lock.release()
+        if woken:
+            state.wake(woken)
+        if item is not EMPTY:
+            return item  # type: ignore[no-any-return]
+        item = waiter.wait_blocking(
+            lambda: state.unpark(state.recv_waiters, entry),
+            lambda handed: _is_signal(handed) or _gave_back(state, handed),
+            wait,
+        )
+        return _item_or_raise(item)  # type: ignore[no-any-return]
+
+    def iter_blocking(self, timeout: float | None = None) -> Iterator[T_co]:
+        """Iterate in a thread: ``receive_blocking(timeout)`` until the end of the stream.
+
+        Raises ``EventLoopBlockingError`` (on the first ``next``) on an event-loop thread, and
+        ``TimeoutError`` if an item takes longer than ``timeout`` to arrive.
+        """
+        _backend.check_timeout(timeout)
+        return self._iter_blocking(timeout)
+
+    def _iter_blocking(self, timeout: float | None) -> Iterator[T_co]:
+        while True:
+            try:
+                item = self.receive_blocking(timeout)
+            except EndOfStream:
+                return
+            yield item
 
     def clone(self) -> Self:
         """Another receiver on the same channel; each item goes to exactly one receiver."""
-        if self._closed:
-            raise ClosedResourceError
-        self._state.open_receivers += 1
-        return type(self)._create(self._state)
+        state = self._state
+        with state.lock:
+            if self._closed:
+                raise ClosedResourceError
+            state.open_receivers += 1
+        return type(self)._create(state)
 
     def close(self) -> None:
         """Close this receiver (idempotent). Its own parked receives fail with ClosedResourceError.
@@ -742,9 +1051,20 @@ class ChannelReceiver(_Endpoint, Receiver[T_co]):
         When the last receiver clone closes, buffered items are discarded and senders (parked or
         future) get ``SendBrokenError``.
         """
-        if not self._closed:
+        state = self._state
+        with state.lock:
+            if self._closed:
+                return
             self._closed = True
-            self._state.close_receiver(self)
+            state.close_receiver(self)
+            woken = state.take_woken()
+        if woken:
+            state.wake(woken)
+
+
+def _gave_back(state: _State, item: object) -> bool:
+    state.give_back(item)
+    return True
 
 
 def check_capacity(capacity: object, name: str = "capacity") -> float:

@@ -19,7 +19,6 @@ Specification:
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar, final
 
@@ -59,12 +58,16 @@ class MergeStatistics:
 
 
 class _Branch(ParkedReceive):
-    """The merge's parked task, as one input sees it: wakes the task with ``(input, value)``."""
+    """The merge's parked task, as one input sees it: claimed with ``(input, value)``."""
 
     __slots__ = ()
 
-    def deliver(self, value: object) -> bool:
-        return self.waiter.wake((self.owner, value))
+    def claim(self, value: object) -> bool:
+        return self.waiter.claim((self.owner, value))
+
+    def claimed_item(self) -> Any:
+        value = self.waiter.value[1]
+        return EMPTY if _is_signal(value) else value
 
 
 @final
@@ -109,14 +112,14 @@ class MergedReceiver(Receiver[T_co]):
                 i = 0
             receiver = live[i]
             i += 1
-            if receiver._closed:
-                continue
             state = receiver._state
-            if state.buffer and not state.send_waiters:  # take(), inlined
-                state.total_received += 1
-                self._next = i
-                return state.buffer.popleft()
-            item = state.take()
+            if not state.buffer and not state.send_waiters:
+                continue  # a peek without the lock: an item arriving now is found when parking
+            with state.lock:
+                item = EMPTY if receiver._closed else state.take()
+                woken = state.take_woken()
+            if woken:
+                state.wake(woken)
             if item is not EMPTY:
                 self._next = i
                 return item
@@ -126,7 +129,10 @@ class MergedReceiver(Receiver[T_co]):
         return EMPTY
 
     def receive_nowait(self) -> T_co:
-        """The next item from any input, without waiting; ``WouldBlock`` or ``EndOfStream``."""
+        """The next item from any input, without waiting; ``WouldBlock`` or ``EndOfStream``.
+
+        Safe from any thread (the merge's own bookkeeping is not: use one merge from one task or
+        thread at a time, or clone it)."""
         if self._closed:
             raise ClosedResourceError
         item = self._poll()
@@ -186,15 +192,40 @@ class MergedReceiver(Receiver[T_co]):
                 self._live.remove(receiver)
 
     async def _park(self, backend: _backend.Backend) -> tuple[ChannelReceiver[T_co], Any]:
-        waiter = backend.new_waiter()
-        parked = [(r._state, _Branch(waiter, r)) for r in self._live]
-        for state, branch in parked:
-            state.recv_waiters.append(branch)
-        unpark: Callable[[], None] = lambda: _unpark(parked)  # noqa: E731
+        waiter = backend.new_waiter(shared=True)
+        parked: list[tuple[_State, _Branch]] = []
+        claimed_here = False
+        for receiver in self._live:
+            state = receiver._state
+            branch = _Branch(waiter, receiver)
+            with state.lock:
+                if receiver._closed:
+                    if branch.claim(CLOSED):
+                        state.woken.append(branch)
+                else:
+                    state.recv_waiters.append(branch)
+                    state.settle()  # it may have had an item (or ended) since _poll looked
+                woken = state.take_woken()
+            parked.append((state, branch))
+            if woken:
+                others = [entry for entry in woken if entry.waiter is not waiter]
+                claimed_here |= len(others) < len(woken)
+                state.wake(others)
+            if not waiter.alive():
+                break  # claimed already: no need to park on the rest
+        if claimed_here:  # settled at once, by this task: nothing to wait for, nobody to wake
+            _unpark(parked)
+            return waiter.value  # type: ignore[no-any-return]
+
+        def abort() -> Any:
+            outcome = waiter.revoke()
+            _unpark(parked)
+            return outcome
+
         try:
-            result: tuple[ChannelReceiver[T_co], Any] = await waiter.wait(unpark, _give_back)
+            result: tuple[ChannelReceiver[T_co], Any] = await waiter.wait(abort, _give_back)
         finally:
-            unpark()  # the branches that did not win must not linger in idle inputs
+            _unpark(parked)  # the branches that did not win must not linger in idle inputs
         return result
 
     async def receive_many(self, max_items: int) -> list[T_co]:
@@ -251,7 +282,8 @@ def _give_back(result: tuple[ChannelReceiver[Any], Any]) -> bool:
 
 def _unpark(parked: list[tuple[_State, _Branch]]) -> None:
     for state, branch in parked:
-        _discard(state.recv_waiters, branch)
+        with state.lock:
+            _discard(state.recv_waiters, branch)
 
 
 def merge(*receivers: ChannelReceiver[T]) -> MergedReceiver[T]:

@@ -58,8 +58,8 @@ class _State:
 
     def wake(self) -> None:
         waiter, self.waiter = self.waiter, None
-        if waiter is not None:
-            waiter.wake(None)
+        if waiter is not None and waiter.claim(None):
+            waiter.wake()
 
 
 @final
@@ -178,9 +178,10 @@ class OneshotReceiver(ClosesOnExit, Generic[T_co]):
                 raise RuntimeError("another task is already waiting on this oneshot receiver")
             waiter = state.waiter = backend.new_waiter()
 
-            def unregister(waiter: _backend.Waiter = waiter) -> None:
+            def unregister(waiter: _backend.Waiter = waiter) -> object:
                 if state.waiter is waiter:
                     state.waiter = None
+                return waiter.revoke()
 
             # Woken with nothing in hand: the value stays in the state until read, so a
             # cancellation after the wake has nothing to undo.

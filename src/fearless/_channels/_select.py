@@ -94,7 +94,8 @@ class Branch:
         """Try the operation without waiting; True if it committed (or the branch failed)."""
         raise NotImplementedError
 
-    def _park(self, waiter: _backend.Waiter, index: int) -> tuple[_State, object]:
+    def _park(self, waiter: _backend.Waiter, index: int) -> tuple[_State, Any]:
+        """Under the channel's lock: queue the operation, then settle (see ``_State.settle``)."""
         raise NotImplementedError
 
     def _settle(self, value: object) -> None:
@@ -142,23 +143,32 @@ class Recv(Branch, Generic[T]):
 
     def _poll(self) -> bool:
         receiver = self.receiver
-        if receiver._closed:
-            self._error = ClosedResourceError()
-            return True
         state = receiver._state
-        item = state.take()
-        if item is not EMPTY:
-            self._outcome = item
-            return True
-        if not state.open_senders:
+        with state.lock:
+            if receiver._closed:
+                self._error = ClosedResourceError()
+                return True
+            item = state.take()
+            woken = state.take_woken()
+            if item is EMPTY and state.open_senders:
+                return False
+        if woken:
+            state.wake(woken)
+        if item is EMPTY:
             self._error = EndOfStream()
-            return True
-        return False
+        else:
+            self._outcome = item
+        return True
 
-    def _park(self, waiter: _backend.Waiter, index: int) -> tuple[_State, object]:
+    def _park(self, waiter: _backend.Waiter, index: int) -> tuple[_State, Any]:
         entry = _RecvEntry(waiter, self.receiver, index)
         state = self.receiver._state
-        state.recv_waiters.append(entry)
+        if self.receiver._closed:
+            if entry.claim(CLOSED):
+                state.woken.append(entry)
+        else:
+            state.recv_waiters.append(entry)
+            state.settle()
         return state, entry
 
     def _settle(self, value: object) -> None:
@@ -210,21 +220,30 @@ class Send(Branch, Generic[T]):
     def _poll(self) -> bool:
         sender = self.sender
         state = sender._state
-        if sender._closed:
-            self._error = SendClosedError((self.item,))
-            return True
-        if not state.open_receivers:
-            self._error = SendBrokenError((self.item,))
-            return True
-        if state.offer(self.item):
-            self._outcome = None
-            return True
-        return False
+        with state.lock:
+            if sender._closed:
+                self._error = SendClosedError((self.item,))
+                return True
+            if not state.open_receivers:
+                self._error = SendBrokenError((self.item,))
+                return True
+            if not state.offer(self.item):
+                return False
+            woken = state.take_woken()
+        if woken:
+            state.wake(woken)
+        self._outcome = None
+        return True
 
-    def _park(self, waiter: _backend.Waiter, index: int) -> tuple[_State, object]:
+    def _park(self, waiter: _backend.Waiter, index: int) -> tuple[_State, Any]:
         entry = self._entry = _SendEntry(waiter, [self.item], self.sender, index)
         state = self.sender._state
-        state.send_waiters.append(entry)
+        if self.sender._closed:
+            if entry.claim(CLOSED):
+                state.woken.append(entry)
+        else:
+            state.send_waiters.append(entry)
+            state.settle()
         return state, entry
 
     def _settle(self, value: object) -> None:
@@ -249,8 +268,12 @@ class _RecvEntry(ParkedReceive):
         super().__init__(waiter, owner)
         self.index = index
 
-    def deliver(self, value: object) -> bool:
-        return self.waiter.wake((self.index, value))
+    def claim(self, value: object) -> bool:
+        return self.waiter.claim((self.index, value))
+
+    def claimed_item(self) -> Any:
+        value = self.waiter.value[1]
+        return EMPTY if _is_signal(value) else value
 
 
 class _SendEntry(ParkedSend):
@@ -264,8 +287,8 @@ class _SendEntry(ParkedSend):
         super().__init__(waiter, items, owner)
         self.index = index
 
-    def finish(self, value: object) -> bool:
-        return self.waiter.wake((self.index, value))
+    def claim(self, value: object) -> bool:
+        return self.waiter.claim((self.index, value))
 
 
 def _checked(branches: Sequence[Branch]) -> Sequence[Branch]:
@@ -344,26 +367,48 @@ async def select(*branches: Branch, biased: bool = False) -> Branch:
     winner = _try(branches, biased)
     if winner is not None:
         return winner
-    waiter = backend.new_waiter()
-    parked = [branch._park(waiter, i) for i, branch in enumerate(branches)]
+    waiter = backend.new_waiter(shared=True)
+    parked: list[tuple[_State, Any]] = []
+    claimed_here = False
+    for i, branch in enumerate(branches):
+        state = branch._endpoint._state
+        with state.lock:
+            parked.append(branch._park(waiter, i))
+            woken = state.take_woken()
+        if woken:
+            others = [entry for entry in woken if entry.waiter is not waiter]
+            claimed_here |= len(others) < len(woken)
+            state.wake(others)
+        if not waiter.alive():
+            break  # claimed already: no need to park on the rest
 
     def unpark() -> None:
         for state, entry in parked:
             queue = state.recv_waiters if isinstance(entry, ParkedReceive) else state.send_waiters
-            _discard(queue, entry)
+            with state.lock:
+                _discard(queue, entry)
+
+    def abort() -> Any:
+        outcome = waiter.revoke()
+        unpark()
+        return outcome
 
     def undo(result: tuple[int, object]) -> bool:
         index, value = result
         return branches[index]._undo(value)
 
-    for branch in branches:
-        branch._busy = True
-    try:
-        result: tuple[int, object] = await waiter.wait(unpark, undo)
-    finally:
-        unpark()  # the branches that did not win must not linger in other channels
+    if claimed_here:  # settled at once, by this task: nothing to wait for, nobody to wake
+        unpark()
+        result: tuple[int, object] = waiter.value
+    else:
         for branch in branches:
-            branch._busy = False
+            branch._busy = True
+        try:
+            result = await waiter.wait(abort, undo)
+        finally:
+            unpark()  # the branches that did not win must not linger in other channels
+            for branch in branches:
+                branch._busy = False
     index, value = result
     winner = branches[index]
     winner._settle(value)
