@@ -20,6 +20,7 @@ EXPECTED = {
     "BroadcastStatistics",
     "ChannelReceiver",
     "ChannelStatistics",
+    "EventLoopBlockingError",
     "Lagged",
     "MemoryObjectReceiveStream",
     "MemoryObjectSendStream",
@@ -35,6 +36,7 @@ EXPECTED = {
     "channel",
     "create_memory_object_stream",
     "fan_out",
+    "iterate_in_thread",
     "merge",
 }
 

@@ -4,6 +4,7 @@ Every public name is re-exported here from a private module; ``tests/test_public
 set.
 """
 
+from ._channels._bridge import iterate_in_thread as iterate_in_thread
 from ._channels._broadcast import BroadcastSender as BroadcastSender
 from ._channels._broadcast import BroadcastStatistics as BroadcastStatistics
 from ._channels._broadcast import Subscription as Subscription
@@ -30,6 +31,7 @@ from ._channels._select import Recv as Recv
 from ._channels._select import Send as Send
 from ._channels._select import select as select
 from ._channels._select import select_nowait as select_nowait
+from ._exceptions import EventLoopBlockingError as EventLoopBlockingError
 from ._exceptions import Lagged as Lagged
 from ._exceptions import SendBrokenError as SendBrokenError
 from ._exceptions import SendClosedError as SendClosedError
@@ -41,6 +43,7 @@ __all__ = [
     "BroadcastStatistics",
     "ChannelReceiver",
     "ChannelStatistics",
+    "EventLoopBlockingError",
     "Lagged",
     "MemoryObjectReceiveStream",
     "MemoryObjectSendStream",
@@ -60,6 +63,7 @@ __all__ = [
     "channel",
     "create_memory_object_stream",
     "fan_out",
+    "iterate_in_thread",
     "merge",
     "oneshot",
     "select",

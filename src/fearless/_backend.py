@@ -351,7 +351,10 @@ class _AsyncioWaiter(Waiter):
         if _get_ident() == self._thread:
             future = self._future
             if not future.done():  # done: the task was cancelled; its abort() sees the claim
-                future.set_result(None)
+                try:
+                    future.set_result(None)
+                except RuntimeError:  # the loop is closed: the task will never run again
+                    return False
             return True
         try:
             self._loop.call_soon_threadsafe(self._resume)
@@ -535,7 +538,10 @@ class _TrioWaiter(Waiter):
 
     def wake(self) -> bool:
         if _get_ident() == self._thread:
-            _trio.lowlevel.reschedule(self._task)
+            try:
+                _trio.lowlevel.reschedule(self._task)
+            except RuntimeError:  # pragma: no cover - the run is over: the task is gone
+                return False
             return True
         try:
             self._token.run_sync_soon(_trio.lowlevel.reschedule, self._task)

@@ -1,0 +1,434 @@
+"""The thread bridge on the core channel: OS threads and tasks on one channel object.
+
+Threads use ``send_blocking`` / ``receive_blocking`` / ``iter_blocking`` (and the ``*_nowait``
+calls); tasks use the async API. Every async test runs on asyncio, uvloop and trio. Threads are
+always joined with a deadline, so a deadlock fails the test instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Any
+
+import anyio
+import pytest
+from anyio import ClosedResourceError, EndOfStream, WouldBlock, wait_all_tasks_blocked
+
+import fearless
+from fearless import EventLoopBlockingError, SendBrokenError, SendClosedError, _backend, channel
+
+from ..conftest import BACKENDS
+
+pytestmark = pytest.mark.anyio
+
+FLAVORS = [pytest.param(0, id="rendezvous"), pytest.param(3, id="bounded"), math.inf]
+DEADLINE = 30.0  # seconds a thread may take before the test calls it a deadlock
+
+
+class Worker(threading.Thread):
+    """A thread that records its result or exception, joined with a deadline."""
+
+    def __init__(self, target: Callable[[], Any]) -> None:
+        super().__init__(daemon=True)
+        self._target_fn = target
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.result = self._target_fn()
+        except BaseException as exc:
+            self.error = exc
+
+    def finish(self) -> Any:
+        self.join(DEADLINE)
+        assert not self.is_alive(), "the thread is still blocked: deadlock"
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+@contextmanager
+def running(target: Callable[[], Any]) -> Iterator[Worker]:
+    worker = Worker(target)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.join(DEADLINE)
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    """Wait (not assert) until another thread has reached a state; fail after the deadline."""
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, "the other thread never got there"
+        time.sleep(0.0005)
+
+
+def parked_senders(endpoint: Any) -> int:
+    return endpoint.statistics().tasks_waiting_send  # type: ignore[no-any-return]
+
+
+def parked_receivers(endpoint: Any) -> int:
+    return endpoint.statistics().tasks_waiting_receive  # type: ignore[no-any-return]
+
+
+# -- threads only -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("capacity", FLAVORS)
+def test_two_threads_pass_every_item_in_order(capacity: float) -> None:
+    tx, rx = channel[int](capacity)
+
+    def produce() -> None:
+        with tx:
+            for i in range(2000):
+                tx.send_blocking(i)
+
+    with rx, running(produce) as producer:
+        got = list(rx.iter_blocking())
+        producer.finish()
+    assert got == list(range(2000))
+
+
+def test_a_full_channel_blocks_the_sending_thread_until_there_is_room() -> None:
+    tx, rx = channel[int](2)
+    with tx, rx:
+        tx.send_nowait(0)
+        tx.send_nowait(1)
+        with running(lambda: tx.send_blocking(2)) as sender:
+            wait_for(lambda: parked_senders(tx) == 1)
+            assert sender.is_alive()  # backpressure: it waits while the channel is full
+            assert rx.receive_nowait() == 0
+            sender.finish()
+        assert [rx.receive_nowait(), rx.receive_nowait()] == [1, 2]
+
+
+@pytest.mark.parametrize("capacity", FLAVORS)
+def test_a_send_that_times_out_sent_nothing(capacity: float) -> None:
+    tx, rx = channel[int](capacity)
+    with tx, rx:
+        if capacity == math.inf:
+            pytest.skip("an unbounded channel never blocks a sender")
+        for i in range(int(capacity)):
+            tx.send_nowait(i)
+        before = tx.statistics()
+        with pytest.raises(TimeoutError):
+            tx.send_blocking(99, timeout=0.01)
+        with pytest.raises(TimeoutError):
+            tx.send_blocking(99, timeout=0)
+        after = tx.statistics()
+        assert after.total_sent == before.total_sent
+        assert after.current_buffer_used == before.current_buffer_used
+        assert after.tasks_waiting_send == 0
+        assert [rx.receive_nowait() for _ in range(int(capacity))] == list(range(int(capacity)))
+        with pytest.raises(WouldBlock):
+            rx.receive_nowait()
+
+
+@pytest.mark.parametrize("capacity", FLAVORS)
+def test_a_receive_that_times_out_took_nothing(capacity: float) -> None:
+    tx, rx = channel[int](capacity)
+    with tx, rx:
+        with pytest.raises(TimeoutError):
+            rx.receive_blocking(timeout=0.01)
+        with pytest.raises(TimeoutError):
+            rx.receive_blocking(timeout=0)
+        assert rx.statistics().tasks_waiting_receive == 0
+        with pytest.raises(TimeoutError):
+            next(rx.iter_blocking(timeout=0.01))
+        if capacity:
+            tx.send_nowait(7)
+            assert rx.receive_blocking(timeout=0) == 7
+
+
+@pytest.mark.parametrize("bad", [-1, -0.5, math.nan, "1", True])
+def test_a_bad_timeout_raises_value_error_naming_it(bad: Any) -> None:
+    tx, rx = channel[int](1)
+    with tx, rx:
+        for call in (
+            lambda: tx.send_blocking(1, timeout=bad),
+            lambda: rx.receive_blocking(timeout=bad),
+            lambda: rx.iter_blocking(timeout=bad),
+        ):
+            with pytest.raises(ValueError, match="timeout") as info:
+                call()
+            assert repr(bad) in str(info.value)
+        assert tx.statistics().total_sent == 0
+
+
+def test_closing_the_receivers_releases_a_blocked_sending_thread_with_its_item() -> None:
+    tx, rx = channel[str](1)
+    with tx:
+        tx.send_nowait("in the buffer")
+        with running(lambda: tx.send_blocking("blocked")) as sender:
+            wait_for(lambda: parked_senders(tx) == 1)
+            rx.close()
+            with pytest.raises(SendBrokenError) as info:
+                sender.finish()
+        assert info.value.unsent == ("blocked",)
+
+
+def test_closing_the_senders_releases_a_blocked_receiving_thread() -> None:
+    tx, rx = channel[int](1)
+    with rx, running(rx.receive_blocking) as receiver:
+        wait_for(lambda: parked_receivers(rx) == 1)
+        tx.close()
+        with pytest.raises(EndOfStream):
+            receiver.finish()
+
+
+def test_closing_its_own_endpoint_releases_a_blocked_thread_with_closed_resource_error() -> None:
+    tx, rx = channel[int](0)
+    with running(lambda: tx.send_blocking(5)) as sender:
+        wait_for(lambda: parked_senders(tx) == 1)
+        tx.close()
+        with pytest.raises(SendClosedError) as info:
+            sender.finish()
+    assert info.value.unsent == (5,)
+    rx.close()
+    tx, rx = channel[int](0)
+    with tx, running(rx.receive_blocking) as receiver:
+        wait_for(lambda: parked_receivers(rx) == 1)
+        rx.close()
+        with pytest.raises(ClosedResourceError):
+            receiver.finish()
+
+
+def test_iteration_in_a_thread_ends_at_end_of_stream() -> None:
+    tx, rx = channel[int](math.inf)
+    with rx:
+        with tx:
+            for i in range(5):
+                tx.send_blocking(i)
+        assert list(rx.iter_blocking()) == [0, 1, 2, 3, 4]
+        with pytest.raises(EndOfStream):
+            rx.receive_blocking()
+
+
+def test_many_threads_on_each_side_lose_and_duplicate_nothing() -> None:
+    tx, rx = channel[tuple[int, int]](4)
+    per_sender, senders, receivers = 3000, 4, 4
+    got: list[list[tuple[int, int]]] = [[] for _ in range(receivers)]
+
+    def produce(me: int, own: fearless.Sender[tuple[int, int]]) -> None:
+        with own:
+            for seq in range(per_sender):
+                own.send_blocking((me, seq))
+
+    def consume(me: int, own: fearless.ChannelReceiver[tuple[int, int]]) -> None:
+        with own:
+            got[me].extend(own.iter_blocking())
+
+    with tx, rx:
+        clones = [(tx.clone(), rx.clone()) for _ in range(max(senders, receivers))]
+    workers = [Worker(partial(produce, i, clones[i][0])) for i in range(senders)]
+    workers += [Worker(partial(consume, i, clones[i][1])) for i in range(receivers)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.finish()
+    everything = [item for items in got for item in items]
+    assert sorted(everything) == [(s, q) for s in range(senders) for q in range(per_sender)]
+    for items in got:  # each receiver sees each sender's items in order
+        for sender in range(senders):
+            seqs = [q for s, q in items if s == sender]
+            assert seqs == sorted(seqs)
+
+
+# -- threads and tasks --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("capacity", FLAVORS)
+async def test_a_thread_feeds_a_task_with_backpressure(capacity: float) -> None:
+    tx, rx = channel[int](capacity)
+    peak = 0
+
+    def produce() -> None:
+        nonlocal peak
+        with tx:
+            for i in range(5000):
+                tx.send_blocking(i)
+                peak = max(peak, tx.statistics().current_buffer_used)
+
+    with rx:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.to_thread.run_sync, produce)
+            got = [item async for item in rx]
+    assert got == list(range(5000))
+    assert peak <= (capacity if capacity != math.inf else 5000)
+
+
+@pytest.mark.parametrize("capacity", FLAVORS)
+async def test_a_task_feeds_a_thread(capacity: float) -> None:
+    tx, rx = channel[int](capacity)
+
+    def consume() -> list[int]:
+        with rx:
+            return list(rx.iter_blocking())
+
+    async def produce() -> None:
+        with tx:
+            for i in range(5000):
+                await tx.send(i)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(produce)
+        got = await anyio.to_thread.run_sync(consume)
+    assert got == list(range(5000))
+
+
+async def test_blocking_calls_on_an_event_loop_thread_raise_at_once() -> None:
+    tx, rx = channel[int](1)
+    with tx, rx:
+        tx.send_nowait(1)  # full: a real send_blocking here would hang the loop forever
+        with pytest.raises(EventLoopBlockingError, match="send_blocking"):
+            tx.send_blocking(2)
+        assert rx.receive_nowait() == 1  # empty: a real receive_blocking would hang too
+        with pytest.raises(EventLoopBlockingError, match="receive_blocking"):
+            rx.receive_blocking()
+        with pytest.raises(EventLoopBlockingError):
+            next(rx.iter_blocking())
+        with pytest.raises(EventLoopBlockingError):
+            tx.send_blocking(3, timeout=0)  # even one that would not have waited
+        stats = tx.statistics()
+        assert stats.total_sent == 1
+        assert stats.tasks_waiting_send == stats.tasks_waiting_receive == 0
+    assert issubclass(EventLoopBlockingError, RuntimeError)
+
+
+async def test_a_burst_from_a_thread_wakes_the_loop_once_not_per_item(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    wakes = 0
+    for cls in (_backend._AsyncioWaiter, _backend._TrioWaiter):
+        original = cls.wake
+
+        def counting(self: Any, original: Any = original) -> bool:
+            nonlocal wakes
+            wakes += 1
+            return original(self)  # type: ignore[no-any-return]
+
+        monkeypatch.setattr(cls, "wake", counting)
+    tx, rx = channel[int](math.inf)
+    got: list[int] = []
+
+    async def consume() -> None:
+        with rx:
+            got.extend([item async for item in rx])
+
+    def burst() -> None:
+        with tx:
+            for i in range(1000):
+                tx.send_nowait(i)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume)
+        await wait_all_tasks_blocked()  # the consumer is parked on the empty channel
+        worker = Worker(burst)
+        worker.start()
+        worker.finish()  # blocks this loop on purpose: the whole burst lands while no task runs
+    assert got == list(range(1000))
+    assert wakes == 1  # one parked receiver, one wake; the other 999 items were buffered
+
+
+def _foreign_loop(backend: str, fn: Callable[[], Any]) -> Worker:
+    """Run ``fn`` as the main task of a new event loop in a new thread."""
+
+    async def main() -> Any:
+        return await fn()
+
+    return Worker(lambda: anyio.run(main, backend=backend))
+
+
+@pytest.mark.parametrize("foreign", ["asyncio", "trio"])
+@pytest.mark.parametrize("capacity", [0, 8])
+async def test_two_event_loops_share_one_channel(foreign: str, capacity: int) -> None:
+    """Tasks on this loop and on another loop in another thread talk over channels both ways."""
+    there, here = channel[int](capacity)
+    back_tx, back_rx = channel[int](capacity)
+
+    async def far_side() -> None:
+        with here, back_tx:
+            async for item in here:
+                await back_tx.send(item * 2)
+
+    loop = _foreign_loop(foreign, far_side)
+    loop.start()
+    with there, back_rx:
+        async with anyio.create_task_group() as tg:
+
+            async def produce() -> None:
+                with there:
+                    for i in range(3000):
+                        await there.send(i)
+
+            tg.start_soon(produce)
+            got = [item async for item in back_rx]
+    await anyio.to_thread.run_sync(loop.finish)
+    assert got == [i * 2 for i in range(3000)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_loop_that_shut_down_counts_as_closed_for_a_thread_feeding_it(backend: Any) -> None:
+    name, options = backend
+    tx, rx = channel[int](1)
+
+    def produce() -> int:
+        sent = 0
+        with tx:
+            while True:
+                tx.send_blocking(sent)  # blocks on the full channel once the loop is gone
+                sent += 1
+
+    async def take_one() -> int:
+        return await rx.receive()  # and return, leaving rx open (the test still holds it)
+
+    with running(produce) as producer:
+        wait_for(lambda: parked_senders(tx) == 1)
+        assert anyio.run(take_one, backend=name, backend_options=options) == 0
+        with pytest.raises(SendBrokenError):
+            producer.finish()
+    assert rx._closed  # closed by its loop's shutdown
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_loop_that_shut_down_ends_the_stream_for_a_thread_it_fed(backend: Any) -> None:
+    name, options = backend
+    tx, rx = channel[int](math.inf)
+
+    async def send_one() -> None:
+        await tx.send(1)  # and return, leaving tx open
+
+    with rx, running(lambda: list(rx.iter_blocking())) as consumer:
+        anyio.run(send_one, backend=name, backend_options=options)
+        assert consumer.finish() == [1]
+
+
+def test_an_item_handed_to_a_task_whose_loop_died_goes_back_to_the_channel() -> None:
+    """A receiver parked on a loop that was closed without cancelling its tasks never runs
+    again: a thread's item that it was handed goes back to the channel instead of vanishing."""
+    import asyncio
+
+    tx, rx = channel[int](math.inf)
+    spare = rx.clone()
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(rx.receive())
+    for _ in range(3):
+        loop.run_until_complete(asyncio.sleep(0))  # the task parks on the empty channel
+    assert parked_receivers(rx) == 1
+    loop.close()  # no shutdown: the task is stranded, parked
+    with running(lambda: tx.send_nowait(42)) as sender:
+        sender.finish()
+    assert spare.receive_nowait() == 42
+    assert not task.done()
+    task._log_destroy_pending = False  # type: ignore[attr-defined]  # stranded on purpose
+    tx.close()
+    rx.close()
+    spare.close()
