@@ -15,30 +15,44 @@ Everything else in fearless is written against a few operations:
     The backend, without the cancel check (for closing and other non-operations).
 ``await backend.checkpoint()``
     Yield to the scheduler once; a cancel point.
-``backend.new_waiter()``
-    A :class:`Waiter`: the handle by which one parked task is woken exactly once.
+``backend.new_waiter(shared=False)``
+    A :class:`Waiter`: the handle by which one parked task is claimed once and woken.
+
+Parking is two-sided. A party (a task, or a thread in a ``*_blocking`` call) registers a
+:class:`Waiter` in a channel's queue and parks. Whoever completes its operation *claims* the waiter
+under the channel's lock (``claim(value)`` records what the party resumes with, and succeeds at
+most once) and *wakes* it after releasing the lock (``wake()``, from any thread: directly on the
+loop's own thread, else through ``call_soon_threadsafe`` / ``TrioToken.run_sync_soon``). Deciding
+under the lock and waking outside it is rule 10 of ``concurrency-rules.md``.
 
 Waking and cancelling a parked task race. A :class:`Waiter` settles the race so that callers can
 rely on one rule (the foundation of rule 3 in ``concurrency-rules.md``):
 
-    ``await waiter.wait(abort, undo)`` either returns the value given to the one successful
-    ``wake(value)``, or raises the backend's cancellation exception having left no trace: if it
-    was never woken, ``abort()`` has unregistered it, and every later ``wake()`` returns
-    ``False``; if it was woken, ``undo(value)`` has taken the operation back.
+    ``await waiter.wait(abort, undo)`` either returns the value of the one successful
+    ``claim(value)``, or raises the backend's cancellation exception having left no trace:
+    ``abort()`` takes the channel's lock and calls ``revoke()``; if nobody had claimed the waiter,
+    it is unregistered and no claim can succeed any more; if it had been claimed, ``undo(value)``
+    has taken the operation back.
 
-On trio, and for anyio cancel scopes on asyncio, a task that has been woken is never cancelled
-before it resumes, so ``undo`` is never needed there. Native asyncio cancellation
-(``task.cancel()``, ``asyncio.timeout``, a failing ``asyncio.TaskGroup``) can arrive after a task
-was woken but before it ran, and asyncio's rule is that the cancellation is raised at once. So the
-waiter asks ``undo(value)`` to take the operation back (a receiver gives its item back to the
-channel; a sender withdraws its item if it is still buffered) and raises. Only when the operation
-cannot be taken back (a sent item that a receiver has already taken) does ``undo`` return
-``False``: the operation stands, ``wait`` returns its value, and the cancellation is re-delivered
-on the next loop iteration if it is still wanted (trio's rule for a cancellation that arrives after
-an operation completed). One case stays imperfect: if, before that next iteration, the task enters
-an ``asyncio.timeout`` whose deadline has already passed, that block counts the pending
-cancellation as older than itself and reports its own ``TimeoutError`` instead, as asyncio does for
-any cancellation still pending when such a block starts.
+On trio a task that has been claimed is never cancelled before it resumes (its abort function
+reports that the wake is on its way), so ``undo`` is never needed there; the same holds for anyio
+cancel scopes on asyncio when the claim came from the loop's own thread, since the wake is then
+immediate. Native asyncio cancellation (``task.cancel()``, ``asyncio.timeout``, a failing
+``asyncio.TaskGroup``), and any cancellation that lands while a wake from another thread is on its
+way, can arrive after a task was claimed but before it ran, and asyncio's rule is that the
+cancellation is raised at once. So the waiter asks ``undo(value)`` to take the operation back (a
+receiver gives its item back to the channel; a sender withdraws its item if it is still buffered)
+and raises. Only when the operation cannot be taken back (a sent item that a receiver has already
+taken) does ``undo`` return ``False``: the operation stands, ``wait`` returns its value, and the
+cancellation is re-delivered on the next loop iteration if it is still wanted (trio's rule for a
+cancellation that arrives after an operation completed). One case stays imperfect: if, before that
+next iteration, the task enters an ``asyncio.timeout`` whose deadline has already passed, that
+block counts the pending cancellation as older than itself and reports its own ``TimeoutError``
+instead, as asyncio does for any cancellation still pending when such a block starts.
+
+A thread parks on a :class:`ThreadWaiter` (a lock it blocks on); its timeout revokes the same way.
+``check_blocking_allowed`` refuses a blocking call on an event-loop thread, and :func:`bind`
+closes what a loop's tasks used when that loop shuts down (rule 12).
 
 This module reads a few private attributes of anyio (asyncio cancel scopes) and trio (a task's
 cancel status). Each read has a public fallback, the package pins anyio below 5, and
