@@ -4,11 +4,20 @@
     python3 tools/dev.py demo [--backend asyncio|uvloop|trio]   run the demo
     python3 tools/dev.py test [pytest args...]                   run the whole test suite
                                                                  (ours, then anyio's stream tests)
+    python3 tools/dev.py test-ft [pytest args...]                the thread and stress tests on
+                                                                 free-threaded CPython 3.13t
     python3 tools/dev.py check                                   ruff + mypy --strict
     python3 tools/dev.py bench [args...]                         run the benchmarks
 
 The first call creates ``.venv`` beside this repository and installs fearless (editable) with its
 test and dev extras; later calls reinstall only when pyproject.toml changed.
+
+``test-ft`` gets a free-threaded CPython 3.13t from ``tools/free-threaded-python.sh`` (built from
+Debian's source package the first time, about 3 minutes, then cached in ``~/.cache/fearless``),
+makes ``.venv-ft`` with it (fearless and its test extra: no uvloop, which has no free-threaded
+build), checks that the GIL is really off once everything is imported, runs pytest there, and
+checks again that nothing turned the GIL back on during the run. ``PYTHON_GIL`` is removed from
+the environment: forcing the GIL off would hide an extension module that re-enables it.
 """
 
 from __future__ import annotations
@@ -25,6 +34,14 @@ VENV = Path(os.environ.get("FEARLESS_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 
+# The free-threaded run: its own venv, made by the 3.13t interpreter that the script prints.
+VENV_FT = Path(os.environ.get("FEARLESS_VENV_FT", ROOT / ".venv-ft"))
+PY_FT = VENV_FT / "bin" / "python"
+FT_SCRIPT = ROOT / "tools" / "free-threaded-python.sh"
+# What test-ft runs when given no pytest arguments: the thread tests and the backend seam, plus the
+# channel tests, so the run means something while tests/threads is still being written.
+FT_TESTS = ["tests/threads", "tests/test_backend.py", "tests/channels/test_channel.py"]
+
 
 def ensure_venv() -> None:
     stamp = VENV / ".fearless-installed"
@@ -40,14 +57,87 @@ def ensure_venv() -> None:
     stamp.write_text(want)
 
 
+def ensure_venv_ft() -> None:
+    """Make ``.venv-ft`` on the free-threaded interpreter; reinstall when pyproject.toml or the
+    interpreter changed."""
+    if os.name == "nt":
+        raise SystemExit("test-ft builds CPython from Debian's sources: Linux only")
+    out = subprocess.run(["bash", str(FT_SCRIPT)], stdout=subprocess.PIPE, text=True, check=True)
+    base = out.stdout.strip().splitlines()[-1]
+    stamp = VENV_FT / ".fearless-installed"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes() + base.encode()).hexdigest()
+    if stamp.exists() and stamp.read_text() == want and PY_FT.exists():
+        return
+    print(f"creating {VENV_FT} with {base}", flush=True)
+    subprocess.run([base, "-m", "venv", "--clear", str(VENV_FT)], check=True)
+    pip = [str(PY_FT), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    # --prefer-binary: hypothesis >= 6.156 ships a Rust extension with no free-threaded wheel, and
+    # its source build cannot fetch its crates here; the newest pure-Python hypothesis wheel does.
+    subprocess.run([*pip, "--prefer-binary", "-e", f"{ROOT}[test]"], check=True)
+    stamp.write_text(want)
+
+
+# Imports everything a test run loads and names any extension module that turned the GIL back on
+# (3.13t warns with a RuntimeWarning when it does so to load a module that did not opt out).
+GIL_CHECK = """\
+import importlib, pkgutil, sys, warnings
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as caught:
+    import anyio, anyio.pytest_plugin, hypothesis, hypothesis.stateful, hypothesis.strategies
+    import pytest, pytest_timeout, trio, fearless
+    import anyio._backends._asyncio, anyio._backends._trio
+    for info in pkgutil.walk_packages(fearless.__path__, "fearless."):
+        importlib.import_module(info.name)
+for w in caught:
+    if "GIL" in str(w.message):
+        print(f"re-enabled the GIL: {w.message}", file=sys.stderr)
+if sys._is_gil_enabled():
+    sys.exit("the GIL is enabled after importing fearless and the test dependencies")
+print(f"{sys.version.splitlines()[0]}: the GIL is disabled")
+"""
+
+# pytest in-process, and the same check as its session ends (before its closing summary line): no
+# module that a test imported may have re-enabled the GIL.
+PYTEST_FT = """\
+import sys, pytest
+
+class GilStaysOff:
+    line = ""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session):
+        if sys._is_gil_enabled():
+            self.line = "test-ft: something imported during the run re-enabled the GIL"
+            session.exitstatus = session.exitstatus or pytest.ExitCode.TESTS_FAILED
+        else:
+            self.line = "test-ft: the GIL stayed disabled for the whole run"
+
+    def pytest_terminal_summary(self, terminalreporter):
+        terminalreporter.write_line(self.line)
+
+sys.exit(pytest.main(sys.argv[1:], plugins=[GilStaysOff()]))
+"""
+
+
+def test_ft(args: list[str]) -> int:
+    ensure_venv_ft()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHON_GIL"}
+    if subprocess.call([str(PY_FT), "-c", GIL_CHECK], cwd=ROOT, env=env):
+        return 1
+    return subprocess.call([str(PY_FT), "-c", PYTEST_FT, *(args or FT_TESTS)], cwd=ROOT, env=env)
+
+
 def run(*args: str) -> int:
     return subprocess.call([str(PY), *args], cwd=ROOT)
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"demo", "test", "check", "bench"}:
+    if not argv or argv[0] not in {"demo", "test", "test-ft", "check", "bench"}:
         print(__doc__)
         return 2
+    if argv[0] == "test-ft":
+        return test_ft(argv[1:])
     ensure_venv()
     cmd, rest = argv[0], argv[1:]
     if cmd == "demo":

@@ -89,12 +89,20 @@ async def iterate_in_thread(
             with rx:
                 yield rx
         except BaseException as exc:
-            with CancelScope(shield=True):
-                error = await done_rx.receive()
+            error = await _ended(thread, done_rx)
             if error is not None:
                 exc.add_note(f"and the thread running {name} failed: {error!r}")
             raise
-        with CancelScope(shield=True):
-            error = await done_rx.receive()
+        error = await _ended(thread, done_rx)
     if error is not None:
         raise error
+
+
+async def _ended(thread: threading.Thread, done: ChannelReceiver[BaseException | None]) -> Any:
+    """Wait, shielded from cancellation, for the thread's last word, then for its end."""
+    with CancelScope(shield=True):
+        error = await done.receive()
+    # The thread has sent its last word and only has to return: joining blocks this loop for
+    # no more than that, and afterwards no thread of this block is left running.
+    thread.join()
+    return error
