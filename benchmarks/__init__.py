@@ -15,17 +15,29 @@ Workloads (each in its own module, one small function per contender):
 ``yield-every``   the ``yield_every`` sweep: throughput against another task's scheduling delay
 ``broadcast``     one producer, 8 subscribers each receiving every item: ``fearless.broadcast``
                   against one anyio stream / ``asyncio.Queue`` / trio channel per subscriber
+``threads``       an OS thread producing into a task, and a task into a thread: fearless's
+                  ``*_blocking`` calls against culsans, janus, aiologic, a round trip per item
+                  with ``anyio.from_thread``, and ``call_soon_threadsafe`` into an asyncio.Queue
 """
 
 from __future__ import annotations
 
-from . import batches, broadcasting, four_to_four, merging, one_to_one, selecting, yield_every
-from .harness import Workload
+from . import (
+    batches,
+    broadcasting,
+    four_to_four,
+    merging,
+    one_to_one,
+    selecting,
+    threads,
+    yield_every,
+)
+from .harness import Group, Workload
 from .yield_every import Sweep
 
 __all__ = ["WORKLOADS"]
 
-WORKLOADS: dict[str, Workload | Sweep] = {
+WORKLOADS: dict[str, Workload | Sweep | Group] = {
     workload.name: workload
     for workload in (
         one_to_one.WORKLOAD,
@@ -35,6 +47,7 @@ WORKLOADS: dict[str, Workload | Sweep] = {
         yield_every.WORKLOAD,
         broadcasting.WORKLOAD,
         selecting.WORKLOAD,
+        threads.WORKLOAD,
     )
 }
 """Every workload, by its ``--only`` name, in the order they run."""

@@ -7,10 +7,12 @@ How a number is made
     start-up). Every benchmark run is checked: each item must arrive exactly once.
 
     ``n`` is calibrated per contender, so that one repeat takes about ``Settings.seconds``; the
-    calibration runs double as warm-up. A contender's figure is its time per item, so contenders
-    with different ``n`` still compare. The repeats of all contenders of a workload are
-    interleaved round-robin (repeat 1 of every contender, then repeat 2 ...), so that the drift of
-    a shared, noisy machine lands on every contender alike, and the figure reported is the median.
+    calibration runs double as warm-up. A contender that is slow per item (a thread round trip
+    per item) may cap its ``n`` with ``Contender.max_items``, so that its runs stay short. A
+    contender's figure is its time per item, so contenders with different ``n`` still compare.
+    The repeats of all contenders of a workload are interleaved round-robin (repeat 1 of every
+    contender, then repeat 2 ...), so that the drift of a shared, noisy machine lands on every
+    contender alike, and the figure reported is the median.
 
 Ratios
     Every workload names one fearless contender as its baseline. On each backend, a peer's ratio
@@ -20,6 +22,7 @@ Ratios
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import statistics
 import time
@@ -38,6 +41,7 @@ __all__ = [
     "Body",
     "Contender",
     "Delivery",
+    "Group",
     "Series",
     "Settings",
     "Target",
@@ -82,6 +86,9 @@ class Contender:
     label: str
     """Short, and the same on every backend: ``fearless``, ``anyio``, ``asyncio.Queue`` ..."""
     body: Body
+    max_items: int | None = None
+    """A cap on the calibrated ``n`` (below ``Settings.min_items`` too), for a contender that
+    takes tens of microseconds per item, so that one of its runs stays well under a second."""
 
     @property
     def name(self) -> str:
@@ -100,12 +107,19 @@ class Delivery:
 def deliver(contender: Contender, n: int) -> Delivery:
     """Run ``contender`` once with ``n`` items on a fresh event loop; time the body only."""
 
-    async def timed() -> Delivery:
+    # Handed out beside the main task, not as its result: on CPython 3.11, asyncio.Runner's exit
+    # formats the repr of its SIGINT handler, which holds the main task, whose repr holds its
+    # result, so a returned Delivery would have its whole list of items printed into a string
+    # (after the timing, but taking up to a fifth of the wall time of a large run).
+    out: list[Delivery] = []
+
+    async def timed() -> None:
         start = time.perf_counter()
         received = await contender.body(n)
-        return Delivery(time.perf_counter() - start, received)
+        out.append(Delivery(time.perf_counter() - start, received))
 
-    return contender.backend.run(timed)
+    contender.backend.run(timed)
+    return out[0]
 
 
 def exactly_once(received: list[int], n: int) -> bool:
@@ -176,9 +190,30 @@ def calibrate(trial: Callable[[int], Timed], settings: Settings) -> int:
     return int(min(max(wanted, settings.min_items), settings.max_items))
 
 
-def measure(trials: Sequence[Callable[[int], S]], settings: Settings) -> list[Series[S]]:
-    """Calibrate every trial, then run the repeats round-robin across the trials."""
-    sizes = [calibrate(trial, settings) for trial in trials]
+def capped(settings: Settings, max_items: int | None) -> Settings:
+    """``settings`` with ``n`` held to at most ``max_items`` (``None``: as they are)."""
+    if max_items is None:
+        return settings
+    return dataclasses.replace(
+        settings,
+        min_items=min(settings.min_items, max_items),
+        max_items=min(settings.max_items, max_items),
+    )
+
+
+def measure(
+    trials: Sequence[Callable[[int], S]],
+    settings: Settings,
+    max_items: Sequence[int | None] = (),
+) -> list[Series[S]]:
+    """Calibrate every trial, then run the repeats round-robin across the trials.
+
+    ``max_items``, if given, has one cap (or ``None``) per trial.
+    """
+    caps = list(max_items) or [None] * len(trials)
+    sizes = [
+        calibrate(trial, capped(settings, cap)) for trial, cap in zip(trials, caps, strict=True)
+    ]
     samples: list[list[S]] = [[] for _ in trials]
     for _ in range(settings.repeats):
         for trial, n, out in zip(trials, sizes, samples, strict=True):
@@ -227,7 +262,11 @@ class Workload:
 
     def run(self, settings: Settings) -> str:
         """Measure every contender and return the table, ratios and targets as markdown."""
-        results = measure([checked(c) for c in self.contenders], settings)
+        results = measure(
+            [checked(c) for c in self.contenders],
+            settings,
+            [c.max_items for c in self.contenders],
+        )
         return self.report(dict(zip(self.contenders, results, strict=True)))
 
     def report(self, results: dict[Contender, Series[Delivery]]) -> str:
@@ -263,6 +302,24 @@ class Workload:
                 f"measured {got:.2f}x, {verdict}"
             )
         return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Group:
+    """Several workloads run, one after the other, under one ``--only`` name."""
+
+    name: str
+    workloads: tuple[Workload, ...]
+    notes: tuple[str, ...] = ()
+    """Printed before the tables: e.g. which peers are not installed and were skipped."""
+
+    @property
+    def contenders(self) -> tuple[Contender, ...]:
+        return tuple(c for workload in self.workloads for c in workload.contenders)
+
+    def run(self, settings: Settings) -> str:
+        notes = "".join(f"Note: {note}\n" for note in self.notes)
+        return (notes and notes + "\n") + "\n".join(w.run(settings) for w in self.workloads)
 
 
 def format_time(seconds: float) -> str:

@@ -6,16 +6,44 @@ each contender of each workload delivers every item exactly once, with a tiny it
 
 from __future__ import annotations
 
+import threading
+
+import anyio
 import benchmarks
 import pytest
-from benchmarks.harness import Contender, Settings, deliver, exactly_once
-from benchmarks.yield_every import LatencyProbe
+from benchmarks.harness import (
+    FULL,
+    QUICK,
+    Contender,
+    Delivery,
+    Group,
+    Settings,
+    Workload,
+    calibrate,
+    capped,
+    deliver,
+    exactly_once,
+)
+from benchmarks.threads import THREAD_NAME, in_thread
+from benchmarks.yield_every import LatencyProbe, Sweep
+
+import fearless
 
 ITEMS = 203  # not a multiple of the 4 or 8 producers, nor of the capacity or the batch size
 
+
+def _workloads() -> list[Workload | Sweep]:
+    """Every workload, a group (``threads``) counting as the workloads it is made of."""
+    return [
+        part
+        for workload in benchmarks.WORKLOADS.values()
+        for part in (workload.workloads if isinstance(workload, Group) else (workload,))
+    ]
+
+
 CONTENDERS = [
     pytest.param(contender, id=f"{workload.name}:{contender.name}")
-    for workload in benchmarks.WORKLOADS.values()
+    for workload in _workloads()
     for contender in workload.contenders
 ]
 PROBES = [
@@ -30,6 +58,11 @@ def test_every_contender_delivers_each_item_exactly_once(contender: Contender) -
     delivery = deliver(contender, ITEMS)
     assert sorted(delivery.received) == list(range(ITEMS))
     assert delivery.seconds > 0
+    assert not _benchmark_threads(), "a contender left its OS thread running"
+
+
+def _benchmark_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == THREAD_NAME]
 
 
 @pytest.mark.parametrize("probe", PROBES)
@@ -56,3 +89,67 @@ def test_a_workload_reports_a_ratio_against_its_fearless_baseline() -> None:
     table = benchmarks.WORKLOADS["merge"].run(tiny)
     assert "anyio forwarders/fearless merge = " in table
     assert "Targets:" in table
+
+
+def test_a_capped_contender_runs_with_at_most_its_cap_even_below_the_minimum() -> None:
+    """A contender slow per item (``max_items``) is calibrated within its cap, warm-up included."""
+    sizes: list[int] = []
+
+    def trial(n: int) -> Delivery:
+        sizes.append(n)
+        return Delivery(1e-7 * n, [])
+
+    assert calibrate(trial, capped(FULL, 2_000)) == 2_000
+    assert max(sizes) == 2_000
+    assert capped(FULL, None) is FULL
+
+
+def test_the_threads_workload_runs_end_to_end_in_quick_mode() -> None:
+    """``--quick --only threads``: both directions, every installed peer, the targets; no thread
+    is left running."""
+    table = benchmarks.WORKLOADS["threads"].run(QUICK)
+    assert "### 7a. Threads: one OS thread producing" in table
+    assert "### 7b. Threads: one task producing" in table
+    assert "call_soon_threadsafe/fearless = " in table
+    assert "anyio from_thread/fearless = " in table
+    assert table.count("Targets:") == 2
+    assert not _benchmark_threads()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_failing_task_releases_the_benchmark_thread_which_is_joined(backend: str) -> None:
+    """The task's error propagates; its abort frees the thread blocked on a full channel."""
+    send, receive = fearless.channel[int](1)
+
+    def produce() -> None:
+        with send:
+            for i in range(100):
+                send.send_blocking(i)
+
+    async def main() -> None:
+        async with in_thread(produce, receive.close):
+            with receive:
+                await receive.receive()
+                raise LookupError("the consumer failed")
+
+    with pytest.raises(LookupError, match="the consumer failed"):
+        anyio.run(main, backend=backend)
+    assert not _benchmark_threads()
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_a_failing_thread_releases_the_waiting_task_and_its_error_is_raised(backend: str) -> None:
+    """The thread's error comes out of the body; its abort frees the task waiting for items."""
+    send, receive = fearless.channel[int](1)
+
+    def produce() -> None:
+        raise LookupError("the producer failed")
+
+    async def main() -> None:
+        async with in_thread(produce, receive.close):
+            with send, receive:
+                await receive.receive()
+
+    with pytest.raises(LookupError, match="the producer failed"):
+        anyio.run(main, backend=backend)
+    assert not _benchmark_threads()

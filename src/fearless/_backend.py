@@ -176,18 +176,42 @@ ABORTED: Final = _Aborted()
 
 
 def check_blocking_allowed(what: str) -> None:
-    """Raise :class:`EventLoopBlockingError` at once if this thread runs an event loop."""
-    if _running_loop() is not None or ("trio" in sys.modules and _in_trio_run()):
+    """Raise :class:`EventLoopBlockingError` at once if this thread runs an event loop.
+
+    Runs on every blocking call, so it costs two cheap reads: asyncio's running loop for this
+    thread, and (once trio has been imported) whether trio's per-thread run context has a runner,
+    which is what ``trio.lowlevel.in_trio_run()`` asks, minus the cost of ``hasattr`` failing.
+    """
+    context = _trio_context or _find_trio_context()
+    if _running_loop() is not None or (context is not None and "runner" in context.__dict__):
         raise EventLoopBlockingError(
             f"{what}() would block the event loop running in this thread (and could deadlock "
             f"it); await the async form instead, or call {what}() from another thread"
         )
 
 
-def _in_trio_run() -> bool:
-    import trio
+_trio_context: Any = None  # trio's GLOBAL_RUN_CONTEXT (a threading.local), once trio is imported
 
-    return trio.lowlevel.in_trio_run()
+
+def _find_trio_context() -> Any:
+    global _trio_context
+    if "trio" not in sys.modules:  # nobody imported trio, so no trio run can be in progress
+        return None
+    try:
+        from trio._core._run import GLOBAL_RUN_CONTEXT
+    except ImportError:  # pragma: no cover - depends on trio's internals
+
+        class _AskTrio:  # the public question, slower: __dict__ has "runner" inside a run
+            @property
+            def __dict__(self) -> dict[str, Any]:  # type: ignore[override]
+                import trio
+
+                return {"runner": None} if trio.lowlevel.in_trio_run() else {}
+
+        _trio_context = _AskTrio()
+    else:
+        _trio_context = GLOBAL_RUN_CONTEXT
+    return _trio_context
 
 
 def check_timeout(timeout: float | None) -> float:

@@ -695,7 +695,7 @@ class Sender(_Endpoint, ObjectSendStream[T_contra]):
         released with ``SendBrokenError`` as soon as every receiver is closed, or when the event
         loop whose tasks held them shuts down).
         """
-        wait = _backend.check_timeout(timeout)
+        wait = -1.0 if timeout is None else _backend.check_timeout(timeout)
         _backend.check_blocking_allowed("send_blocking")
         state = self._state
         lock = state.lock
@@ -704,6 +704,14 @@ class Sender(_Endpoint, ObjectSendStream[T_contra]):
         try:
             if self._closed or not state.open_receivers:
                 self._fail((item,))
+            buffer = state.buffer
+            n = len(buffer)
+            if n < state.capacity and not state.recv_waiters:  # offer(), inlined
+                buffer.append(item)
+                state.total_sent += 1
+                if n >= state.peak:
+                    state.peak = n + 1
+                return
             if not state.offer(item):
                 if wait == 0:
                     raise TimeoutError("the channel is full; the item was not sent")
@@ -991,7 +999,7 @@ class ChannelReceiver(_Endpoint, Receiver[T_co]):
         ``EndOfStream`` as soon as every sender is closed, or when the event loop whose tasks
         held them shuts down).
         """
-        wait = _backend.check_timeout(timeout)
+        wait = -1.0 if timeout is None else _backend.check_timeout(timeout)
         _backend.check_blocking_allowed("receive_blocking")
         state = self._state
         lock = state.lock
@@ -999,6 +1007,10 @@ class ChannelReceiver(_Endpoint, Receiver[T_co]):
         try:
             if self._closed:
                 raise ClosedResourceError
+            buffer = state.buffer
+            if buffer and not state.send_waiters:  # take(), inlined
+                state.total_received += 1
+                return buffer.popleft()  # type: ignore[no-any-return]
             item = state.take()
             if item is EMPTY:
                 if wait == 0 and state.open_senders:
