@@ -1,4 +1,4 @@
-"""Oneshot: a single value from one task to another.
+"""Oneshot: a single value from one task or thread to another.
 
 Specification:
 
@@ -6,8 +6,9 @@ Specification:
   is stored for the receiver, and the sender is spent (a second ``send`` raises
   ``SendClosedError`` carrying the value).
 - ``await rx.receive()`` (or simply ``await rx``) returns the value, waiting for it if need be.
-  ``rx.receive_nowait()`` returns it or raises ``WouldBlock``. The value can be received once;
-  afterwards the receiver is at its end (``EndOfStream``).
+  ``rx.receive_nowait()`` returns it or raises ``WouldBlock``. ``rx.receive_blocking(timeout)``
+  waits for it in an OS thread. The value can be received once; afterwards the receiver is at
+  its end (``EndOfStream``).
 - If the sender is closed, or garbage-collected, without sending, the receiver learns it:
   ``receive`` raises ``EndOfStream``. Do not rely on garbage collection for that: a traceback or
   a reference cycle can keep a sender alive long after its task failed. Hold it in
@@ -17,13 +18,30 @@ Specification:
 - Cancellation: ``receive`` is a cancel point; a cancelled ``receive`` took nothing, and the value
   stays for the next call. Waking does not hand the value over: the woken receiver reads it when
   it runs, so there is no race to settle.
-- ``send`` is meant for the event loop's own thread in this release; sending from another OS
-  thread comes with the thread bridge.
+- Threads: every operation is safe from any thread. ``send`` and ``close`` from a thread wake a
+  receiver parked on an event loop through that loop; ``receive_blocking`` blocks a thread (and
+  raises ``EventLoopBlockingError`` at once on a thread that runs an event loop). One party at a
+  time may wait, task or thread (``RuntimeError`` otherwise).
+
+Locking: the state's critical sections run under a re-entrant lock (``threading.RLock``), and the
+receiver is woken after it is released (rule 10). Re-entrant because both halves close the state
+from ``__del__``, and a finalizer can run on a thread that already holds the lock: a collection
+may start at any allocation (CPython runs a pending one at the next call), and dropping a
+reference can free the other half at once. A plain lock would deadlock that thread against
+itself. The alternative, never waiting for the lock in ``__del__`` and leaving the close to
+whoever releases it next (what broadcast does for its subscriptions), costs a check after every
+release; with four fields and one waiter it is simpler to make each critical section tolerate a
+close landing inside it: a receive that found nothing installs its waiter and then looks again
+(a close that landed in between found no waiter to wake), a send checks and stores with no call
+in between, and a dropped value is released only after the lock is.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Generator
+from functools import partial
 from typing import Any, Final, Generic, Self, TypeVar, final
 
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
@@ -48,23 +66,69 @@ _NOTHING: Final = _Nothing()
 
 
 class _State:
-    __slots__ = ("closed_receiver", "closed_sender", "value", "waiter")
+    """What the two halves share. Every field is read and written under ``lock``."""
+
+    __slots__ = ("closed_receiver", "closed_sender", "lock", "value", "waiter")
 
     def __init__(self) -> None:
+        self.lock = threading.RLock()  # re-entrant: see the module docstring
         self.value: Any = _NOTHING  # the value, until it is received
         self.closed_sender = False  # sent, or closed without sending
         self.closed_receiver = False
-        self.waiter: _backend.Waiter | None = None  # the parked receive, if any
+        self.waiter: _backend.Waiter | None = None  # the parked receive (task or thread), if any
 
-    def wake(self) -> None:
+    def claim_waiter(self) -> _backend.Waiter | None:
+        """Under the lock: the parked receive to wake once the lock is released, if any."""
         waiter, self.waiter = self.waiter, None
         if waiter is not None and waiter.claim(None):
-            waiter.wake()
+            return waiter
+        return None
+
+    def take(self) -> Any:
+        """Under the lock: the value, or ``_NOTHING`` if it has not been sent yet; raises
+        ``ClosedResourceError`` or ``EndOfStream`` if it can never be received."""
+        if self.closed_receiver:
+            raise ClosedResourceError
+        value = self.value
+        if value is not _NOTHING:
+            self.value = _NOTHING
+            return value
+        if self.closed_sender:
+            raise EndOfStream
+        return _NOTHING
+
+    def park(self, waiter: _backend.Waiter) -> bool:
+        """Under the lock, just after ``take()`` found nothing: ``waiter`` waits for the send (or
+        a close). ``False`` if something landed meanwhile: take again instead of waiting."""
+        if self.waiter is not None:
+            raise RuntimeError("another task or thread is already waiting on this oneshot receiver")
+        self.waiter = waiter
+        # From here on a send or close claims the waiter. One that landed re-entrantly between
+        # take() and the line above (a finalizer: see the module docstring) found no waiter.
+        if self.waiter is waiter and (
+            self.value is not _NOTHING or self.closed_sender or self.closed_receiver
+        ):
+            self.waiter = None
+            return False
+        return True
+
+    def unpark(self, waiter: _backend.Waiter) -> object:
+        """The parked receive gives up (cancelled, timed out): what ``revoke`` returned."""
+        with self.lock:
+            if self.waiter is waiter:
+                self.waiter = None
+            return waiter.revoke()
+
+
+def _nothing_to_undo(_: object) -> bool:
+    # Woken with nothing in hand: the value stays in the state until read, so a cancellation
+    # (or a timeout) after the wake has nothing to give back.
+    return True
 
 
 @final
 class OneshotSender(ClosesOnExit, Generic[T_contra]):
-    """The sending half of :func:`oneshot`. Created only by the factory."""
+    """The sending half of :func:`oneshot`. Created only by the factory. Safe from any thread."""
 
     __slots__ = ("__weakref__", "_state")
 
@@ -82,24 +146,39 @@ class OneshotSender(ClosesOnExit, Generic[T_contra]):
     def send(self, value: T_contra) -> None:
         """Deliver ``value``; never waits. The sender is spent afterwards.
 
+        Safe from any thread, event-loop thread or not: a receiver parked on an event loop is
+        woken through that loop, a receiver blocked in ``receive_blocking`` is released. (If
+        the receiver's event loop has shut down, the value stays stored, unread.)
+
         Raises ``SendClosedError`` if this sender already sent or was closed, and
-        ``SendBrokenError`` if the receiver is closed; both carry the value.
+        ``SendBrokenError`` if the receiver is closed; both carry the value, and then nothing
+        was delivered.
         """
         state = self._state
-        if state.closed_sender:
-            raise SendClosedError((value,))
-        if state.closed_receiver:
-            raise SendBrokenError((value,))
-        state.value = value
-        state.closed_sender = True
-        state.wake()
+        with state.lock:
+            if state.closed_sender:
+                raise SendClosedError((value,))
+            if state.closed_receiver:
+                raise SendBrokenError((value,))
+            state.value = value
+            state.closed_sender = True
+            waiter = state.claim_waiter()
+        if waiter is not None:
+            waiter.wake()
 
     def close(self) -> None:
-        """Close without sending (idempotent once sent): the receiver sees ``EndOfStream``."""
+        """Close without sending (idempotent once sent): the receiver sees ``EndOfStream``.
+
+        Safe from any thread; a parked receiver (task or thread) is woken to see it.
+        """
         state = self._state
-        if not state.closed_sender:
+        with state.lock:
+            if state.closed_sender:
+                return
             state.closed_sender = True
-            state.wake()
+            waiter = state.claim_waiter()
+        if waiter is not None:
+            waiter.wake()
 
     @property
     def closed(self) -> bool:
@@ -107,18 +186,19 @@ class OneshotSender(ClosesOnExit, Generic[T_contra]):
         return self._state.closed_sender
 
     def __del__(self) -> None:
-        # A sender dropped without sending is a sender closed without sending.
-        state = getattr(self, "_state", None)
-        if state is not None and not state.closed_sender:
-            try:
-                self.close()
-            except RuntimeError:  # pragma: no cover - the receiver's loop is already closed
-                pass
+        # A sender dropped without sending is a sender closed without sending. (The lock is
+        # re-entrant, so this may run wherever a collection does: see the module docstring.)
+        if getattr(self, "_state", None) is not None:
+            self.close()
 
 
 @final
 class OneshotReceiver(ClosesOnExit, Generic[T_co]):
-    """The receiving half of :func:`oneshot`. Created only by the factory; ``await rx`` works."""
+    """The receiving half of :func:`oneshot`. Created only by the factory; ``await rx`` works.
+
+    Safe from any thread: tasks of any event loop ``await`` it, threads use
+    :meth:`receive_blocking`.
+    """
 
     __slots__ = ("_state",)
 
@@ -130,9 +210,8 @@ class OneshotReceiver(ClosesOnExit, Generic[T_co]):
     def __del__(self) -> None:
         # A receiver dropped without closing is closed: a later send fails, handing the value
         # back, instead of succeeding into the void.
-        state = getattr(self, "_state", None)
-        if state is not None:
-            state.closed_receiver = True
+        if getattr(self, "_state", None) is not None:
+            self.close()
 
     @classmethod
     def _create(cls, state: _State) -> Self:
@@ -141,59 +220,91 @@ class OneshotReceiver(ClosesOnExit, Generic[T_co]):
         return self
 
     def receive_nowait(self) -> T_co:
-        """The value if it has been sent; ``WouldBlock`` if not yet.
+        """The value if it has been sent; ``WouldBlock`` if not yet. Safe from any thread.
 
         ``EndOfStream`` if the sender closed without sending or the value was already received;
         ``ClosedResourceError`` if this receiver is closed.
         """
         state = self._state
-        if state.closed_receiver:
-            raise ClosedResourceError
-        value = state.value
-        if value is not _NOTHING:
-            state.value = _NOTHING
-            return value  # type: ignore[no-any-return]
-        if state.closed_sender:
-            raise EndOfStream
-        raise WouldBlock
+        with state.lock:
+            value = state.take()
+        if value is _NOTHING:
+            raise WouldBlock
+        return value  # type: ignore[no-any-return]
 
     async def receive(self) -> T_co:
-        """The value, waiting until it is sent.
+        """The value, waiting until it is sent (from a task or a thread).
 
         Closing: ``EndOfStream`` if the sender closes (or is dropped) without sending, or the value
-        was already received; ``ClosedResourceError`` if this receiver is closed. Cancellation: a
-        cancel point; a cancelled ``receive`` took nothing, and the value stays for the next call.
-        Only one task may wait at a time (``RuntimeError`` otherwise).
+        was already received; ``ClosedResourceError`` if this receiver is (or gets) closed.
+        Cancellation: a cancel point; a cancelled ``receive`` took nothing, and the value stays for
+        the next call. Only one party, task or thread, may wait at a time (``RuntimeError``
+        otherwise).
         """
         backend = _enter()
         if backend.cancel_pending:
             await backend.checkpoint()
         state = self._state
-        while True:
-            try:
-                return self.receive_nowait()
-            except WouldBlock:
-                pass
-            if state.waiter is not None:
-                raise RuntimeError("another task is already waiting on this oneshot receiver")
-            waiter = state.waiter = backend.new_waiter()
+        with state.lock:
+            value = state.take()
+        while value is _NOTHING:
+            waiter = backend.new_waiter()
+            with state.lock:
+                value = state.take()
+                parked = value is _NOTHING and state.park(waiter)
+            if parked:
+                await waiter.wait(partial(state.unpark, waiter), _nothing_to_undo)
+                with state.lock:
+                    value = state.take()  # woken by a send or a close: not _NOTHING any more
+        return value  # type: ignore[no-any-return]
 
-            def unregister(waiter: _backend.Waiter = waiter) -> object:
-                if state.waiter is waiter:
-                    state.waiter = None
-                return waiter.revoke()
+    def receive_blocking(self, timeout: float | None = None) -> T_co:
+        """The value, blocking this thread until it is sent (from a task or another thread).
 
-            # Woken with nothing in hand: the value stays in the state until read, so a
-            # cancellation after the wake has nothing to undo.
-            await waiter.wait(unregister, lambda _: True)
+        For OS threads that are not running an event loop; on one that is, it raises
+        ``EventLoopBlockingError`` at once instead of deadlocking it.
+
+        Timeout: after ``timeout`` seconds (``None``: no limit) it raises ``TimeoutError``, and
+        nothing was taken: the value, if it arrives later, stays for the next call (``0``: take
+        it only if it is there now). The same holds for a wait interrupted by an exception
+        (``KeyboardInterrupt``). Closing: as for :meth:`receive` (``EndOfStream`` as soon as
+        the sender closes or is dropped without sending; ``ClosedResourceError`` if this
+        receiver is, or while blocked gets, closed). Only one party, task or thread, may wait at
+        a time (``RuntimeError`` otherwise).
+        """
+        wait = _backend.check_timeout(timeout)
+        _backend.check_blocking_allowed("receive_blocking")
+        state = self._state
+        deadline = None if wait < 0 else time.monotonic() + wait
+        with state.lock:
+            value = state.take()
+        while value is _NOTHING:
+            left = -1.0 if deadline is None else max(deadline - time.monotonic(), 0.0)
+            if left == 0:
+                raise TimeoutError("nothing was sent in time; nothing was taken")
+            waiter = _backend.ThreadWaiter()
+            with state.lock:
+                value = state.take()
+                parked = value is _NOTHING and state.park(waiter)
+            if parked:
+                waiter.wait_blocking(partial(state.unpark, waiter), _nothing_to_undo, left)
+                with state.lock:
+                    value = state.take()
+        return value  # type: ignore[no-any-return]
 
     def close(self) -> None:
-        """Close the receiver (idempotent): a later ``send`` fails, handing the value back."""
+        """Close the receiver (idempotent; safe from any thread): a later ``send`` fails, handing
+        the value back. A parked receive (task or thread) fails with ``ClosedResourceError``."""
         state = self._state
-        if not state.closed_receiver:
+        with state.lock:
+            if state.closed_receiver:
+                return
             state.closed_receiver = True
-            state.value = _NOTHING
-            state.wake()
+            value, state.value = state.value, _NOTHING  # dropped after the lock is released
+            waiter = state.claim_waiter()
+        if waiter is not None:
+            waiter.wake()
+        del value
 
     def __await__(self) -> Generator[Any, None, T_co]:
         return self.receive().__await__()
