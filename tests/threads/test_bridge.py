@@ -14,7 +14,7 @@ from anyio import CancelScope
 import fearless
 from fearless import iterate_in_thread
 
-from .test_channel_threads import wait_for
+from .support import wait_for
 
 pytestmark = pytest.mark.anyio
 

@@ -13,9 +13,7 @@ import math
 import random
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -35,59 +33,9 @@ from fearless import (
 )
 
 from ..conftest import BACKENDS
+from .support import Worker, running, until, wait_for
 
 pytestmark = pytest.mark.anyio
-
-DEADLINE = 30.0  # seconds a thread may take before the test calls it a deadlock
-
-
-class Worker(threading.Thread):
-    """A thread that records its result or exception, joined with a deadline."""
-
-    def __init__(self, target: Callable[[], Any]) -> None:
-        super().__init__(daemon=True)
-        self._target_fn = target
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.result = self._target_fn()
-        except BaseException as exc:
-            self.error = exc
-
-    def finish(self) -> Any:
-        self.join(DEADLINE)
-        assert not self.is_alive(), "the thread is still blocked: deadlock"
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-@contextmanager
-def running(target: Callable[[], Any]) -> Iterator[Worker]:
-    worker = Worker(target)
-    worker.start()
-    try:
-        yield worker
-    finally:
-        worker.join(DEADLINE)
-
-
-def wait_for(condition: Callable[[], bool]) -> None:
-    """Wait (not assert) until another thread has reached a state; fail after the deadline."""
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        assert time.monotonic() < deadline, "the other thread never got there"
-        time.sleep(0.0005)
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """``wait_for`` for a task: poll without blocking the event loop."""
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        assert time.monotonic() < deadline, "the other thread never got there"
-        await anyio.sleep(0.0005)
 
 
 def parked_senders(endpoint: BroadcastSender[Any] | Subscription[Any]) -> int:
