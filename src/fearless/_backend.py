@@ -68,7 +68,7 @@ import weakref
 from asyncio import AbstractEventLoop, CancelledError, Task
 from asyncio import _get_running_loop as _running_loop
 from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]  # current_task(), minus a frame
-from collections.abc import Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from threading import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any, Final, Protocol
 from weakref import ref as _weak_ref
@@ -244,17 +244,19 @@ class ThreadWaiter(Waiter):
         seconds (-1: never) having left no trace.
 
         A claim that lands just as the timeout expires wins: the operation happened, and its
-        value is returned. An exception raised while blocked (``KeyboardInterrupt``) leaves no
-        trace either: a claimed operation is taken back with ``undo`` if it can be.
+        value is returned. An exception raised while blocked (``KeyboardInterrupt``) is always
+        re-raised, having left no trace if it can: a claimed operation is taken back with
+        ``undo``; one that cannot be (an item a receiver already has) stands, and a note on the
+        exception says so.
         """
         try:
             if self._parked.acquire(timeout=timeout):
                 return self.value
-        except BaseException:
+        except BaseException as exc:
             value = abort()
-            if value is ABORTED or undo(value):
-                raise
-            return value
+            if value is not ABORTED and not undo(value):
+                exc.add_note("fearless: the operation had completed and could not be taken back")
+            raise
         value = abort()
         if value is ABORTED:
             raise TimeoutError(f"timed out after {timeout} s; nothing was done")
@@ -266,25 +268,28 @@ class ThreadWaiter(Waiter):
 # --------------------------------------------------------------------------------------------
 
 
-class _Closable(Protocol):
+class _Bound(Protocol):
     _home: object
 
-    def close(self) -> None: ...
+    def _loop_shut_down(self) -> None:
+        """The loop its tasks used has shut down (closes it if threads use its channel)."""
 
 
 _homes_lock: Final = threading.Lock()
 _homes: dict[object, weakref.WeakSet[Any]] = {}  # loop (or trio token) -> endpoints used there
-_watchers: dict[object, Any] = {}  # asyncio loop -> its watch task
+_watchers: dict[object, Any] = {}  # asyncio loop -> its watch (an async generator)
 
 
-def bind(endpoint: _Closable) -> None:
-    """Record that tasks of the event loop running in this thread use ``endpoint``: when that
-    loop shuts down, the endpoint is closed, so that threads waiting on its other side are
-    released instead of waiting forever for tasks that are gone.
+def bind(endpoint: _Bound) -> None:
+    """Record that tasks of the event loop running in this thread use ``endpoint``, so that its
+    ``_loop_shut_down()`` is called when that loop shuts down (rule 12: for threads, a loop that
+    has shut down counts as closed).
 
-    Cheap when the endpoint is bound here already. Shutting down means: on asyncio (and uvloop),
-    ``asyncio.run``, ``asyncio.Runner`` or ``anyio.run`` ending, which cancels the loop's
-    remaining tasks; on trio, ``trio.run`` ending.
+    Cheap when the endpoint is bound here already; an endpoint moves to the loop that used it
+    last. Shutting down means: on asyncio (and uvloop), ``asyncio.run``, ``asyncio.Runner`` or
+    ``anyio.run`` ending, after the loop's remaining tasks have been cancelled and have finished
+    (the watch is an async generator, closed by ``loop.shutdown_asyncgens()``); on trio,
+    ``trio.run`` ending (the watch is a system task, cancelled once the main task has finished).
     """
     loop = _running_loop()
     key: object = loop if loop is not None else _trio_token()
@@ -299,8 +304,7 @@ def bind(endpoint: _Closable) -> None:
         if endpoints is None:
             endpoints = _homes[key] = weakref.WeakSet()
             if loop is not None:
-                # asyncio holds tasks weakly: keep this one until it has run its finally.
-                _watchers[key] = loop.create_task(_asyncio_watch(key))
+                _watchers[key] = _start_asyncio_watch(key)
             else:
                 _trio.lowlevel.spawn_system_task(_trio_watch, key, name="fearless-loop-watch")
         endpoints.add(endpoint)
@@ -317,17 +321,29 @@ def _loop_ended(key: object) -> None:
         _watchers.pop(key, None)
     for endpoint in endpoints:
         try:
-            endpoint.close()
-        except Exception:  # pragma: no cover - close() does not raise; never kill the shutdown
+            endpoint._loop_shut_down()
+        except Exception:  # pragma: no cover - close() does not raise; never break a shutdown
             pass
 
 
-async def _asyncio_watch(key: object) -> None:
-    future: Any = key.create_future()  # type: ignore[attr-defined]
+async def _asyncio_watch(key: object) -> AsyncGenerator[None, None]:
     try:
-        await future
-    finally:  # cancelled by the loop's shutdown
+        yield
+    finally:  # closed by loop.shutdown_asyncgens(), after every task has finished
         _loop_ended(key)
+
+
+def _start_asyncio_watch(key: object) -> AsyncGenerator[None, None]:
+    """Start the watch: its first step registers it with the running loop's async-generator
+    hooks, so the loop's shutdown closes it. Not a task, so that cancelling every other task
+    (a common way to shut down) does not end it early. Kept here: the loop holds it weakly."""
+    watch = _asyncio_watch(key)
+    step = watch.asend(None)
+    try:
+        step.send(None)
+    except StopIteration:  # it reached its yield
+        pass
+    return watch
 
 
 async def _trio_watch(key: object) -> None:
@@ -416,10 +432,14 @@ class _AsyncioWaiter(Waiter):
             value = abort()
             if value is ABORTED:
                 raise
-            # Claimed, then natively cancelled before this task ran.
+            # Claimed, then cancelled before this task ran.
             if undo(value):
                 raise
-            _defer_cancellation(self._loop, task, baseline)
+            # The operation stands. An anyio cancel scope that is still cancelled re-delivers
+            # its own cancellation at the task's next await (with the message anyio recognises
+            # as its own); only a native cancellation needs re-delivering here.
+            if not enter().cancel_pending:
+                _defer_cancellation(self._loop, task, baseline)
             return value
         return self.value
 
@@ -444,9 +464,12 @@ def _defer_cancellation(loop: AbstractEventLoop, task: Task[Any], baseline: int)
 
     def again() -> None:
         since = _deferred.pop(task, None)
-        if since is not None and not task.done() and task.cancelling() > since:
-            task.uncancel()  # keep the request count as it is: cancel() adds it back
-            task.cancel()
+        if since is None or task.done() or task.cancelling() <= since:
+            return
+        if getattr(task, "_must_cancel", False):
+            return  # a cancellation is on its way already (with its own message): keep it
+        task.uncancel()  # keep the request count as it is: cancel() adds it back
+        task.cancel()
 
     loop.call_soon(again)
 
@@ -614,18 +637,16 @@ class _TrioBackend(Backend):
 _TRIO: Final = _TrioBackend("trio", False)
 _TRIO_CANCELLED: Final = _TrioBackend("trio", True)
 _trio: Any = None
-_outcome: Any = None
 _current_trio_task: Callable[[], Any] | None = None
 
 
 def _load_trio() -> Callable[[], Any]:
-    global _trio, _outcome, _current_trio_task
+    global _trio, _current_trio_task
     if "trio" not in sys.modules:  # trio cannot be running if nobody imported it
         raise RuntimeError(_NO_LOOP)
-    import outcome
     import trio
 
-    _trio, _outcome = trio, outcome
+    _trio = trio
     _current_trio_task = trio.lowlevel.current_task
     return _current_trio_task
 

@@ -136,3 +136,44 @@ async def test_the_receiver_is_a_fearless_channel_receiver() -> None:
     async with iterate_in_thread(Source(3), capacity=1) as items:
         assert isinstance(items, fearless.ChannelReceiver)
         assert await items.receive_many(10) in ([0], [0, 1])
+
+
+def test_a_native_asyncio_cancellation_does_not_leave_the_thread_running() -> None:
+    """``task.cancel()`` gets through anyio's shield; the block's exit still waits for the
+    thread (here held in its generator's ``finally``) before the cancellation propagates."""
+    import asyncio
+
+    release = threading.Event()
+    running = threading.Event()
+    started = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def source() -> Iterator[int]:
+        threads.append(threading.current_thread())
+        running.set()
+        try:
+            yield from range(10**9)
+        finally:
+            started.set()
+            release.wait(30)  # the thread cannot end until the test says so
+
+    async def consume() -> None:
+        async with iterate_in_thread(source, capacity=1) as items:
+            async for _ in items:
+                await asyncio.sleep(0)
+
+    async def main() -> None:
+        task = asyncio.create_task(consume())
+        await asyncio.to_thread(running.wait, 30)
+        task.cancel()  # the block exits; its exit waits for the thread, shielded
+        await asyncio.to_thread(started.wait, 30)  # the thread is in its finally now
+        task.cancel()  # a second, native cancellation lands during that wait
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert not task.done()  # still waiting for the thread
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not threads[0].is_alive()
+
+    asyncio.run(main())

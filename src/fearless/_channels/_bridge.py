@@ -27,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar, TypeVarTuple, Unpack
 
-from anyio import CancelScope
+from anyio import CancelScope, get_cancelled_exc_class
 
 from .._exceptions import SendBrokenError, SendClosedError
 from ._channel import ChannelReceiver, channel, check_capacity
@@ -99,10 +99,24 @@ async def iterate_in_thread(
 
 
 async def _ended(thread: threading.Thread, done: ChannelReceiver[BaseException | None]) -> Any:
-    """Wait, shielded from cancellation, for the thread's last word, then for its end."""
-    with CancelScope(shield=True):
-        error = await done.receive()
+    """Wait for the thread's last word, then for its end, whatever cancels the task meanwhile.
+
+    The shield holds off cancel scopes; a native asyncio ``task.cancel()`` gets through it, so it
+    is held back by hand until the thread has ended, and re-raised then.
+    """
+    cancelled: BaseException | None = None
+    while True:
+        try:
+            with CancelScope(shield=True):
+                error = await done.receive()
+            break
+        except get_cancelled_exc_class() as exc:
+            cancelled = exc
     # The thread has sent its last word and only has to return: joining blocks this loop for
     # no more than that, and afterwards no thread of this block is left running.
     thread.join()
+    if cancelled is not None:
+        if error is not None:
+            cancelled.add_note(f"and the thread failed: {error!r}")
+        raise cancelled
     return error

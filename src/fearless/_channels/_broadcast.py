@@ -245,6 +245,7 @@ class _State:
         "slots",
         "subscriptions",
         "tail",
+        "threads",
         "total_missed",
         "woken",
         "yield_every",
@@ -252,6 +253,7 @@ class _State:
 
     def __init__(self, capacity: int, on_lag: LagPolicy, yield_every: int) -> None:
         self.lock = threading.Lock()
+        self.threads = False  # a thread has made a blocking call on it (see _loop_shut_down)
         self.capacity = capacity
         self.on_lag = on_lag
         self.block = on_lag == "block"
@@ -567,6 +569,13 @@ class BroadcastSender(ClosesOnExit, ObjectSendStream[T]):
         _backend.bind(self)
         await backend.checkpoint()
 
+    def _loop_shut_down(self) -> None:
+        """The event loop whose tasks used this endpoint has shut down: for the threads that use
+        the broadcast, that counts as closed (rule 12). A broadcast no thread has used is left
+        alone: tasks of a later loop may go on using it."""
+        if self._state.threads:
+            self.close()
+
     def send_nowait(self, item: T) -> None:
         """Send ``item`` to every open subscription without waiting.
 
@@ -760,6 +769,7 @@ class BroadcastSender(ClosesOnExit, ObjectSendStream[T]):
         wait = _backend.check_timeout(timeout)
         _backend.check_blocking_allowed("send_blocking")
         state = self._state
+        state.threads = True
         waiter = None
         state.lock.acquire()
         try:
@@ -927,6 +937,13 @@ class Subscription(Receiver[T_co]):
         self._budget = self._state.yield_every
         _backend.bind(self)
         await backend.checkpoint()
+
+    def _loop_shut_down(self) -> None:
+        """The event loop whose tasks used this endpoint has shut down: for the threads that use
+        the broadcast, that counts as closed (rule 12). A broadcast no thread has used is left
+        alone: tasks of a later loop may go on using it."""
+        if self._state.threads:
+            self.close()
 
     # -- reading the ring (synchronous, under the lock) -------------------------------------------
 
@@ -1135,6 +1152,7 @@ class Subscription(Receiver[T_co]):
         wait = _backend.check_timeout(timeout)
         _backend.check_blocking_allowed("receive_blocking")
         state = self._state
+        state.threads = True
         deadline = _deadline(wait)
         while True:
             state.lock.acquire()

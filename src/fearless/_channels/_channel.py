@@ -193,6 +193,7 @@ class _State:
         "peak",
         "recv_waiters",
         "send_waiters",
+        "threads",
         "total_received",
         "total_sent",
         "woken",
@@ -201,6 +202,7 @@ class _State:
 
     def __init__(self, capacity: float, yield_every: int) -> None:
         self.lock = threading.Lock()
+        self.threads = False  # a thread has made a blocking call on it (see _loop_shut_down)
         self.capacity = capacity
         self.yield_every = yield_every
         self.buffer: deque[Any] = deque()
@@ -538,6 +540,13 @@ class _Endpoint(ClosesOnExit):
         _backend.bind(self)
         await backend.checkpoint()
 
+    def _loop_shut_down(self) -> None:
+        """The event loop whose tasks used this endpoint has shut down: for the threads that use
+        the channel, that counts as closed (rule 12), so close it. A channel that no thread has
+        used is left alone: tasks of a later loop may go on using it."""
+        if self._state.threads:
+            self.close()
+
     def statistics(self) -> ChannelStatistics:
         """A snapshot of the channel's state and counters."""
         return self._state.statistics()
@@ -698,6 +707,7 @@ class Sender(_Endpoint, ObjectSendStream[T_contra]):
         wait = -1.0 if timeout is None else _backend.check_timeout(timeout)
         _backend.check_blocking_allowed("send_blocking")
         state = self._state
+        state.threads = True
         lock = state.lock
         waiter = None
         lock.acquire()
@@ -1002,6 +1012,7 @@ class ChannelReceiver(_Endpoint, Receiver[T_co]):
         wait = -1.0 if timeout is None else _backend.check_timeout(timeout)
         _backend.check_blocking_allowed("receive_blocking")
         state = self._state
+        state.threads = True
         lock = state.lock
         lock.acquire()
         try:

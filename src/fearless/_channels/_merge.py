@@ -98,7 +98,7 @@ class MergedReceiver(Receiver[T_co]):
         self._next = 0
         self._per_input = min((r._state.yield_every for r in inputs), default=DEFAULT_YIELD_EVERY)
         self._yield_every = self._per_input * max(1, len(inputs))
-        self._budget = self._yield_every
+        self._budget = 0  # the first receive yields, and binds the inputs to its loop
         self._closed = False
         return self
 
@@ -124,9 +124,17 @@ class MergedReceiver(Receiver[T_co]):
                 self._next = i
                 return item
         # Nothing anywhere: drop the inputs that have ended (no sender left) or were closed.
-        self._live = [r for r in live if not r._closed and r._state.open_senders]
+        self._live = [r for r in live if not _ended(r)]
         self._yield_every = self._per_input * max(1, len(self._live))
         return EMPTY
+
+    async def _yield(self, backend: _backend.Backend) -> None:
+        """The budget ran out (or the task is cancelled): yield once, a cancel point. Binds the
+        inputs to this event loop, as their own operations would (fearless._backend.bind)."""
+        self._budget = self._yield_every
+        for receiver in self._live:
+            _backend.bind(receiver)
+        await backend.checkpoint()
 
     def receive_nowait(self) -> T_co:
         """The next item from any input, without waiting; ``WouldBlock`` or ``EndOfStream``.
@@ -150,8 +158,7 @@ class MergedReceiver(Receiver[T_co]):
         backend = _enter()
         self._budget -= 1
         if self._budget <= 0 or backend.cancel_pending:
-            self._budget = self._yield_every
-            await backend.checkpoint()
+            await self._yield(backend)
         if not self._closed:
             item = self._poll()
             if item is not EMPTY:
@@ -163,8 +170,7 @@ class MergedReceiver(Receiver[T_co]):
         backend = _enter()
         self._budget -= 1
         if self._budget <= 0 or backend.cancel_pending:
-            self._budget = self._yield_every
-            await backend.checkpoint()
+            await self._yield(backend)
         if not self._closed:
             item = self._poll()
             if item is not EMPTY:
@@ -278,6 +284,14 @@ def _give_back(result: tuple[ChannelReceiver[Any], Any]) -> bool:
     if not _is_signal(value):
         receiver._state.give_back(value)
     return True
+
+
+def _ended(receiver: ChannelReceiver[Any]) -> bool:
+    """Whether an input can never give an item again: closed, or every sender closed and nothing
+    left. Decided under its lock: a thread may send and close between a peek and this."""
+    state = receiver._state
+    with state.lock:
+        return receiver._closed or not (state.open_senders or state.buffer or state.send_waiters)
 
 
 def _unpark(parked: list[tuple[_State, _Branch]]) -> None:

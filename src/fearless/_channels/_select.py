@@ -363,6 +363,8 @@ async def select(*branches: Branch, biased: bool = False) -> Branch:
     except AttributeError:
         raise _not_a_branch(branches) from None
     if must_yield:
+        for branch in branches:  # as the endpoints' own operations would (fearless._backend.bind)
+            _backend.bind(branch._endpoint)
         await backend.checkpoint()
     winner = _try(branches, biased)
     if winner is not None:
