@@ -30,7 +30,8 @@ rely on one rule (the foundation of rule 3 in ``concurrency-rules.md``):
 
     ``await waiter.wait(abort, undo)`` either returns the value of the one successful
     ``claim(value)``, or raises the backend's cancellation exception having left no trace:
-    ``abort()`` takes the channel's lock and calls ``revoke()``; if nobody had claimed the waiter,
+    ``abort()`` calls ``revoke()`` (under the channel's lock; a party parked on several channels
+    revokes under its waiter's own guard, then leaves each queue); if nobody had claimed the waiter,
     it is unregistered and no claim can succeed any more; if it had been claimed, ``undo(value)``
     has taken the operation back.
 
@@ -149,6 +150,26 @@ class Waiter:
     def alive(self) -> bool:
         """True while :meth:`claim` would succeed (a hint unless the channel's lock is held)."""
         return not self.claimed
+
+    @staticmethod
+    def claim_pair(a: Waiter, value_a: object, b: Waiter, value_b: object) -> bool:
+        """Claim two parked parties together, or neither: a parked sender and a parked receiver
+        that a channel matches (under its lock). Shared waiters' guards are taken in a fixed
+        order (by ``id``), so two channels matching the same parties cannot deadlock."""
+        if a is b:
+            return False  # one party (a select) on both sides: it cannot meet itself
+        guards = sorted((g for g in (a._guard, b._guard) if g is not None), key=id)
+        for guard in guards:
+            guard.acquire()
+        try:
+            if not (a.alive() and b.alive()):
+                return False
+            a.claimed = b.claimed = True
+            a.value, b.value = value_a, value_b
+            return True
+        finally:
+            for guard in guards:
+                guard.release()
 
     def wake(self) -> bool:
         """Resume the claimed party, from any thread; ``False`` if it can never resume (its event

@@ -162,3 +162,40 @@ def test_cancelling_every_other_task_to_shut_down_does_not_close_a_threads_chann
     with tx:
         assert asyncio.run(main()) == [1]
     assert rx._closed  # and once the loop has ended, it is closed for the thread
+
+
+async def test_a_merge_over_rendezvous_channels_fed_by_threads_never_buffers_an_item(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When a merge parks, it settles each input as it joins it; another input may have claimed
+    the merge meanwhile. Settling must then move nothing: before the fix a parked rendezvous
+    sender's item was taken anyway and pushed into the capacity-0 buffer, its send reported
+    done though no receiver had it (seen on free-threaded CPython, where the window is real)."""
+    from fearless._channels import _channel
+
+    over_capacity = 0
+    settle = _channel._State.settle
+
+    def observed(state: Any) -> None:
+        nonlocal over_capacity
+        settle(state)
+        over_capacity += len(state.buffer) > state.capacity
+
+    monkeypatch.setattr(_channel._State, "settle", observed)
+    pairs = [channel[tuple[int, int]](0) for _ in range(4)]
+    per_thread = 3000
+
+    def produce(me: int, tx: fearless.Sender[tuple[int, int]]) -> None:
+        with tx:
+            for seq in range(per_thread):
+                tx.send_blocking((me, seq))
+
+    workers = [Worker(partial(produce, i, tx)) for i, (tx, _) in enumerate(pairs)]
+    for worker in workers:
+        worker.start()
+    with merge(*(rx for _, rx in pairs)) as merged:
+        got = [item async for item in merged]
+    for worker in workers:
+        worker.finish()
+    assert sorted(got) == [(i, q) for i in range(len(pairs)) for q in range(per_thread)]
+    assert over_capacity == 0

@@ -135,7 +135,11 @@ class ParkedSend:
         self.mark = -1  # total_sent just after its last item went into the buffer (withdraw)
 
     def claim(self, value: object) -> bool:
-        return self.waiter.claim(value)
+        return self.waiter.claim(self.wrap(value))
+
+    def wrap(self, value: object) -> object:
+        """What the party resumes with, for ``value`` (a select adds which branch won)."""
+        return value
 
     def claimed_item(self) -> Any:
         """The item a claim handed this party (never, for a sender)."""
@@ -156,7 +160,11 @@ class ParkedReceive:
         self.owner = owner
 
     def claim(self, value: object) -> bool:
-        return self.waiter.claim(value)
+        return self.waiter.claim(self.wrap(value))
+
+    def wrap(self, value: object) -> object:
+        """What the party resumes with, for ``value`` (merge and select add where it came from)."""
+        return value
 
     def claimed_item(self) -> Any:
         """The item the channel handed this party with its claim; ``EMPTY`` for a signal."""
@@ -349,33 +357,60 @@ class _State:
         Such a party polls every channel and then parks on each in turn, and another thread can
         send or receive in between, so a channel may hold items, room, or its end while a party
         waits on it. This restores the invariants (and claims the end of stream or the broken
-        channel), first parked first, as if the party had parked before the change.
+        channel), first parked first, as if the party had parked before the change. A party is
+        claimed before anything is taken for it: the joining party may have been claimed by
+        another channel meanwhile, and then nothing here must move.
         """
         if self.send_waiters and len(self.buffer) < self.capacity:
             self._refill()
-        waiters = self.recv_waiters
-        while waiters:
-            item = self.take()
-            if item is EMPTY:
-                if not self.open_senders:
-                    for entry in waiters:
-                        if entry.claim(ENDED):
-                            self.woken.append(entry)
-                    waiters.clear()
-                break
-            while waiters:
-                entry = waiters.popleft()
-                if entry.claim(item):
+        receivers, senders, buffer = self.recv_waiters, self.send_waiters, self.buffer
+        while receivers:
+            entry = receivers[0]
+            if buffer:
+                if entry.claim(buffer[0]):
                     self.woken.append(entry)
-                    break
-            else:  # every parked receiver had been claimed elsewhere: the item stays first
-                self.buffer.appendleft(item)
-                self.total_received -= 1
-        if not self.open_receivers and self.send_waiters:
-            waiters_, self.send_waiters = self.send_waiters, deque()
-            for sender in waiters_:
-                if sender.claim(BROKEN):
-                    self.woken.append(sender)
+                    buffer.popleft()
+                    self.total_received += 1
+                    if senders:
+                        self._refill()
+                receivers.popleft()
+            elif senders:  # rendezvous: a parked sender meets a parked receiver
+                sender = senders[0]
+                item = sender.items[sender.pos]
+                last = sender.pos == len(sender.items) - 1
+                if last:
+                    matched = _backend.Waiter.claim_pair(
+                        sender.waiter, sender.wrap(SENT), entry.waiter, entry.wrap(item)
+                    )
+                else:  # part of a batch (a plain send_many): its claim comes with its last item
+                    matched = sender.waiter.alive() and entry.claim(item)
+                if matched:
+                    receivers.popleft()
+                    self.woken.append(entry)
+                    sender.pos += 1
+                    self.total_sent += 1
+                    self.total_received += 1
+                    if last:
+                        senders.popleft()
+                        self.woken.append(sender)
+                elif not sender.waiter.alive():
+                    senders.popleft()
+                elif not entry.waiter.alive():
+                    receivers.popleft()
+                else:
+                    break  # one select on both sides: it cannot meet itself
+            else:
+                if not self.open_senders:
+                    for waiting in receivers:
+                        if waiting.claim(ENDED):
+                            self.woken.append(waiting)
+                    receivers.clear()
+                break
+        if not self.open_receivers and senders:
+            waiters, self.send_waiters = senders, deque()
+            for waiting_sender in waiters:
+                if waiting_sender.claim(BROKEN):
+                    self.woken.append(waiting_sender)
 
     # -- taking an operation back (these take the lock themselves) --------------------------------
 
@@ -552,7 +587,8 @@ class _Endpoint(ClosesOnExit):
         return self._state.statistics()
 
     def __del__(self) -> None:
-        warn_unclosed(self)
+        if not getattr(self, "_closed", True):  # (at interpreter exit, module globals may be gone)
+            warn_unclosed(self)
 
 
 class Sender(_Endpoint, ObjectSendStream[T_contra]):
@@ -724,7 +760,7 @@ class Sender(_Endpoint, ObjectSendStream[T_contra]):
                 return
             if not state.offer(item):
                 if wait == 0:
-                    raise TimeoutError("the channel is full; the item was not sent")
+                    raise TimeoutError("the send would have to wait; the item was not sent")
                 waiter = _backend.ThreadWaiter()
                 entry = ParkedSend(waiter, [item], self)
                 state.send_waiters.append(entry)

@@ -62,8 +62,8 @@ class _Branch(ParkedReceive):
 
     __slots__ = ()
 
-    def claim(self, value: object) -> bool:
-        return self.waiter.claim((self.owner, value))
+    def wrap(self, value: object) -> object:
+        return (self.owner, value)
 
     def claimed_item(self) -> Any:
         value = self.waiter.value[1]

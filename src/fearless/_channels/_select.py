@@ -268,8 +268,8 @@ class _RecvEntry(ParkedReceive):
         super().__init__(waiter, owner)
         self.index = index
 
-    def claim(self, value: object) -> bool:
-        return self.waiter.claim((self.index, value))
+    def wrap(self, value: object) -> object:
+        return (self.index, value)
 
     def claimed_item(self) -> Any:
         value = self.waiter.value[1]
@@ -287,8 +287,8 @@ class _SendEntry(ParkedSend):
         super().__init__(waiter, items, owner)
         self.index = index
 
-    def claim(self, value: object) -> bool:
-        return self.waiter.claim((self.index, value))
+    def wrap(self, value: object) -> object:
+        return (self.index, value)
 
 
 def _checked(branches: Sequence[Branch]) -> Sequence[Branch]:
