@@ -388,3 +388,64 @@ def test_an_item_handed_to_a_task_whose_loop_died_goes_back_to_the_channel() -> 
     tx.close()
     rx.close()
     spare.close()
+
+
+class _TimesOutAfter:
+    """A stand-in for a ThreadWaiter's lock: runs ``meanwhile`` (the other side completing the
+    operation), then reports that the wait timed out, so both happen "at once"."""
+
+    def __init__(self, meanwhile: Callable[[], object]) -> None:
+        self.meanwhile = meanwhile
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if not blocking:
+            return False
+        self.meanwhile()
+        return False
+
+    def release(self) -> None:
+        pass
+
+
+def _parks_with(monkeypatch: pytest.MonkeyPatch, meanwhile: Callable[[], object]) -> None:
+    original = _backend.ThreadWaiter.__init__
+
+    def init(self: _backend.ThreadWaiter, shared: bool = False) -> None:
+        original(self, shared)
+        self._parked = _TimesOutAfter(meanwhile)  # type: ignore[assignment]
+
+    monkeypatch.setattr(_backend.ThreadWaiter, "__init__", init)
+
+
+def test_a_send_completed_just_as_its_timeout_expires_returns_normally(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tx, rx = channel[int](0)
+    taken: list[int] = []
+    _parks_with(monkeypatch, lambda: taken.append(rx.receive_nowait()))
+    with tx, rx:
+        tx.send_blocking(7, timeout=5)  # the receiver took it as the timeout expired: no error
+        assert taken == [7]
+        assert tx.statistics().tasks_waiting_send == 0
+
+
+def test_a_receive_completed_just_as_its_timeout_expires_returns_the_item(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tx, rx = channel[int](1)
+    _parks_with(monkeypatch, lambda: tx.send_nowait(8))
+    with tx, rx:
+        assert rx.receive_blocking(timeout=5) == 8
+        assert rx.statistics().current_buffer_used == 0
+
+
+def test_a_timeout_that_wins_leaves_nothing_parked(monkeypatch: pytest.MonkeyPatch) -> None:
+    tx, rx = channel[int](0)
+    _parks_with(monkeypatch, lambda: None)  # nobody comes
+    with tx, rx:
+        with pytest.raises(TimeoutError):
+            tx.send_blocking(9, timeout=5)
+        with pytest.raises(TimeoutError):
+            rx.receive_blocking(timeout=5)
+        stats = tx.statistics()
+        assert stats.tasks_waiting_send == stats.tasks_waiting_receive == stats.total_sent == 0
