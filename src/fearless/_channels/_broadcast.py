@@ -110,7 +110,7 @@ from .._backend import enter as _enter
 from .._exceptions import Lagged, SendClosedError
 from ._channel import (
     DEFAULT_YIELD_EVERY,
-    ClosesOnExit,
+    LoopBound,
     Receiver,
     _Signal,
     check_yield_every,
@@ -535,7 +535,7 @@ def _left(deadline: float | None) -> float:
 
 
 @final
-class BroadcastSender(ClosesOnExit, ObjectSendStream[T]):
+class BroadcastSender(LoopBound, ObjectSendStream[T]):
     """The sending side of a broadcast. Created only by :func:`broadcast` (or ``clone()``).
 
     ``subscribe()`` makes a new subscription; ``clone()`` another independently closable sender.
@@ -544,12 +544,10 @@ class BroadcastSender(ClosesOnExit, ObjectSendStream[T]):
     atomic under cancellation.
     """
 
-    __slots__ = ("_budget", "_closed", "_home", "_state")
+    __slots__ = ("_closed", "_state")
 
     _state: _State
-    _budget: int  # fast-path operations left before the next yield
     _closed: bool
-    _home: object  # the event loop whose tasks use it (see fearless._backend.bind)
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("BroadcastSender has no public constructor; use fearless.broadcast()")
@@ -562,19 +560,6 @@ class BroadcastSender(ClosesOnExit, ObjectSendStream[T]):
         self._closed = False
         self._home = None
         return self
-
-    async def _yield(self, backend: _backend.Backend) -> None:
-        """The budget ran out (or the task is cancelled): yield once, a cancel point."""
-        self._budget = self._state.yield_every
-        _backend.bind(self)
-        await backend.checkpoint()
-
-    def _loop_shut_down(self) -> None:
-        """The event loop whose tasks used this endpoint has shut down: for the threads that use
-        the broadcast, that counts as closed (rule 12). A broadcast no thread has used is left
-        alone: tasks of a later loop may go on using it."""
-        if self._state.threads:
-            self.close()
 
     def send_nowait(self, item: T) -> None:
         """Send ``item`` to every open subscription without waiting.
@@ -882,7 +867,7 @@ class BroadcastSender(ClosesOnExit, ObjectSendStream[T]):
 
 
 @final
-class Subscription(Receiver[T_co]):
+class Subscription(LoopBound, Receiver[T_co]):
     """One subscriber to a broadcast. Created only by ``subscribe()`` or ``clone()``.
 
     Iterate with ``async for`` (in a task) or ``for item in subscription.iter_blocking()`` (in a
@@ -893,10 +878,8 @@ class Subscription(Receiver[T_co]):
     """
 
     __slots__ = (
-        "_budget",
         "_capacity",
         "_closed",
-        "_home",
         "_missed",
         "_pos",
         "_slots",
@@ -908,9 +891,7 @@ class Subscription(Receiver[T_co]):
     _pos: int  # the sequence number of the next item to read (under the state's lock)
     _start: int  # where this subscription began (received = pos - start - missed)
     _missed: int
-    _budget: int  # fast-path operations left before the next yield
     _closed: bool
-    _home: object  # the event loop whose tasks use it (see fearless._backend.bind)
     # The state's ring, cached here: one attribute load less per item on the hot path.
     _slots: list[Any]
     _capacity: int
@@ -931,19 +912,6 @@ class Subscription(Receiver[T_co]):
         self._closed = True  # until registered: a half-built subscription holds nothing
         state.add_subscriber(self)
         return self
-
-    async def _yield(self, backend: _backend.Backend) -> None:
-        """The budget ran out (or the task is cancelled): yield once, a cancel point."""
-        self._budget = self._state.yield_every
-        _backend.bind(self)
-        await backend.checkpoint()
-
-    def _loop_shut_down(self) -> None:
-        """The event loop whose tasks used this endpoint has shut down: for the threads that use
-        the broadcast, that counts as closed (rule 12). A broadcast no thread has used is left
-        alone: tasks of a later loop may go on using it."""
-        if self._state.threads:
-            self.close()
 
     # -- reading the ring (synchronous, under the lock) -------------------------------------------
 

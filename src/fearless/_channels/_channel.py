@@ -546,16 +546,41 @@ def warn_unclosed(endpoint: object) -> None:
         )
 
 
-class _Endpoint(ClosesOnExit):
+class LoopBound(ClosesOnExit):
+    """What every endpoint of a shared state does for the scheduling budget (rule 4) and for
+    the event loop its tasks use (rule 12). The state has ``yield_every`` and ``threads`` (set
+    once a thread has made a blocking call on it). Weakly referenceable: a loop's watch holds
+    the endpoints its tasks used weakly."""
+
+    __slots__ = ("__weakref__", "_budget", "_home")
+
+    _state: Any
+    _budget: int  # fast-path operations left before the next yield
+    _home: object  # the event loop whose tasks use it (see fearless._backend.bind)
+
+    async def _yield(self, backend: _backend.Backend) -> None:
+        """The budget ran out (or the task is cancelled): yield once, a cancel point; and bind
+        to the loop (the budget starts at 0, so an endpoint's first async operation binds it)."""
+        self._budget = self._state.yield_every
+        _backend.bind(self)
+        await backend.checkpoint()
+
+    def _loop_shut_down(self) -> None:
+        """The event loop whose tasks used this endpoint has shut down: for the threads that use
+        its channel, that counts as closed (rule 12), so close it. A channel no thread has used
+        is left alone: tasks of a later loop may go on using it."""
+        if self._state.threads:
+            self.close()
+
+
+class _Endpoint(LoopBound):
     """What a sender and a channel receiver share: the channel state, a budget, a closed flag."""
 
-    __slots__ = ("__weakref__", "_budget", "_closed", "_home", "_state")
+    __slots__ = ("_closed", "_state")
     _factory: str = "fearless.channel"  # named in the no-public-constructor error
 
     _state: _State
-    _budget: int  # fast-path operations left before the next yield
     _closed: bool
-    _home: object  # the event loop whose tasks use it (see fearless._backend.bind)
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError(f"{type(self).__name__} has no public constructor; use {self._factory}()")
@@ -568,19 +593,6 @@ class _Endpoint(ClosesOnExit):
         self._closed = False
         self._home = None
         return self
-
-    async def _yield(self, backend: _backend.Backend) -> None:
-        """The budget ran out (or the task is cancelled): yield once, a cancel point."""
-        self._budget = self._state.yield_every
-        _backend.bind(self)
-        await backend.checkpoint()
-
-    def _loop_shut_down(self) -> None:
-        """The event loop whose tasks used this endpoint has shut down: for the threads that use
-        the channel, that counts as closed (rule 12), so close it. A channel that no thread has
-        used is left alone: tasks of a later loop may go on using it."""
-        if self._state.threads:
-            self.close()
 
     def statistics(self) -> ChannelStatistics:
         """A snapshot of the channel's state and counters."""
