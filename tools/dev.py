@@ -38,9 +38,14 @@ PY = BIN / "python"
 VENV_FT = Path(os.environ.get("FEARLESS_VENV_FT", ROOT / ".venv-ft"))
 PY_FT = VENV_FT / "bin" / "python"
 FT_SCRIPT = ROOT / "tools" / "free-threaded-python.sh"
-# What test-ft runs when given no pytest arguments: the thread tests and the backend seam, plus the
-# channel tests, so the run means something while tests/threads is still being written.
-FT_TESTS = ["tests/threads", "tests/test_backend.py", "tests/channels/test_channel.py"]
+# What test-ft runs when given no pytest arguments: the thread and cell tests, the backend seam,
+# and the channel tests.
+FT_TESTS = [
+    "tests/threads",
+    "tests/cells",
+    "tests/test_backend.py",
+    "tests/channels/test_channel.py",
+]
 
 
 def ensure_venv() -> None:

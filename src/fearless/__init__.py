@@ -4,6 +4,10 @@ Every public name is re-exported here from a private module; ``tests/test_public
 set.
 """
 
+from ._cells._atomic import AtomicBool as AtomicBool
+from ._cells._atomic import AtomicCell as AtomicCell
+from ._cells._atomic import AtomicInt as AtomicInt
+from ._cells._atomic import CellStatistics as CellStatistics
 from ._channels._bridge import iterate_in_thread as iterate_in_thread
 from ._channels._broadcast import BroadcastSender as BroadcastSender
 from ._channels._broadcast import BroadcastStatistics as BroadcastStatistics
@@ -38,9 +42,13 @@ from ._exceptions import SendClosedError as SendClosedError
 
 __all__ = [
     "DEFAULT_YIELD_EVERY",
+    "AtomicBool",
+    "AtomicCell",
+    "AtomicInt",
     "Branch",
     "BroadcastSender",
     "BroadcastStatistics",
+    "CellStatistics",
     "ChannelReceiver",
     "ChannelStatistics",
     "EventLoopBlockingError",

@@ -1,0 +1,1 @@
+"""Cells: thread-safe values, counters, and a concurrent queue and stack."""
