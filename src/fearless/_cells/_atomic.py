@@ -87,12 +87,17 @@ class AtomicCell(Generic[T]):
 
     def _acquire(self) -> None:
         if not self._lock.acquire(blocking=False):
-            if self._owner == threading.get_ident():
-                raise RuntimeError(
-                    f"this {type(self).__name__} was used inside its own update/modify "
-                    "function, which runs under its lock: that would deadlock"
-                )
-            self._lock.acquire()
+            self._acquire_contended()
+
+    def _acquire_contended(self) -> None:
+        """The lock is taken: by another thread (wait for it), or by this very thread running
+        an update/modify function or a predicate that uses the cell (refuse: a deadlock)."""
+        if self._owner == threading.get_ident():
+            raise RuntimeError(
+                f"this {type(self).__name__} was used inside its own update/modify or predicate "
+                "function, which runs under its lock: that would deadlock"
+            )
+        self._lock.acquire()
 
     def _changed(self, value: Any) -> list[_backend.Waiter] | None:
         """Under the lock: store ``value`` and claim every parked party, to wake after it."""
@@ -332,27 +337,58 @@ class AtomicInt(AtomicCell[int]):
 
     def fetch_add(self, n: int) -> int:
         """Add ``n``; return the value before."""
-        self._acquire()
-        try:
-            old = self._value
-            woken = self._changed(old + n)
-        finally:
-            self._lock.release()
-        if woken:
-            self._wake(woken)
-        return old
+        return self._add(n)
 
     def add_and_fetch(self, n: int) -> int:
         """Add ``n``; return the value after."""
-        return self.fetch_add(n) + n
+        return self._add(n) + n
 
     def increment(self) -> int:
         """Add 1; return the value after."""
-        return self.fetch_add(1) + 1
+        # _add(1), written out: the commonest counter operation pays one call, not two.
+        lock = self._lock
+        if not lock.acquire(blocking=False):
+            self._acquire_contended()
+        try:
+            new = self._value + 1
+            self._value = new
+            self._changes += 1
+            waiters = self._waiters
+            if waiters:
+                self._waiters = []
+                woken = [waiter for waiter in waiters if waiter.claim(None)]
+            else:
+                woken = None
+        finally:
+            lock.release()
+        if woken:
+            self._wake(woken)
+        return new
 
     def decrement(self) -> int:
         """Subtract 1; return the value after."""
-        return self.fetch_add(-1) - 1
+        return self._add(-1) - 1
+
+    def _add(self, n: int) -> int:
+        # The hottest path of the cells (counters): the lock and the change written out inline.
+        lock = self._lock
+        if not lock.acquire(blocking=False):
+            self._acquire_contended()
+        try:
+            old = self._value
+            self._value = old + n
+            self._changes += 1
+            waiters = self._waiters
+            if waiters:
+                self._waiters = []
+                woken = [waiter for waiter in waiters if waiter.claim(None)]
+            else:
+                woken = None
+        finally:
+            lock.release()
+        if woken:
+            self._wake(woken)
+        return old
 
     def fetch_max(self, n: int) -> int:
         """Set the value to ``max(value, n)``; return the value before."""
