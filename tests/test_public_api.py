@@ -7,6 +7,12 @@ import inspect
 import fearless
 
 EXPECTED = {
+    "ShardedCounter",
+    "GuardedSection",
+    "Guarded",
+    "ConcurrentStack",
+    "AwaitInCriticalSectionError",
+    "ArrayQueue",
     "Branch",
     "OneshotReceiver",
     "OneshotSender",

@@ -8,6 +8,11 @@ from ._cells._atomic import AtomicBool as AtomicBool
 from ._cells._atomic import AtomicCell as AtomicCell
 from ._cells._atomic import AtomicInt as AtomicInt
 from ._cells._atomic import CellStatistics as CellStatistics
+from ._cells._guarded import Guarded as Guarded
+from ._cells._guarded import GuardedSection as GuardedSection
+from ._cells._queue import ArrayQueue as ArrayQueue
+from ._cells._queue import ConcurrentStack as ConcurrentStack
+from ._cells._sharded import ShardedCounter as ShardedCounter
 from ._channels._bridge import iterate_in_thread as iterate_in_thread
 from ._channels._broadcast import BroadcastSender as BroadcastSender
 from ._channels._broadcast import BroadcastStatistics as BroadcastStatistics
@@ -35,6 +40,7 @@ from ._channels._select import Recv as Recv
 from ._channels._select import Send as Send
 from ._channels._select import select as select
 from ._channels._select import select_nowait as select_nowait
+from ._exceptions import AwaitInCriticalSectionError as AwaitInCriticalSectionError
 from ._exceptions import EventLoopBlockingError as EventLoopBlockingError
 from ._exceptions import Lagged as Lagged
 from ._exceptions import SendBrokenError as SendBrokenError
@@ -42,16 +48,21 @@ from ._exceptions import SendClosedError as SendClosedError
 
 __all__ = [
     "DEFAULT_YIELD_EVERY",
+    "ArrayQueue",
     "AtomicBool",
     "AtomicCell",
     "AtomicInt",
+    "AwaitInCriticalSectionError",
     "Branch",
     "BroadcastSender",
     "BroadcastStatistics",
     "CellStatistics",
     "ChannelReceiver",
     "ChannelStatistics",
+    "ConcurrentStack",
     "EventLoopBlockingError",
+    "Guarded",
+    "GuardedSection",
     "Lagged",
     "MemoryObjectReceiveStream",
     "MemoryObjectSendStream",
@@ -65,6 +76,7 @@ __all__ = [
     "SendBrokenError",
     "SendClosedError",
     "Sender",
+    "ShardedCounter",
     "Subscription",
     "SubscriptionStatistics",
     "broadcast",

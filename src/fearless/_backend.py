@@ -74,6 +74,7 @@ from threading import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any, Final, Protocol
 from weakref import ref as _weak_ref
 
+from ._cells import _guarded
 from ._exceptions import EventLoopBlockingError
 
 if TYPE_CHECKING:
@@ -561,6 +562,8 @@ def enter() -> Backend:
 
     Called by every async operation, so the asyncio path is written out inline.
     """
+    if _guarded.armed:  # debug mode, with a ``with guarded.lock()`` block open somewhere
+        _guarded.note_await()
     # asyncio.get_running_loop() costs a getpid() system call (its fork check), about 0.1 us
     # here; the loop last seen running in this thread is cheaper, and is checked by asking it for
     # its current task. None means it is not in a task step, so look the exact way.
@@ -688,6 +691,8 @@ def _enter_trio() -> Backend:
 if not FAST_ASYNCIO_CANCEL_CHECK:  # pragma: no cover
 
     def enter() -> Backend:
+        if _guarded.armed:
+            _guarded.note_await()
         loop = _running_loop()
         return _enter_trio() if loop is None else _enter_asyncio_public(loop)
 

@@ -13,7 +13,8 @@ were not sent), it subclasses the anyio type, so ``except anyio.BrokenResourceEr
     │   └── SendBrokenError          every receiver is closed; these items were not sent
     └── Lagged                       a broadcast subscription fell behind and lost ``.missed`` items
     RuntimeError
-    └── EventLoopBlockingError       a ``*_blocking`` call on a thread that runs an event loop
+    ├── EventLoopBlockingError       a ``*_blocking`` call on a thread that runs an event loop
+    └── AwaitInCriticalSectionError  (debug mode) a task awaited inside ``with guarded.lock()``
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from typing import Any
 
 import anyio
 
-__all__ = ["EventLoopBlockingError", "Lagged", "SendBrokenError", "SendClosedError"]
+__all__ = [
+    "AwaitInCriticalSectionError",
+    "EventLoopBlockingError",
+    "Lagged",
+    "SendBrokenError",
+    "SendClosedError",
+]
 
 
 class _CarriesUnsent(Exception):
@@ -77,4 +84,12 @@ class EventLoopBlockingError(RuntimeError):
     It would block the loop, and with it the very tasks that could unblock the call: a deadlock.
     Use the ``await`` form in async code, or call the blocking form from another thread (for
     example through ``anyio.to_thread.run_sync``).
+    """
+
+
+class AwaitInCriticalSectionError(RuntimeError):
+    """A task was suspended (it awaited) inside a debug-mode ``with guarded.lock()`` block.
+
+    Raised when the block exits, after the lock has been released. The lock was held while the task
+    was suspended, which can block every other task that wants it, or deadlock the event loop.
     """
