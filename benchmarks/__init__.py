@@ -18,6 +18,9 @@ Workloads (each in its own module, one small function per contender):
 ``threads``       an OS thread producing into a task, and a task into a thread: fearless's
                   ``*_blocking`` calls against culsans, janus, aiologic, a round trip per item
                   with ``anyio.from_thread``, and ``call_soon_threadsafe`` into an asyncio.Queue
+``cells``         4 OS threads on one counter: a ``threading.Lock`` around an int against
+                  ``AtomicInt``, ``ShardedCounter`` and the ``atomics`` package; and the wake-up
+                  latency of ``AtomicInt.wait_until`` from a thread, next to the channel bridge's
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 from . import (
     batches,
     broadcasting,
+    cells,
     four_to_four,
     merging,
     one_to_one,
@@ -32,12 +36,13 @@ from . import (
     threads,
     yield_every,
 )
+from .cells import Cells
 from .harness import Group, Workload
 from .yield_every import Sweep
 
 __all__ = ["WORKLOADS"]
 
-WORKLOADS: dict[str, Workload | Sweep | Group] = {
+WORKLOADS: dict[str, Workload | Sweep | Group | Cells] = {
     workload.name: workload
     for workload in (
         one_to_one.WORKLOAD,
@@ -48,6 +53,7 @@ WORKLOADS: dict[str, Workload | Sweep | Group] = {
         broadcasting.WORKLOAD,
         selecting.WORKLOAD,
         threads.WORKLOAD,
+        cells.WORKLOAD,
     )
 }
 """Every workload, by its ``--only`` name, in the order they run."""

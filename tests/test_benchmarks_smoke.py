@@ -11,6 +11,7 @@ import threading
 import anyio
 import benchmarks
 import pytest
+from benchmarks.cells import Cells, CounterContender
 from benchmarks.harness import (
     FULL,
     QUICK,
@@ -33,10 +34,12 @@ ITEMS = 203  # not a multiple of the 4 or 8 producers, nor of the capacity or th
 
 
 def _workloads() -> list[Workload | Sweep]:
-    """Every workload, a group (``threads``) counting as the workloads it is made of."""
+    """Every workload, a group (``threads``) counting as the workloads it is made of; ``cells``
+    has no channel contenders (it has its own smoke test)."""
     return [
         part
         for workload in benchmarks.WORKLOADS.values()
+        if not isinstance(workload, Cells)
         for part in (workload.workloads if isinstance(workload, Group) else (workload,))
     ]
 
@@ -113,6 +116,31 @@ def test_the_threads_workload_runs_end_to_end_in_quick_mode() -> None:
     assert "call_soon_threadsafe/fearless = " in table
     assert "anyio from_thread/fearless = " in table
     assert table.count("Targets:") == 2
+    assert not _benchmark_threads()
+
+
+def test_the_cells_workload_runs_end_to_end_in_quick_mode() -> None:
+    """``--quick --only cells`` with small sizes: every counter contender counts exactly, both
+    latency bridges on every backend, the targets; no thread is left running."""
+    tiny = Settings(repeats=2, seconds=0.002, min_items=200, max_items=2_000)
+    table = benchmarks.WORKLOADS["cells"].run(tiny)
+    assert "### 8a. Cells: 4 OS threads incrementing one counter" in table
+    assert "lock/fearless AtomicInt = " in table
+    assert "lock/fearless ShardedCounter = " in table
+    assert "### 8b. Cells: wake-up latency" in table
+    for backend in ("asyncio", "uvloop", "trio"):
+        assert f"| {backend} | AtomicInt.wait_until |" in table
+        assert f"| {backend} | channel (thread bridge) |" in table
+    assert "Targets (throughput, increments per second):" in table
+    assert not _benchmark_threads()
+
+
+@pytest.mark.parametrize("counter", benchmarks.cells.WORKLOAD.counters, ids=lambda c: c.label)
+def test_every_cells_counter_counts_every_increment_of_every_thread(
+    counter: CounterContender,
+) -> None:
+    """203 increments asked for: 50 per thread made, checked exact inside ``run``."""
+    assert counter.run(ITEMS).seconds > 0
     assert not _benchmark_threads()
 
 
