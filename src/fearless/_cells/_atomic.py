@@ -89,6 +89,15 @@ class AtomicCell(Generic[T]):
         if not self._lock.acquire(blocking=False):
             self._acquire_contended()
 
+    def _refuse_reentry(self) -> None:
+        """Someone runs an update/modify function or a predicate under the lock: if it is this
+        very thread, this call comes from inside it, and waiting would deadlock."""
+        if self._owner == threading.get_ident():
+            raise RuntimeError(
+                f"this {type(self).__name__} was used inside its own update/modify or predicate "
+                "function, which runs under its lock: that would deadlock"
+            )
+
     def _acquire_contended(self) -> None:
         """The lock is taken: by another thread (wait for it), or by this very thread running
         an update/modify function or a predicate that uses the cell (refuse: a deadlock)."""
@@ -346,10 +355,9 @@ class AtomicInt(AtomicCell[int]):
     def increment(self) -> int:
         """Add 1; return the value after."""
         # _add(1), written out: the commonest counter operation pays one call, not two.
-        lock = self._lock
-        if not lock.acquire(blocking=False):
-            self._acquire_contended()
-        try:
+        if self._owner:
+            self._refuse_reentry()
+        with self._lock:
             new = self._value + 1
             self._value = new
             self._changes += 1
@@ -359,8 +367,6 @@ class AtomicInt(AtomicCell[int]):
                 woken = [waiter for waiter in waiters if waiter.claim(None)]
             else:
                 woken = None
-        finally:
-            lock.release()
         if woken:
             self._wake(woken)
         return new
@@ -370,11 +376,14 @@ class AtomicInt(AtomicCell[int]):
         return self._add(-1) - 1
 
     def _add(self, n: int) -> int:
-        # The hottest path of the cells (counters): the lock and the change written out inline.
-        lock = self._lock
-        if not lock.acquire(blocking=False):
-            self._acquire_contended()
-        try:
+        # The hottest path of the cells (counters). ``with`` rather than acquire()/release()
+        # calls: under the GIL a thread can be switched out right after a call returns, and
+        # after acquire() that is while it holds the lock, so the other threads queue up behind
+        # it (a lock convoy: 4 threads ran 5x slower). No call runs while the lock is held
+        # unless someone waits.
+        if self._owner:
+            self._refuse_reentry()
+        with self._lock:
             old = self._value
             self._value = old + n
             self._changes += 1
@@ -384,8 +393,6 @@ class AtomicInt(AtomicCell[int]):
                 woken = [waiter for waiter in waiters if waiter.claim(None)]
             else:
                 woken = None
-        finally:
-            lock.release()
         if woken:
             self._wake(woken)
         return old
