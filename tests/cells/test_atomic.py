@@ -336,3 +336,12 @@ def test_eight_threads_lose_no_update() -> None:
     peak = AtomicInt(-1)
     _hammer(8, partial(lambda p: [p.fetch_max(i) for i in range(10_000)], peak))
     assert peak.load() == 9_999
+
+
+def test_statistics_inside_the_cells_own_function_raises_instead_of_deadlocking() -> None:
+    cell = AtomicInt(0)
+    with pytest.raises(RuntimeError, match="deadlock"):
+        cell.update(lambda v: cell.statistics().changes)
+    with pytest.raises(RuntimeError, match="deadlock"):
+        cell.wait_until_blocking(lambda v: cell.statistics().waiting == 0, timeout=0)
+    assert cell.statistics().changes == 0

@@ -7,7 +7,7 @@ import functools
 import sys
 import threading
 import types
-from collections.abc import Awaitable, Generator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Generator, Iterator
 from typing import Any
 
 import anyio
@@ -369,3 +369,37 @@ def test_using_a_guarded_inside_its_own_critical_section_raises_instead_of_deadl
     with pytest.raises(RuntimeError, match="deadlock"), guarded.lock():
         guarded.replace(5)
     assert guarded.read(lambda v: v) == 1  # unchanged, and the lock is free again
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is 3.12+")
+async def test_async_for_over_a_generator_that_never_suspends_is_not_an_await() -> None:
+    """An async generator yields a value without suspending the task: not an await."""
+
+    async def numbers() -> AsyncIterator[int]:
+        for i in range(3):
+            yield i
+
+    guarded = Guarded(0, debug=True)
+    with guarded.lock():
+        assert [i async for i in numbers()] == [0, 1, 2]
+    _assert_nothing_watching()
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="sys.monitoring is 3.12+")
+def test_a_monitoring_setup_that_fails_leaves_nothing_registered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(*args: object) -> object:
+        raise ValueError("refused")
+
+    guarded = Guarded(0, debug=True)
+    if sys.version_info >= (3, 12):  # (for mypy, which checks as 3.11; the test is skipped there)
+        monkeypatch.setattr(sys.monitoring, "register_callback", refuse)
+        with pytest.raises(ValueError, match="refused"), guarded.lock():
+            pass  # pragma: no cover - the block is never entered
+        monkeypatch.undo()
+        assert sys.monitoring.get_tool(4) is None
+    _assert_nothing_watching()
+    with guarded.lock():  # and debug mode works again
+        pass
+    _assert_nothing_watching()

@@ -214,10 +214,10 @@ class AtomicCell(Generic[T]):
         self._owner = threading.get_ident()
         try:
             held = predicate(value)
+            _no_awaitable(held, "wait_until")
+            return bool(held), value  # (a __bool__ runs under the lock too)
         finally:
             self._owner = 0
-        _no_awaitable(held, "wait_until")
-        return bool(held), value
 
     def _unpark(self, waiter: _backend.Waiter) -> Any:
         with self._lock:
@@ -304,6 +304,8 @@ class AtomicCell(Generic[T]):
 
     def statistics(self) -> CellStatistics:
         """Parties waiting now, and how many times the value has changed."""
+        if self._owner:
+            self._refuse_reentry()
         with self._lock:
             return CellStatistics(waiting=len(self._waiters), changes=self._changes)
 

@@ -70,7 +70,7 @@ import os
 import sys
 import threading
 from collections.abc import Awaitable, Callable
-from inspect import CO_ASYNC_GENERATOR, CO_COROUTINE, CO_ITERABLE_COROUTINE
+from inspect import CO_COROUTINE
 from inspect import isawaitable as _isawaitable
 from inspect import iscoroutinefunction as _iscoroutinefunction
 from types import CodeType, CoroutineType, GeneratorType, TracebackType
@@ -123,7 +123,10 @@ _state_lock: Final = threading.Lock()
 _open_blocks = 0  # invariant: armed == (_open_blocks > 0); both change under _state_lock
 _tool_id: int | None = None  # not None only while _open_blocks > 0 (and a tool id was free)
 _USE_MONITORING = sys.version_info >= (3, 12)  # tests switch it off to exercise note_await alone
-_SUSPENDING: Final = CO_COROUTINE | CO_ITERABLE_COROUTINE | CO_ASYNC_GENERATOR
+# A task that suspends always yields through its coroutine's frames; an async generator or a
+# generator-based coroutine also yields when it merely produces a value (``async for`` over a
+# generator that never suspends), so only coroutine frames count.
+_SUSPENDING: Final = CO_COROUTINE
 
 
 def note_await() -> None:
@@ -150,8 +153,12 @@ def _start_monitoring() -> int | None:
         for tool_id in (4, 3):
             if monitoring.get_tool(tool_id) is None:
                 monitoring.use_tool_id(tool_id, "fearless")
-                monitoring.register_callback(tool_id, monitoring.events.PY_YIELD, _on_yield)
-                monitoring.set_events(tool_id, monitoring.events.PY_YIELD)
+                try:
+                    monitoring.register_callback(tool_id, monitoring.events.PY_YIELD, _on_yield)
+                    monitoring.set_events(tool_id, monitoring.events.PY_YIELD)
+                except BaseException:
+                    monitoring.free_tool_id(tool_id)  # leave nothing registered
+                    raise
                 return tool_id
     return None  # pragma: no cover - every id taken (or 3.11, where _USE_MONITORING is false)
 
@@ -167,13 +174,12 @@ def _stop_monitoring(tool_id: int) -> None:
 def _open_debug_section() -> _Section:
     global _open_blocks, armed, _tool_id
     section = _Section()
-    _local.sections.append(section)
     with _state_lock:
+        if _open_blocks == 0 and _USE_MONITORING:
+            _tool_id = _start_monitoring()  # if this raises, nothing has changed yet
         _open_blocks += 1
-        if _open_blocks == 1:
-            armed = True
-            if _USE_MONITORING:
-                _tool_id = _start_monitoring()
+        armed = True
+    _local.sections.append(section)
     return section
 
 
