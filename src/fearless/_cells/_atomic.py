@@ -101,11 +101,7 @@ class AtomicCell(Generic[T]):
     def _acquire_contended(self) -> None:
         """The lock is taken: by another thread (wait for it), or by this very thread running
         an update/modify function or a predicate that uses the cell (refuse: a deadlock)."""
-        if self._owner == threading.get_ident():
-            raise RuntimeError(
-                f"this {type(self).__name__} was used inside its own update/modify or predicate "
-                "function, which runs under its lock: that would deadlock"
-            )
+        self._refuse_reentry()
         self._lock.acquire()
 
     def _changed(self, value: Any) -> list[_backend.Waiter] | None:
@@ -238,14 +234,19 @@ class AtomicCell(Generic[T]):
         if cancelled, nothing happened. Waiters on any event loop or thread are woken.
         """
         _synchronous(predicate, "wait_until")
+        return await self._park_until(partial(self._check, predicate))
+
+    async def _park_until(self, check: Callable[[], tuple[bool, R]]) -> R:
+        """Yield once (a cancel point), then park until ``check()``, run under the lock, says
+        done; return what it returned with that. Every change wakes the parked parties."""
         backend = _enter()
         await backend.checkpoint()
         while True:
             self._acquire()
             try:
-                held, value = self._check(predicate)
-                if held:
-                    return value
+                done, result = check()
+                if done:
+                    return result
                 waiter = backend.new_waiter()
                 self._waiters.append(waiter)
             finally:
@@ -289,18 +290,8 @@ class AtomicCell(Generic[T]):
         return _Changes(self)
 
     async def _wait_change(self, seen: int) -> tuple[int, T]:
-        backend = _enter()
-        await backend.checkpoint()
-        while True:
-            self._acquire()
-            try:
-                if self._changes != seen:
-                    return self._changes, self._value
-                waiter = backend.new_waiter()
-                self._waiters.append(waiter)
-            finally:
-                self._lock.release()
-            await waiter.wait(partial(self._unpark, waiter), _nothing_to_undo)
+        """The change count and value, once the count differs from ``seen``."""
+        return await self._park_until(lambda: (self._changes != seen, (self._changes, self._value)))
 
     def statistics(self) -> CellStatistics:
         """Parties waiting now, and how many times the value has changed."""

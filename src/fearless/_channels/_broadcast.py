@@ -114,6 +114,7 @@ from ._channel import (
     Receiver,
     _Signal,
     check_yield_every,
+    iterate_blocking,
     warn_unclosed,
 )
 
@@ -1152,15 +1153,7 @@ class Subscription(LoopBound, Receiver[T_co]):
         oldest kept item, so call ``iter_blocking()`` again to resume from there.
         """
         _backend.check_timeout(timeout)
-        return self._iter_blocking(timeout)
-
-    def _iter_blocking(self, timeout: float | None) -> Iterator[T_co]:
-        while True:
-            try:
-                item = self.receive_blocking(timeout)
-            except EndOfStream:
-                return
-            yield item
+        return iterate_blocking(self.receive_blocking, timeout)
 
     def clone(self) -> Self:
         """A new subscription at this one's position: it sees the same items from here on

@@ -38,7 +38,7 @@ import threading
 import warnings
 from abc import abstractmethod
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Self, TypeVar, final
 
@@ -1097,15 +1097,7 @@ class ChannelReceiver(_Endpoint, Receiver[T_co]):
         ``TimeoutError`` if an item takes longer than ``timeout`` to arrive.
         """
         _backend.check_timeout(timeout)
-        return self._iter_blocking(timeout)
-
-    def _iter_blocking(self, timeout: float | None) -> Iterator[T_co]:
-        while True:
-            try:
-                item = self.receive_blocking(timeout)
-            except EndOfStream:
-                return
-            yield item
+        return iterate_blocking(self.receive_blocking, timeout)
 
     def clone(self) -> Self:
         """Another receiver on the same channel; each item goes to exactly one receiver."""
@@ -1131,6 +1123,18 @@ class ChannelReceiver(_Endpoint, Receiver[T_co]):
             woken = state.take_woken()
         if woken:
             state.wake(woken)
+
+
+def iterate_blocking(
+    receive_blocking: Callable[[float | None], T], timeout: float | None
+) -> Iterator[T]:
+    """``receive_blocking(timeout)`` until the end of the stream: a thread's ``for`` loop."""
+    while True:
+        try:
+            item = receive_blocking(timeout)
+        except EndOfStream:
+            return
+        yield item
 
 
 def _gave_back(state: _State, item: object) -> bool:
