@@ -4,6 +4,18 @@ Every public name is re-exported here from a private module; ``tests/test_public
 set.
 """
 
+from ._actors._actor import Actor as Actor
+from ._actors._clock import Clock as Clock
+from ._actors._mailbox import Mailbox as Mailbox
+from ._actors._mailbox import MailboxStatistics as MailboxStatistics
+from ._actors._messages import ActorSnapshot as ActorSnapshot
+from ._actors._messages import DeadLetter as DeadLetter
+from ._actors._messages import DeadLetterReason as DeadLetterReason
+from ._actors._messages import Request as Request
+from ._actors._messages import SystemSnapshot as SystemSnapshot
+from ._actors._messages import Terminated as Terminated
+from ._actors._ref import ActorRef as ActorRef
+from ._actors._system import ActorSystem as ActorSystem
 from ._cells._atomic import AtomicBool as AtomicBool
 from ._cells._atomic import AtomicCell as AtomicCell
 from ._cells._atomic import AtomicInt as AtomicInt
@@ -40,14 +52,28 @@ from ._channels._select import Recv as Recv
 from ._channels._select import Send as Send
 from ._channels._select import select as select
 from ._channels._select import select_nowait as select_nowait
+from ._exceptions import ActorNameTaken as ActorNameTaken
+from ._exceptions import ActorStartError as ActorStartError
+from ._exceptions import ActorStopped as ActorStopped
 from ._exceptions import AwaitInCriticalSectionError as AwaitInCriticalSectionError
+from ._exceptions import DeadlockError as DeadlockError
 from ._exceptions import EventLoopBlockingError as EventLoopBlockingError
 from ._exceptions import Lagged as Lagged
+from ._exceptions import LinkedActorFailed as LinkedActorFailed
+from ._exceptions import MailboxFull as MailboxFull
+from ._exceptions import MessageDropped as MessageDropped
 from ._exceptions import SendBrokenError as SendBrokenError
 from ._exceptions import SendClosedError as SendClosedError
 
 __all__ = [
     "DEFAULT_YIELD_EVERY",
+    "Actor",
+    "ActorNameTaken",
+    "ActorRef",
+    "ActorSnapshot",
+    "ActorStartError",
+    "ActorStopped",
+    "ActorSystem",
     "ArrayQueue",
     "AtomicBool",
     "AtomicCell",
@@ -59,19 +85,29 @@ __all__ = [
     "CellStatistics",
     "ChannelReceiver",
     "ChannelStatistics",
+    "Clock",
     "ConcurrentStack",
+    "DeadLetter",
+    "DeadLetterReason",
+    "DeadlockError",
     "EventLoopBlockingError",
     "Guarded",
     "GuardedSection",
     "Lagged",
+    "LinkedActorFailed",
+    "Mailbox",
+    "MailboxFull",
+    "MailboxStatistics",
     "MemoryObjectReceiveStream",
     "MemoryObjectSendStream",
     "MergeStatistics",
     "MergedReceiver",
+    "MessageDropped",
     "OneshotReceiver",
     "OneshotSender",
     "Receiver",
     "Recv",
+    "Request",
     "Send",
     "SendBrokenError",
     "SendClosedError",
@@ -79,6 +115,8 @@ __all__ = [
     "ShardedCounter",
     "Subscription",
     "SubscriptionStatistics",
+    "SystemSnapshot",
+    "Terminated",
     "broadcast",
     "channel",
     "create_memory_object_stream",

@@ -177,6 +177,13 @@ class Waiter:
         loop has shut down)."""
         raise NotImplementedError
 
+    def rearm(self) -> None:
+        """Make this waiter, claimed and woken, ready for its party's next park (a party that
+        parks over and over, an actor's task, saves making one each time). Only for a waiter
+        nobody else can still claim or wake: it was taken out of every queue when claimed."""
+        self.claimed = False
+        self.value = None
+
     async def wait(self, abort: Callable[[], Any], undo: Callable[[Any], bool]) -> Any:
         """Park until woken, and return the value claimed; if cancelled, leave no trace.
 
@@ -391,6 +398,11 @@ class Backend:
         """A waiter for the current task; ``shared`` if it parks on several channels at once."""
         raise NotImplementedError
 
+    def scheduler(self) -> Callable[[Callable[[], object]], object]:
+        """A thread-safe ``call_soon`` for this event loop: from any thread, it runs a callable
+        on the loop's own thread (and raises ``RuntimeError`` once the loop has shut down)."""
+        raise NotImplementedError
+
 
 # --------------------------------------------------------------------------------------------
 # asyncio (and uvloop, which runs asyncio's Task)
@@ -407,7 +419,10 @@ class _AsyncioWaiter(Waiter):
     __slots__ = ("_future", "_loop", "_thread")
 
     def __init__(self, loop: AbstractEventLoop, shared: bool) -> None:
-        super().__init__(shared)
+        # Waiter.__init__, inlined: a waiter is made on every park, so calls count here.
+        self.claimed = False
+        self.value = None
+        self._guard = threading.Lock() if shared else None
         self._loop = loop
         self._future = loop.create_future()
         self._thread = _get_ident()
@@ -418,7 +433,19 @@ class _AsyncioWaiter(Waiter):
         # instead of handing it over only for the task to give it back later, out of order.
         if self._future.cancelled():
             return False
-        return Waiter.claim(self, value)
+        guard = self._guard
+        if guard is None:  # Waiter.claim, inlined
+            if self.claimed:
+                return False
+            self.claimed = True
+            self.value = value
+            return True
+        with guard:
+            if self.claimed:
+                return False
+            self.claimed = True
+            self.value = value
+            return True
 
     def alive(self) -> bool:
         return not self.claimed and not self._future.cancelled()
@@ -441,6 +468,11 @@ class _AsyncioWaiter(Waiter):
     def _resume(self) -> None:
         if not self._future.done():
             self._future.set_result(None)
+
+    def rearm(self) -> None:
+        self.claimed = False
+        self.value = None
+        self._future = self._loop.create_future()
 
     async def wait(self, abort: Callable[[], Any], undo: Callable[[Any], bool]) -> Any:
         task = _current_tasks.get(self._loop)
@@ -510,6 +542,12 @@ class _AsyncioBackend(Backend):
         if loop is None:  # see _ThreadLoop
             return current().new_waiter(shared)
         return _AsyncioWaiter(loop, shared)
+
+    def scheduler(self) -> Callable[[Callable[[], object]], object]:
+        loop = _running_loop()
+        if loop is None:  # see _ThreadLoop
+            return current().scheduler()
+        return loop.call_soon_threadsafe
 
 
 class _ThreadLoop(threading.local):
@@ -656,6 +694,9 @@ class _TrioBackend(Backend):
 
     def new_waiter(self, shared: bool = False) -> Waiter:
         return _TrioWaiter(shared)
+
+    def scheduler(self) -> Callable[[Callable[[], object]], object]:
+        return _trio.lowlevel.current_trio_token().run_sync_soon  # type: ignore[no-any-return]
 
 
 _TRIO: Final = _TrioBackend("trio", False)

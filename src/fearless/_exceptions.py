@@ -6,15 +6,23 @@ were not sent), it subclasses the anyio type, so ``except anyio.BrokenResourceEr
 
     Exception
     ├── anyio.WouldBlock             a *_nowait call would have had to wait (reused as is)
+    │   └── MailboxFull              ``tell`` to a full mailbox whose policy is ``"block"``
     ├── anyio.EndOfStream            every sender is closed and the buffer is drained (reused)
     ├── anyio.ClosedResourceError    you closed this endpoint, then used it
     │   └── SendClosedError          ... and these items were not sent (``.unsent``)
     ├── anyio.BrokenResourceError    the other side went away
-    │   └── SendBrokenError          every receiver is closed; these items were not sent
-    └── Lagged                       a broadcast subscription fell behind and lost ``.missed`` items
+    │   ├── SendBrokenError          every receiver is closed; these items were not sent
+    │   └── ActorStopped             an ask to an actor that stopped (or stops) before replying
+    ├── Lagged                       a broadcast subscription fell behind and lost ``.missed`` items
+    ├── MessageDropped               an ask whose message the mailbox's overflow policy dropped
+    ├── LinkedActorFailed            why an actor failed: an actor linked to it failed
+    └── ActorStartError              an actor's factory or ``on_start`` raised (the cause)
     RuntimeError
     ├── EventLoopBlockingError       a ``*_blocking`` call on a thread that runs an event loop
-    └── AwaitInCriticalSectionError  (debug mode) a task awaited inside ``with guarded.lock()``
+    ├── AwaitInCriticalSectionError  (debug mode) a task awaited inside ``with guarded.lock()``
+    └── DeadlockError                an ask that could only be answered after the asker's reply
+    ValueError
+    └── ActorNameTaken               ``spawn(name=...)`` with a name a running actor has
 """
 
 from __future__ import annotations
@@ -24,9 +32,16 @@ from typing import Any
 import anyio
 
 __all__ = [
+    "ActorNameTaken",
+    "ActorStartError",
+    "ActorStopped",
     "AwaitInCriticalSectionError",
+    "DeadlockError",
     "EventLoopBlockingError",
     "Lagged",
+    "LinkedActorFailed",
+    "MailboxFull",
+    "MessageDropped",
     "SendBrokenError",
     "SendClosedError",
 ]
@@ -93,3 +108,88 @@ class AwaitInCriticalSectionError(RuntimeError):
     Raised when the block exits, after the lock has been released. The lock was held while the task
     was suspended, which can block every other task that wants it, or deadlock the event loop.
     """
+
+
+# -- actors -----------------------------------------------------------------------------------
+
+
+class MailboxFull(anyio.WouldBlock):
+    """``tell`` found the actor's mailbox full, and its overflow policy is ``"block"``.
+
+    Nothing was enqueued and nothing went to dead letters: the caller has the message back
+    (``.message``) and decides. ``await ref.send(message)`` waits for room instead.
+    """
+
+    message: Any
+    """The message that was not enqueued."""
+
+    def __init__(self, name: str, message: Any) -> None:
+        super().__init__(f"the mailbox of actor {name!r} is full; the message was not enqueued")
+        self.message = message
+
+
+class ActorStopped(anyio.BrokenResourceError):
+    """An ask to an actor that had stopped, or that stopped before it handled the message.
+
+    Raised at once when the actor is already stopped (never a timeout). The message went to
+    dead letters if it had been enqueued.
+    """
+
+    name: str
+    """The stopped actor's name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"actor {name!r} is stopped; the message was not handled")
+        self.name = name
+
+
+class MessageDropped(Exception):
+    """An ask's message was dropped by the mailbox's overflow policy (``"drop_newest"`` at once,
+    ``"drop_oldest"`` when a newer message evicted it). The message is in dead letters."""
+
+    message: Any
+    """The dropped message."""
+
+    def __init__(self, name: str, message: Any, policy: str) -> None:
+        super().__init__(f"the mailbox of actor {name!r} dropped the message ({policy})")
+        self.message = message
+
+
+class DeadlockError(RuntimeError):
+    """An ask that could never be answered: the target is the asking actor itself, or an actor
+    that is waiting (through a chain of asks) for the asking actor's own reply.
+
+    Raised at once, before anything is enqueued, instead of hanging until a timeout.
+    """
+
+
+class LinkedActorFailed(Exception):
+    """The reason an actor failed: an actor it was linked to failed (``.terminated`` says which,
+    and why; the original exception is also the ``__cause__``)."""
+
+    terminated: Any
+    """The linked actor's ``Terminated`` notice."""
+
+    def __init__(self, terminated: Any) -> None:
+        super().__init__(f"linked actor {terminated.name!r} {terminated.reason}")
+        self.terminated = terminated
+
+
+class ActorStartError(Exception):
+    """An actor could not start: its factory or its ``on_start`` raised (the ``__cause__``)."""
+
+    name: str
+    """The actor that failed to start."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"actor {name!r} failed to start")
+        self.name = name
+
+
+class ActorNameTaken(ValueError):
+    """``spawn(name=...)`` with a name that a running actor already has (names are unique per
+    system, and released when their actor stops)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"an actor named {name!r} is already running")
+        self.name = name

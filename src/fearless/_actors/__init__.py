@@ -1,0 +1,1 @@
+"""Actors: typed actors with tell and ask, bounded mailboxes, lifecycle, dead letters."""

@@ -1,0 +1,577 @@
+"""The runtime of one actor: its task, its mailbox loop, its lifecycle and its bookkeeping.
+
+Specification (``docs/actors.md`` is the user guide):
+
+Lifecycle
+    ``starting`` (factory, then ``on_start``) -> ``running`` (one message at a time) ->
+    ``stopping`` -> ``stopped``. ``spawn`` returns once ``on_start`` has returned; if the factory
+    or ``on_start`` raises, ``spawn`` raises ``ActorStartError`` (the cause attached) and the actor
+    never ran.
+Stopping
+    Graceful (``stop()``): a stop message joins the back of the mailbox; messages queued before it
+    are handled, and those after it go to dead letters. Then, in the actor's task: its timers are
+    cancelled, its children are stopped (reverse start order, each by its shutdown timeout), and
+    ``on_stop`` runs. Killed (``kill()``): the actor's task is cancelled now, wherever it is; the
+    message being handled, if any, goes to dead letters (``KILLED``); children are killed;
+    ``on_stop`` does not run. Failed: a handler (or hook) raised; the message goes to dead letters
+    with the exception (an asker gets the exception), then the actor winds down as for a graceful
+    stop. Whatever the route, the mailbox then closes (what is left goes to dead letters, asks get
+    ``ActorStopped``), the name is released, and ``Terminated`` goes to every monitor; a failure
+    (or a kill) also fails every linked actor.
+Scheduling
+    The loop takes one message at a time and yields to the scheduler at least once every
+    ``yield_every`` messages (a handler that never awaits cannot starve the event loop); a yield
+    is also where a kill lands between messages.
+
+Everything here runs on the event loop thread of the actor's system, except what a mailbox and
+an ``AtomicCell`` make safe from any thread: enqueueing (``tell``, ``ask_blocking``, ``stop``),
+``kill`` (which hops onto the loop) and waiting for the stop (``wait_stopped``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import threading
+from collections.abc import Callable, Hashable
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+from anyio.abc import TaskStatus
+
+from .. import _backend
+from .._cells._atomic import AtomicCell
+from .._exceptions import ActorStartError, ActorStopped, LinkedActorFailed, MessageDropped
+from ._actor import Actor
+from ._mailbox import (
+    ACCEPTED,
+    CLOSED,
+    DROPPED,
+    EMPTY,
+    FULL,
+    Evicted,
+    Mailbox,
+    MailboxQueue,
+    SystemMessage,
+)
+from ._messages import (
+    ActorSnapshot,
+    ActorState,
+    DeadLetter,
+    DeadLetterReason,
+    ExitReason,
+    Terminated,
+)
+
+if TYPE_CHECKING:
+    from ._ref import ActorRef
+    from ._system import ActorSystem
+
+__all__ = ["Ask", "Cell", "current_cell"]
+
+log: Final = logging.getLogger("fearless.actors")
+
+current_cell: ContextVar[Cell | None] = ContextVar("fearless_current_actor", default=None)
+
+
+class _Stop(SystemMessage):
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<stop>"
+
+
+STOP: Final = _Stop()
+
+
+class Notice(SystemMessage):
+    """A ``Terminated`` notice on its way to a monitor (or a linked actor that traps links)."""
+
+    __slots__ = ("notice",)
+
+    def __init__(self, notice: Terminated) -> None:
+        self.notice = notice
+
+
+# How an ask is answered: the reply waiter is claimed with (kind, payload).
+REPLY: Final = "reply"
+RAISED: Final = "raised"
+STOPPED: Final = "stopped"
+DROPPED_ASK: Final = "dropped"
+
+
+class Ask:
+    """An ask on its way: the message, the asker's waiter, and the chain of actors waiting on it
+    (for deadlock detection)."""
+
+    __slots__ = ("chain", "message", "waiter")
+
+    def __init__(self, message: Any, waiter: _backend.Waiter, chain: tuple[Cell, ...]) -> None:
+        self.message = message
+        self.waiter = waiter
+        self.chain = chain
+
+    def answer(self, kind: str, payload: object) -> bool:
+        """Give the asker its answer; ``False`` if it has stopped waiting (or its loop is gone)."""
+        waiter = self.waiter
+        return waiter.claim((kind, payload)) and waiter.wake()
+
+
+_SPECIAL: Final = frozenset({Ask, _Stop, Notice, type(EMPTY)})  # what _serve does not just handle
+
+
+class _Timer:
+    __slots__ = ("cancelled", "scope")
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self.scope: anyio.CancelScope | None = None
+
+    def is_cancelled(self) -> bool:
+        return self.cancelled
+
+    def cancel(self) -> None:
+        self.cancelled = True
+        if self.scope is not None:
+            self.scope.cancel()
+
+
+class _TimerKey:
+    """The key of a timer started without one."""
+
+    __slots__ = ()
+
+
+class _Nothing:
+    __slots__ = ()
+
+
+NOTHING: Final = _Nothing()
+
+
+def _not_none(value: object) -> bool:
+    return value is not None
+
+
+def _nothing_to_undo(_: object) -> bool:
+    return True  # the actor is woken without a message (it takes one itself): nothing to give back
+
+
+class Cell:
+    """One actor's runtime, from spawn to its last notice."""
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        parent: Cell | None,
+        factory: Callable[[], Actor[Any]],
+        name: str,
+        registered: bool,
+        mailbox: Mailbox,
+        shutdown: float | None,
+    ) -> None:
+        from ._ref import ActorRef  # the ref and the cell refer to each other
+
+        self.system = system
+        self.parent = parent
+        self.factory = factory
+        self.name = name
+        self.registered = registered
+        self.shutdown = shutdown
+        self.mailbox = MailboxQueue(mailbox)
+        self.ref: ActorRef[Any] = ActorRef._create(self)
+        self.actor_type = getattr(factory, "__name__", type(factory).__name__)
+        self.state: ActorState = "starting"
+        self.terminated: AtomicCell[Terminated | None] = AtomicCell(None)
+        self.children: list[Cell] = []  # in start order
+        self.watchers: dict[Cell, None] = {}  # monitors of this actor (ordered sets)
+        self.watching: dict[Cell, None] = {}
+        self.links: dict[Cell, None] = {}
+        self.timers: dict[Hashable, _Timer] = {}
+        self.traps_links = False
+        # The loop this actor runs on: kill() from another thread hops onto it.
+        self.thread = threading.get_ident()
+        self.schedule = _backend.current().scheduler()
+        self.scope: anyio.CancelScope | None = None
+        self.kill_requested = False
+        self.exit_error: BaseException | None = None  # why a kill is a failure (a link)
+        self.task_id = -1
+        self.current: Any = NOTHING  # the message being handled
+        self.chain: tuple[Cell, ...] = ()  # actors waiting (by ask) for the current message
+        self.handled = 0
+        self.failures = 0
+        self.restarts = 0
+        self.dead_letters = 0  # counted by the actor's own task (the mailbox counts its drops)
+        self.mailbox_full_drops = 0  # timer messages that found a "block" mailbox full
+
+    def __repr__(self) -> str:
+        return f"<actor {self.name!r} {self.state}>"
+
+    # -- the task ----------------------------------------------------------------------------------
+
+    async def run(self, *, task_status: TaskStatus[BaseException | None]) -> None:
+        """The actor's task: start, serve the mailbox, wind down, finish. Never raises an
+        exception of the actor's own: failures are reported (dead letters, ``Terminated``, the
+        log), not propagated into the system's task group."""
+        self.task_id = anyio.get_current_task().id
+        current_cell.set(self)
+        started = False
+        reason: ExitReason = "stopped"
+        error: BaseException | None = None
+        try:
+            with anyio.CancelScope() as scope:
+                self.scope = scope
+                if self.kill_requested:
+                    scope.cancel()
+                instance: Actor[Any] | None = None
+                try:
+                    instance = self._build()
+                    await instance.on_start()
+                except Exception as exc:
+                    reason, error = "failed", exc
+                    start_error = ActorStartError(self.name)
+                    start_error.__cause__ = exc
+                    started = True
+                    task_status.started(start_error)
+                if not started:
+                    assert instance is not None
+                    self.state = "running"
+                    started = True
+                    task_status.started(None)
+                    error = await self._serve(instance)
+                    if error is not None:
+                        reason = "failed"
+                    await self._wind_down(instance)
+            if scope.cancelled_caught and reason == "stopped":
+                reason, error = self._kill_reason()
+        except BaseException:  # cancelled from outside (the system is going down), or worse
+            if reason == "stopped":
+                reason, error = self._kill_reason()
+            raise
+        finally:
+            if not started:
+                task_status.started(ActorStopped(self.name))
+            if reason == "failed":
+                self.failures += 1
+            self._finish(reason, error)
+
+    def _kill_reason(self) -> tuple[ExitReason, BaseException | None]:
+        if self.exit_error is not None:
+            return "failed", self.exit_error
+        return "killed", None
+
+    def _build(self) -> Actor[Any]:
+        instance = self.factory()
+        if not isinstance(instance, Actor):
+            raise TypeError(
+                f"the factory of actor {self.name!r} returned {instance!r}, not an Actor"
+            )
+        if not inspect.iscoroutinefunction(instance.handle):
+            raise TypeError(f"{type(instance).__name__}.handle must be an async def")
+        instance._cell = self
+        self.actor_type = type(instance).__name__
+        if not self.registered and self.name.startswith("#"):  # unnamed: name it by its type
+            self.name = f"{self.actor_type}{self.name}"
+        self.traps_links = type(instance).trap_links
+        return instance
+
+    async def _serve(self, instance: Actor[Any]) -> BaseException | None:
+        """Handle messages until a stop message (``None``) or a failure (the exception)."""
+        backend = _backend.current()
+        mailbox = self.mailbox
+        take = mailbox.take
+        handle = instance.handle
+        yield_every = self.system.yield_every
+        budget = yield_every
+        waiter = backend.new_waiter()  # the one this task parks on, re-armed after each wake
+        while True:
+            budget -= 1
+            if budget <= 0:
+                budget = yield_every
+                await backend.checkpoint()  # a cancel point: nothing has been taken yet
+            item = take()
+            cls = item.__class__
+            if cls not in _SPECIAL:  # a told message: the common case first
+                self.current = item
+                try:
+                    await handle(item)
+                except Exception as exc:
+                    self.current = NOTHING
+                    self.dead_letter(item, DeadLetterReason.HANDLER_FAILED, exc)
+                    return exc
+                self.current = NOTHING
+                self.handled += 1
+            elif cls is Ask:
+                self.current = item
+                self.chain = item.chain
+                try:
+                    result = await handle(item.message)
+                except Exception as exc:
+                    self.current = NOTHING
+                    self.chain = ()
+                    self.dead_letter(item.message, DeadLetterReason.HANDLER_FAILED, exc)
+                    item.answer(RAISED, exc)
+                    return exc
+                self.current = NOTHING
+                self.chain = ()
+                self.handled += 1
+                if not item.answer(REPLY, result):
+                    self.dead_letter(result, DeadLetterReason.REPLY_UNDELIVERED)
+            elif item is EMPTY:
+                if mailbox.park(waiter):
+                    await waiter.wait(mailbox.unpark, _nothing_to_undo)
+                    waiter.rearm()  # claimed and woken: taken off the mailbox already
+                budget = yield_every
+            elif cls is _Stop:
+                return None
+            else:
+                assert cls is Notice, item
+                try:
+                    await instance.on_terminated(item.notice)
+                except Exception as exc:
+                    return exc
+
+    async def _wind_down(self, instance: Actor[Any]) -> None:
+        """After a graceful stop or a failure: timers, children (reverse start order), on_stop."""
+        self.state = "stopping"
+        self._cancel_timers()
+        for child in reversed(self.children[:]):
+            await self.system._stop_cell(child)
+        try:
+            await instance.on_stop()
+        except Exception:
+            log.exception("on_stop of actor %r raised", self.name)
+
+    def _finish(self, reason: ExitReason, error: BaseException | None) -> None:
+        """The end, however it came: close the mailbox, account for every message, release the
+        name, and tell the watchers and the links. Synchronous: it runs even under cancellation."""
+        self.state = "stopping"
+        self._cancel_timers()
+        items, senders = self.mailbox.close()
+        for waiter in senders:
+            waiter.wake()
+        current, self.current = self.current, NOTHING
+        if current is not NOTHING:  # killed in the middle of it
+            self._undelivered(current, DeadLetterReason.KILLED, error)
+        for item in items:
+            if not isinstance(item, SystemMessage):
+                self._undelivered(item, DeadLetterReason.ACTOR_STOPPED, None)
+        for child in reversed(self.children[:]):
+            child.kill()  # still running only if this actor was killed
+        self.system._forget(self)
+        for watched in self.watching:
+            watched.watchers.pop(self, None)
+        self.watching.clear()
+        notice = Terminated(self.ref, reason, error)
+        self.state = "stopped"
+        self.terminated.store(notice)
+        for watcher in self.watchers:
+            watcher.mailbox.put_system(Notice(notice))
+        self.watchers.clear()
+        links, self.links = self.links, {}
+        for linked in links:
+            linked.links.pop(self, None)
+            if notice.failed:
+                linked.linked_failed(notice)
+        if reason == "failed":
+            log.error("actor %r failed", self.name, exc_info=error)
+
+    def _undelivered(
+        self, item: Any, reason: DeadLetterReason, error: BaseException | None
+    ) -> None:
+        if item.__class__ is Ask:
+            item.answer(STOPPED, None)
+            item = item.message
+        self.dead_letter(item, reason, error)
+
+    # -- requests from outside ---------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Graceful stop (safe from any thread): a stop message joins the back of the mailbox."""
+        self.mailbox.put_system(STOP)
+
+    def kill(self) -> None:
+        """Cancel the actor's task now (safe from any thread)."""
+        if self.state == "stopped":
+            return
+        if threading.get_ident() == self.thread:
+            self._cancel()
+        else:
+            try:
+                self.schedule(self._cancel)
+            except RuntimeError:  # the loop is gone, and the actor with it
+                pass
+
+    def _cancel(self) -> None:
+        self.kill_requested = True
+        if self.scope is not None:
+            self.scope.cancel()
+
+    def linked_failed(self, notice: Terminated) -> None:
+        """An actor linked to this one failed (or was killed)."""
+        if self.state == "stopped":
+            return
+        if self.traps_links:
+            self.mailbox.put_system(Notice(notice))
+            return
+        if self.exit_error is None:
+            failure = LinkedActorFailed(notice)
+            failure.__cause__ = notice.error
+            self.exit_error = failure
+        self.kill()
+
+    async def wait_stopped(self) -> Terminated:
+        notice = await self.terminated.wait_until(_not_none)
+        assert notice is not None
+        return notice
+
+    # -- delivery outcomes -------------------------------------------------------------------------
+
+    def dead_letter(
+        self, message: Any, reason: DeadLetterReason, error: BaseException | None = None
+    ) -> None:
+        """Publish a dead letter for a message meant for this actor (from the actor's task)."""
+        self.dead_letters += 1
+        self.system._publish(DeadLetter(message, self.name, reason, error))
+
+    def dropped(self, outcome: object, message: Any) -> None:
+        """``put`` did not simply enqueue ``message``: send what was lost to dead letters, and
+        answer any ask among it. (The mailbox counted the drop; ``FULL`` is the caller's.)"""
+        system = self.system
+        if outcome is DROPPED:
+            lost, reason = message, DeadLetterReason.DROPPED_NEWEST
+        elif outcome is CLOSED:
+            lost, reason = message, DeadLetterReason.ACTOR_STOPPED
+        else:
+            assert isinstance(outcome, Evicted), outcome
+            lost, reason = outcome.message, DeadLetterReason.DROPPED_OLDEST
+        if lost.__class__ is Ask:
+            if reason is DeadLetterReason.ACTOR_STOPPED:
+                lost.answer(STOPPED, None)
+            else:
+                lost.answer(DROPPED_ASK, reason)
+            lost = lost.message
+        system._publish(DeadLetter(lost, self.name, reason))
+
+    # -- timers ------------------------------------------------------------------------------------
+
+    def start_timer(
+        self, delay: float, message: Any, key: Hashable | None, repeat: bool
+    ) -> Hashable:
+        if isinstance(delay, bool) or not isinstance(delay, int | float) or not delay >= 0:
+            raise ValueError(f"a timer's delay must be a number >= 0, got {delay!r}")
+        if repeat and delay <= 0:
+            raise ValueError(f"send_every's interval must be > 0, got {delay!r}")
+        if self.state in ("stopping", "stopped"):
+            raise RuntimeError(f"actor {self.name!r} is stopping: it cannot start timers")
+        if key is None:
+            key = _TimerKey()
+        old = self.timers.pop(key, None)
+        if old is not None:
+            old.cancel()
+        timer = self.timers[key] = _Timer()
+        self.system._task_group().start_soon(self._run_timer, timer, key, delay, message, repeat)
+        return key
+
+    async def _run_timer(
+        self, timer: _Timer, key: Hashable, delay: float, message: Any, repeat: bool
+    ) -> None:
+        with anyio.CancelScope() as scope:
+            timer.scope = scope
+            if timer.cancelled:
+                return
+            clock = self.system.clock
+            due = clock.now() + delay
+            while True:
+                await clock.sleep_until(due)
+                if timer.is_cancelled():  # cancelled as the sleep ended: its cancel is late
+                    return
+                if not repeat and self.timers.get(key) is timer:
+                    del self.timers[key]
+                outcome = self.mailbox.put(message)
+                if outcome is FULL:
+                    self.system._publish(
+                        DeadLetter(message, self.name, DeadLetterReason.MAILBOX_FULL)
+                    )
+                    self.mailbox_full_drops += 1
+                elif outcome is not ACCEPTED:
+                    self.dropped(outcome, message)
+                if not repeat:
+                    return
+                due += delay
+
+    def cancel_timer(self, key: Hashable) -> bool:
+        timer = self.timers.pop(key, None)
+        if timer is None:
+            return False
+        timer.cancel()
+        return True
+
+    def _cancel_timers(self) -> None:
+        timers, self.timers = self.timers, {}
+        for timer in timers.values():
+            timer.cancel()
+
+    # -- watches -----------------------------------------------------------------------------------
+
+    def monitor(self, target: Cell) -> None:
+        notice = target.terminated.load()
+        if notice is not None:
+            self.mailbox.put_system(Notice(notice))
+            return
+        target.watchers[self] = None
+        self.watching[target] = None
+
+    def demonitor(self, target: Cell) -> None:
+        target.watchers.pop(self, None)
+        self.watching.pop(target, None)
+
+    def link(self, target: Cell) -> None:
+        if target is self:
+            raise ValueError(f"actor {self.name!r} cannot link to itself")
+        notice = target.terminated.load()
+        if notice is not None:
+            if notice.failed:
+                self.linked_failed(notice)
+            return
+        target.links[self] = None
+        self.links[target] = None
+
+    def unlink(self, target: Cell) -> None:
+        target.links.pop(self, None)
+        self.links.pop(target, None)
+
+    # -- introspection -----------------------------------------------------------------------------
+
+    def snapshot(self) -> ActorSnapshot:
+        stats = self.mailbox.statistics()
+        return ActorSnapshot(
+            name=self.name,
+            actor_type=self.actor_type,
+            state=self.state,
+            mailbox_depth=stats.depth,
+            mailbox_capacity=stats.capacity,
+            overflow=stats.overflow,
+            handled=self.handled,
+            failures=self.failures,
+            restarts=self.restarts,
+            dead_letters=self.dead_letters
+            + stats.dropped
+            + stats.refused
+            + self.mailbox_full_drops,
+            children=tuple(child.snapshot() for child in self.children),
+        )
+
+
+def raise_answer(cell: Cell, value: tuple[str, Any], message: Any) -> Any:
+    """Turn the answer to an ask of ``message`` into its result or its exception."""
+    kind, payload = value
+    if kind is REPLY:
+        return payload
+    if kind is RAISED:
+        raise payload
+    if kind is STOPPED:
+        raise ActorStopped(cell.name)
+    assert kind is DROPPED_ASK, kind
+    raise MessageDropped(cell.name, message, payload.value)

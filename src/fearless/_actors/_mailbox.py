@@ -1,0 +1,404 @@
+"""Mailboxes: bounded by default, with an overflow policy chosen at spawn.
+
+Specification (``docs/actors.md`` is the user guide; rule 16 of ``concurrency-rules.md``):
+
+Capacity
+    An ``int >= 1`` or ``math.inf``; anything else raises ``ValueError`` naming the value. The
+    default is :data:`DEFAULT_CAPACITY`. Capacity counts user messages (tells, sends and asks);
+    system messages (a graceful stop, a death-watch notice) never count and are never refused
+    for lack of room: they never wait behind a full mailbox.
+Overflow policy, when a user message finds the mailbox full
+    ``"block"`` (the default): ``tell`` raises ``MailboxFull`` (nothing enqueued, the caller has the
+    message back); ``send`` and ``ask`` wait for room, first come first served, and a task or
+    thread waiting for room is never overtaken by a later ``tell``. ``"drop_newest"``: the new
+    message goes to dead letters. ``"drop_oldest"``: the oldest user message goes to dead letters
+    and the new one is enqueued. Under the drop policies nothing ever waits.
+Order
+    One queue, first in first out: user and system messages leave in the order they entered.
+    Messages from one sender arrive in the order it sent them.
+Closing
+    When its actor stops, the mailbox closes: everything still in it is handed back to the actor's
+    runtime (which sends it to dead letters), parked senders are released, and later messages are
+    refused (they go to dead letters too).
+
+Only one party takes from a mailbox: its actor's task. Senders are any tasks of any event loop and
+any threads. Every field is guarded by ``lock``; parties to wake are claimed under it and woken
+after it is released (rule 10).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Final, Literal, final
+
+from .. import _backend
+
+__all__ = ["DEFAULT_CAPACITY", "Mailbox", "MailboxStatistics", "OverflowPolicy"]
+
+OverflowPolicy = Literal["block", "drop_newest", "drop_oldest"]
+_POLICIES: Final = ("block", "drop_newest", "drop_oldest")
+
+DEFAULT_CAPACITY: Final = 1000
+"""The capacity of a mailbox when ``spawn`` is not given one."""
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    """A mailbox's declaration, given to ``spawn``: ``Mailbox(64, overflow="drop_oldest")``.
+
+    Validated when made: a bad capacity or policy raises ``ValueError`` naming the field and the
+    value.
+    """
+
+    capacity: float = DEFAULT_CAPACITY
+    """User messages it holds: an ``int >= 1``, or ``math.inf`` for an unbounded mailbox."""
+    overflow: OverflowPolicy = "block"
+    """What a user message that finds it full does: ``"block"``, ``"drop_newest"`` or
+    ``"drop_oldest"``."""
+
+    def __post_init__(self) -> None:
+        capacity = self.capacity
+        if not (
+            (type(capacity) is int and capacity >= 1)
+            or (isinstance(capacity, float) and capacity == math.inf)
+        ):
+            raise ValueError(f"Mailbox capacity must be an int >= 1 or math.inf, got {capacity!r}")
+        if self.overflow not in _POLICIES:
+            raise ValueError(
+                f"Mailbox overflow must be one of {', '.join(map(repr, _POLICIES))}, "
+                f"got {self.overflow!r}"
+            )
+
+
+@final
+@dataclass(frozen=True, slots=True)
+class MailboxStatistics:
+    """A snapshot of one actor's mailbox."""
+
+    depth: int
+    """User messages waiting now."""
+    capacity: float
+    """The declared capacity."""
+    overflow: OverflowPolicy
+    """The declared overflow policy."""
+    peak_depth: int
+    """The most user messages it has held at once."""
+    total_enqueued: int
+    """User messages that have entered it."""
+    dropped: int
+    """Messages the overflow policy sent to dead letters (newest or oldest)."""
+    refused: int
+    """Messages that arrived after the mailbox closed (they went to dead letters)."""
+    waiting_senders: int
+    """Tasks and threads waiting for room (``"block"`` only)."""
+
+
+class SystemMessage:
+    """Base of the runtime's own messages; they bypass the capacity. Every subclass is listed
+    in ``SYSTEM_TYPES`` (a set lookup is cheaper than ``isinstance`` on every message)."""
+
+    __slots__ = ()
+
+    def __init_subclass__(cls) -> None:
+        SYSTEM_TYPES.add(cls)
+
+
+SYSTEM_TYPES: set[type] = set()
+
+
+class _Signal:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+
+ACCEPTED: Final = _Signal("accepted")  # put: enqueued
+FULL: Final = _Signal("full")  # put: no room, policy "block"; nothing enqueued
+DROPPED: Final = _Signal("dropped")  # put: no room, policy "drop_newest"; the message is dropped
+CLOSED: Final = _Signal("closed")  # put / a parked sender: the actor has stopped
+ROOM: Final = _Signal("room")  # a parked sender: a slot is reserved for it
+EMPTY: Final = _Signal("empty")  # take: nothing queued
+
+
+@final
+class Evicted:
+    """What ``put`` returns under ``"drop_oldest"`` on a full mailbox: the message it evicted."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: Any) -> None:
+        self.message = message
+
+
+class MailboxQueue:
+    """The running mailbox of one actor (kept across restarts of its instance)."""
+
+    __slots__ = (
+        "capacity",
+        "closed",
+        "dropped",
+        "enqueued",
+        "items",
+        "lock",
+        "overflow",
+        "peak",
+        "receiver",
+        "refused",
+        "reserved",
+        "senders",
+        "system",
+    )
+
+    def __init__(self, spec: Mailbox) -> None:
+        self.lock = threading.Lock()
+        self.capacity = spec.capacity
+        self.overflow = spec.overflow
+        self.items: deque[Any] = deque()
+        # Invariants (under the lock):
+        #   system   = the SystemMessage instances in items
+        #   reserved = slots promised to parked senders claimed with ROOM that have not put yet
+        #   user messages + reserved <= capacity, except that drop_oldest evicts to keep it so
+        #   senders non-empty => no room (each is claimed as soon as a slot frees)
+        self.system = 0
+        self.reserved = 0
+        self.senders: deque[_backend.Waiter] = deque()
+        self.receiver: _backend.Waiter | None = None  # the actor's task, when parked
+        self.closed = False
+        self.peak = 0
+        self.enqueued = 0
+        self.dropped = 0
+        self.refused = 0
+
+    def _has_room(self) -> bool:
+        return len(self.items) - self.system + self.reserved < self.capacity
+
+    def _append(self, item: Any) -> _backend.Waiter | None:
+        """Under the lock: enqueue a user message; return the receiver to wake, if any."""
+        items = self.items
+        items.append(item)
+        self.enqueued += 1
+        depth = len(items) - self.system
+        if depth > self.peak:
+            self.peak = depth
+        receiver = self.receiver
+        if receiver is not None:
+            self.receiver = None
+            if receiver.claim(None):
+                return receiver
+        return None
+
+    def put(self, item: Any) -> object:
+        """Enqueue a user message without waiting. Returns ``ACCEPTED``, ``FULL`` (``"block"``:
+        nothing enqueued), ``DROPPED`` (``"drop_newest"``: this message was dropped), an
+        :class:`Evicted` (``"drop_oldest"``: that one was dropped, this one enqueued) or
+        ``CLOSED``. The caller sends whatever was dropped to dead letters."""
+        lock = self.lock
+        lock.acquire()
+        try:
+            if self.closed:
+                self.refused += 1
+                return CLOSED
+            items = self.items
+            depth = len(items) - self.system
+            if depth + self.reserved >= self.capacity:
+                return self._overflow(item)
+            items.append(item)  # _append(), inlined: every tell comes through here
+            self.enqueued += 1
+            if depth >= self.peak:
+                self.peak = depth + 1
+            receiver = self.receiver
+            if receiver is None:
+                return ACCEPTED
+            self.receiver = None
+            if not receiver.claim(None):
+                return ACCEPTED
+        finally:
+            lock.release()
+        receiver.wake()
+        return ACCEPTED
+
+    def _overflow(self, item: Any) -> object:
+        policy = self.overflow
+        if policy == "block":
+            return FULL
+        self.dropped += 1
+        if policy == "drop_newest":
+            return DROPPED
+        items = self.items
+        for i, old in enumerate(items):  # the oldest user message (system ones stay)
+            if old.__class__ not in SYSTEM_TYPES:
+                del items[i]
+                items.append(item)
+                self.enqueued += 1
+                return Evicted(old)
+        raise AssertionError("a full mailbox holds at least one user message")  # pragma: no cover
+
+    def put_system(self, item: SystemMessage) -> bool:
+        """Enqueue a system message, whatever the room; ``False`` if the mailbox is closed."""
+        lock = self.lock
+        lock.acquire()
+        try:
+            if self.closed:
+                return False
+            self.items.append(item)
+            self.system += 1
+            receiver = self.receiver
+            self.receiver = None
+            if receiver is None or not receiver.claim(None):
+                return True
+        finally:
+            lock.release()
+        receiver.wake()
+        return True
+
+    # -- waiting for room (policy "block") ---------------------------------------------------------
+
+    def put_or_park(self, item: Any, waiter: _backend.Waiter) -> object:
+        """``put``, except that under ``"block"`` a full mailbox parks ``waiter`` (returning
+        ``FULL``); the caller waits on it, then calls :meth:`put_reserved`."""
+        lock = self.lock
+        lock.acquire()
+        try:
+            if self.closed:
+                self.refused += 1
+                return CLOSED
+            if self._has_room() and not self.senders:
+                receiver = self._append(item)
+                if receiver is None:
+                    return ACCEPTED
+            else:
+                outcome = self._overflow(item)
+                if outcome is FULL:
+                    self.senders.append(waiter)
+                return outcome
+        finally:
+            lock.release()
+        receiver.wake()
+        return ACCEPTED
+
+    def put_reserved(self, item: Any) -> object:
+        """A parked sender claimed with ``ROOM`` puts its message in its reserved slot."""
+        lock = self.lock
+        lock.acquire()
+        try:
+            self.reserved -= 1
+            if self.closed:  # pragma: no cover - closing claims parked senders, not reserved ones
+                self.refused += 1
+                return CLOSED
+            receiver = self._append(item)
+            if receiver is None:
+                return ACCEPTED
+        finally:
+            lock.release()
+        receiver.wake()
+        return ACCEPTED
+
+    def unpark_sender(self, waiter: _backend.Waiter) -> Any:
+        """A parked sender gives up: ``ABORTED`` if still parked, else what it was claimed with."""
+        with self.lock:
+            outcome = waiter.revoke()
+            try:
+                self.senders.remove(waiter)
+            except ValueError:
+                pass  # claimed, and taken off already
+            return outcome
+
+    def undo_room(self, outcome: object) -> bool:
+        """A sender claimed with ``ROOM`` was cancelled before it put: hand its slot on."""
+        if outcome is ROOM:
+            with self.lock:
+                self.reserved -= 1
+                woken = self._make_room()
+            _wake_all(woken)
+        return True
+
+    def _make_room(self) -> list[_backend.Waiter] | None:
+        """Under the lock: slots are free; claim parked senders for them, first parked first."""
+        senders = self.senders
+        woken = None
+        while senders and self._has_room():
+            waiter = senders.popleft()
+            if waiter.claim(ROOM):
+                self.reserved += 1
+                if woken is None:
+                    woken = []
+                woken.append(waiter)
+        return woken
+
+    # -- the actor's side --------------------------------------------------------------------------
+
+    def take(self) -> Any:
+        """The next message, or ``EMPTY``."""
+        lock = self.lock
+        lock.acquire()
+        try:
+            items = self.items
+            if not items:
+                return EMPTY
+            item = items.popleft()
+            if item.__class__ in SYSTEM_TYPES:
+                self.system -= 1
+                return item
+            if not self.senders:
+                return item
+            woken = self._make_room()
+        finally:
+            lock.release()
+        _wake_all(woken)
+        return item
+
+    def park(self, waiter: _backend.Waiter) -> bool:
+        """Park the actor's task until a message arrives; ``False`` if one already has."""
+        with self.lock:
+            if self.items:
+                return False
+            self.receiver = waiter
+            return True
+
+    def unpark(self) -> Any:
+        """The parked actor is cancelled (killed): revoke its waiter."""
+        with self.lock:
+            waiter = self.receiver
+            if waiter is None:
+                return None  # claimed already: the wake is on its way (nothing to undo)
+            self.receiver = None
+            return waiter.revoke()
+
+    def close(self) -> tuple[list[Any], list[_backend.Waiter]]:
+        """Close it (the actor stopped): returns what was still queued, and the parked senders,
+        already claimed with ``CLOSED`` (the caller wakes them)."""
+        with self.lock:
+            self.closed = True
+            items = list(self.items)
+            self.items.clear()
+            self.system = 0
+            senders = [waiter for waiter in self.senders if waiter.claim(CLOSED)]
+            self.senders.clear()
+            return items, senders
+
+    def statistics(self) -> MailboxStatistics:
+        with self.lock:
+            return MailboxStatistics(
+                depth=len(self.items) - self.system,
+                capacity=self.capacity,
+                overflow=self.overflow,
+                peak_depth=self.peak,
+                total_enqueued=self.enqueued,
+                dropped=self.dropped,
+                refused=self.refused,
+                waiting_senders=sum(1 for waiter in self.senders if waiter.alive()),
+            )
+
+
+def _wake_all(woken: list[_backend.Waiter] | None) -> None:
+    if woken:
+        for waiter in woken:
+            waiter.wake()

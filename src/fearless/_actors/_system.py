@@ -1,0 +1,255 @@
+"""``ActorSystem``: where actors live, structured (rule 17 of ``concurrency-rules.md``).
+
+Specification (``docs/actors.md`` is the user guide):
+
+- ``async with ActorSystem() as system:`` owns one task group; every actor, and every timer, is a
+  task in it. ``await system.spawn(factory, name=..., mailbox=..., shutdown=...)`` starts an
+  actor and returns its ``ActorRef`` once its ``on_start`` has returned.
+- Leaving the block normally stops every top-level actor gracefully, one at a time, in reverse
+  start order; each stops its own children first. An actor that is not stopped within its
+  ``shutdown`` timeout (on the system's clock; default 5 s; ``None`` waits as long as it takes,
+  ``0`` kills at once) is killed. Leaving the block with an exception (or cancelled) kills every
+  actor instead. Either way no task outlives the block, and then spawning raises RuntimeError.
+- Names are unique among running actors: ``spawn(name=...)`` with a name in use raises
+  ``ActorNameTaken``; the name is released when its actor stops (before its ``Terminated`` notice
+  goes out, so a monitor may reuse it). ``lookup(name)`` finds a running actor by name.
+- Dead letters: every message that could not be delivered or whose handler failed, with the
+  reason, is published on a broadcast; ``system.dead_letters()`` subscribes to it (the ring keeps
+  ``dead_letter_capacity`` letters for a slow subscriber, which then gets ``fearless.Lagged``
+  saying how many it missed; publishing never waits).
+- ``snapshot()``: the tree of running actors, with their state and counters.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar, final
+
+import anyio
+from anyio.abc import TaskGroup
+
+from .._channels._broadcast import BroadcastSender, Subscription, broadcast
+from .._channels._channel import DEFAULT_YIELD_EVERY
+from .._exceptions import ActorNameTaken
+from ._actor import Actor
+from ._cell import Cell
+from ._clock import Clock, LoopClock
+from ._mailbox import Mailbox
+from ._messages import DeadLetter, SystemSnapshot
+from ._ref import ActorRef
+
+__all__ = ["DEFAULT_SHUTDOWN", "ActorSystem"]
+
+M = TypeVar("M")
+
+DEFAULT_SHUTDOWN: float = 5.0
+"""Seconds a stopping actor gets before it is killed, unless ``spawn`` says otherwise."""
+
+
+def _check_shutdown(shutdown: object) -> float | None:
+    if shutdown is None:
+        return None
+    if isinstance(shutdown, bool) or not isinstance(shutdown, int | float) or not shutdown >= 0:
+        raise ValueError(f"shutdown must be None or a number of seconds >= 0, got {shutdown!r}")
+    return float(shutdown)
+
+
+@final
+class ActorSystem:
+    """A home for actors; see the module docstring. Use it as ``async with ActorSystem() as s``."""
+
+    def __init__(
+        self,
+        *,
+        name: str = "actors",
+        mailbox: Mailbox | None = None,
+        clock: Clock | None = None,
+        dead_letter_capacity: int = 1024,
+        yield_every: int = DEFAULT_YIELD_EVERY,
+    ) -> None:
+        """``mailbox`` is the default for ``spawn``; ``clock`` keeps time for timers and shutdown
+        timeouts (the event loop's clock by default; ``fearless.testing.FakeClock`` in tests);
+        ``yield_every`` is how many messages an actor handles before it yields once."""
+        if mailbox is not None and not isinstance(mailbox, Mailbox):
+            raise TypeError(f"mailbox must be a fearless.Mailbox, got {mailbox!r}")
+        if clock is not None and not isinstance(clock, Clock):
+            raise TypeError(f"clock must have now() and sleep_until(), got {clock!r}")
+        if type(yield_every) is not int or yield_every < 1:
+            raise ValueError(f"yield_every must be a positive int, got {yield_every!r}")
+        self.name = name
+        self.default_mailbox = mailbox or Mailbox()
+        self.clock: Clock = clock or LoopClock()
+        self.yield_every = yield_every
+        self._dead_tx: BroadcastSender[DeadLetter]
+        self._dead_tx, first = broadcast[DeadLetter](dead_letter_capacity, on_lag="error")
+        first.close()
+        self._tg: TaskGroup | None = None
+        self._state = "new"  # new -> open -> closing -> closed
+        self._names: dict[str, Cell] = {}
+        self._top: list[Cell] = []  # top-level actors, in start order
+        self._numbers = itertools.count(1)
+
+    def __repr__(self) -> str:
+        return f"<ActorSystem {self.name!r} {self._state}>"
+
+    async def __aenter__(self) -> ActorSystem:
+        if self._state != "new":
+            raise RuntimeError("an ActorSystem can be entered only once")
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        self._state = "open"
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        tg = self._tg
+        assert tg is not None
+        self._state = "closing"
+        try:
+            if exc_type is None:
+                for cell in reversed(self._top[:]):
+                    await self._stop_cell(cell)
+        except BaseException as error:  # cancelled while stopping them: kill the rest
+            tg.cancel_scope.cancel()
+            await tg.__aexit__(type(error), error, error.__traceback__)
+            self._state = "closed"
+            raise
+        tg.cancel_scope.cancel()  # kills what is left: timers, or every actor on an error
+        try:
+            return await tg.__aexit__(exc_type, exc, tb)
+        finally:
+            self._state = "closed"
+
+    def _task_group(self) -> TaskGroup:
+        if self._tg is None or self._state == "closed":
+            raise RuntimeError("the ActorSystem is not running (use it in 'async with')")
+        return self._tg
+
+    # -- actors ------------------------------------------------------------------------------------
+
+    async def spawn(
+        self,
+        factory: Callable[[], Actor[M]],
+        *,
+        name: str | None = None,
+        mailbox: Mailbox | None = None,
+        shutdown: float | None = DEFAULT_SHUTDOWN,
+    ) -> ActorRef[M]:
+        """Start a top-level actor and return its ref once its ``on_start`` has returned.
+
+        ``factory`` makes the instance (a class works; it is called again on each restart under
+        supervision). ``name``: unique among running actors (``ActorNameTaken`` otherwise);
+        without one, it is named after its type and a number (``"Counter#7"``), not registered
+        for ``lookup``. ``mailbox``: capacity and overflow policy (default: the system's). ``shutdown``:
+        seconds to stop gracefully before being killed (``None``: no limit, ``0``: kill at once).
+
+        Raises ``ActorStartError`` (the cause attached) if the factory or ``on_start`` raises; the
+        actor never ran and its name is free again. Cancellation: if cancelled while the actor is
+        starting, the actor is killed.
+        """
+        return await self._spawn(None, factory, name, mailbox, shutdown)
+
+    async def _spawn(
+        self,
+        parent: Cell | None,
+        factory: Callable[[], Actor[M]],
+        name: str | None,
+        mailbox: Mailbox | None,
+        shutdown: float | None,
+    ) -> ActorRef[M]:
+        if self._state != "open":
+            raise RuntimeError(f"the ActorSystem is {self._state}: it cannot spawn actors")
+        if not callable(factory):
+            raise TypeError(f"factory must be a callable returning an Actor, got {factory!r}")
+        if mailbox is not None and not isinstance(mailbox, Mailbox):
+            raise TypeError(f"mailbox must be a fearless.Mailbox, got {mailbox!r}")
+        timeout = _check_shutdown(shutdown)
+        if name is not None:
+            if not isinstance(name, str) or not name:
+                raise ValueError(f"name must be a non-empty str, got {name!r}")
+            if name in self._names:
+                raise ActorNameTaken(name)
+        registered = name is not None
+        if name is None:  # "#7", completed by the runtime with the type it builds: "Counter#7"
+            name = f"#{next(self._numbers)}"
+        cell = Cell(
+            self, parent, factory, name, registered, mailbox or self.default_mailbox, timeout
+        )
+        if registered:
+            self._names[name] = cell
+        (self._top if parent is None else parent.children).append(cell)
+        error = await self._task_group().start(cell.run)
+        if error is not None:
+            raise error
+        return cell.ref
+
+    def _forget(self, cell: Cell) -> None:
+        """An actor has stopped: release its name and take it out of the tree."""
+        if cell.registered and self._names.get(cell.name) is cell:
+            del self._names[cell.name]
+        siblings = self._top if cell.parent is None else cell.parent.children
+        try:
+            siblings.remove(cell)
+        except ValueError:  # pragma: no cover - forgotten once only
+            pass
+
+    async def _stop_cell(self, cell: Cell) -> None:
+        """Stop one actor by its shutdown timeout: ask, then kill when the time is up."""
+        cell.request_stop()
+        if cell.shutdown is None:
+            await cell.wait_stopped()
+            return
+        if cell.shutdown == 0:
+            cell.kill()
+            await cell.wait_stopped()
+            return
+        clock = self.clock
+        deadline = clock.now() + cell.shutdown
+        async with anyio.create_task_group() as tg:
+
+            async def kill_when_due() -> None:
+                await clock.sleep_until(deadline)
+                cell.kill()
+
+            tg.start_soon(kill_when_due)
+            await cell.wait_stopped()
+            tg.cancel_scope.cancel()
+
+    def lookup(self, name: str) -> ActorRef[Any] | None:
+        """The running actor called ``name``, or ``None``."""
+        cell = self._names.get(name)
+        return None if cell is None else cell.ref
+
+    # -- dead letters and introspection ------------------------------------------------------------
+
+    def _publish(self, letter: DeadLetter) -> None:
+        self._dead_tx.send_nowait(letter)
+
+    def dead_letters(self) -> Subscription[DeadLetter]:
+        """Subscribe to dead letters from now on (close the subscription when done: ``with``).
+
+        A subscription that falls more than ``dead_letter_capacity`` letters behind gets
+        ``fearless.Lagged`` (how many it missed), then resumes; publishing never waits.
+        """
+        return self._dead_tx.subscribe()
+
+    @property
+    def dead_letter_count(self) -> int:
+        """Dead letters published since the system was made."""
+        return self._dead_tx.statistics().total_sent
+
+    def snapshot(self) -> SystemSnapshot:
+        """The tree of running actors: state, mailbox depth, handled, failures, restarts and dead
+        letters of each (read on the system's event loop thread)."""
+        return SystemSnapshot(
+            name=self.name,
+            actors=tuple(cell.snapshot() for cell in self._top),
+            dead_letters=self.dead_letter_count,
+        )
