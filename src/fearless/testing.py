@@ -31,7 +31,7 @@ from ._actors._mailbox import EMPTY, Mailbox, SystemMessage
 from ._actors._messages import DeadLetter
 from ._actors._ref import ActorRef
 from ._actors._system import ActorSystem
-from ._channels._channel import channel
+from ._cells._atomic import AtomicInt
 
 __all__ = ["FakeClock", "Harness", "Probe", "TimerInfo"]
 
@@ -64,11 +64,13 @@ class FakeClock:
         await self.sleep_until(self._now + seconds)
 
     async def advance(self, seconds: float) -> None:
-        """Move the clock forward by ``seconds``, stopping at each deadline due on the way: wake
-        its sleepers and wait until every task is blocked again (so a timer that re-arms within
-        the window fires again, exactly on time). Then settle once more at the end."""
+        """Move the clock forward by ``seconds``: first wait until every task is blocked (so each
+        sleep that is about to start has started), then stop at each deadline due on the way,
+        waking its sleepers and waiting until every task is blocked again (so a timer that
+        re-arms within the window fires again, exactly on time)."""
         if not seconds >= 0:
             raise ValueError(f"a clock only moves forward, got {seconds!r}")
+        await anyio.wait_all_tasks_blocked()  # first, let everything due to sleep fall asleep
         target = self._now + seconds
         sleepers = self._sleepers
         while sleepers and sleepers[0][0] <= target:
@@ -85,12 +87,14 @@ class FakeClock:
 
 
 class _ProbeActor(Actor[Any]):
-    def __init__(self, sink: Any, reply: Callable[[Any], Any] | None) -> None:
-        self._sink = sink
+    def __init__(self, inbox: list[Any], arrived: AtomicInt, reply: Callable[[Any], Any] | None):
+        self._inbox = inbox
+        self._arrived = arrived
         self._reply = reply
 
     async def handle(self, message: Any) -> Any:
-        self._sink.send_nowait(message)
+        self._inbox.append(message)
+        self._arrived.increment()  # wakes a test waiting in receive(), on any loop or thread
         return None if self._reply is None else self._reply(message)
 
 
@@ -105,11 +109,12 @@ class Probe(Generic[T]):
     ref: ActorRef[T]
     """Give this to the actor under test."""
 
-    def __init__(self, ref: ActorRef[T], inbox: Any) -> None:
+    def __init__(self, ref: ActorRef[T], inbox: list[Any], arrived: AtomicInt) -> None:
         self.ref = ref
         self._inbox = inbox
+        self._arrived = arrived
         self.received: list[T] = []
-        """Every message received through this probe so far, in order."""
+        """Every message taken from this probe so far (by receive/expect), in order."""
 
     @classmethod
     async def spawn(
@@ -119,20 +124,26 @@ class Probe(Generic[T]):
         name: str | None = None,
         reply: Callable[[T], Any] | None = None,
     ) -> Probe[T]:
-        tx, rx = channel[Any](float("inf"))
+        inbox: list[Any] = []
+        arrived = AtomicInt(0)
         ref: ActorRef[Any] = await system.spawn(
-            lambda: _ProbeActor(tx, reply),
+            lambda: _ProbeActor(inbox, arrived, reply),
             name=name,
             mailbox=Mailbox(float("inf")),
         )
-        return cls(ref, rx)
+        return cls(ref, inbox, arrived)
+
+    def _take(self) -> T:
+        message: T = self._inbox[len(self.received)]
+        self.received.append(message)
+        return message
 
     async def receive(self, *, timeout: float = 5.0) -> T:  # noqa: ASYNC109
         """The next message the probe got, waiting up to ``timeout`` seconds (``TimeoutError``)."""
+        seen = len(self.received)
         with anyio.fail_after(timeout):
-            message: T = await self._inbox.receive()
-        self.received.append(message)
-        return message
+            await self._arrived.wait_until(lambda count: count > seen)
+        return self._take()
 
     async def expect(self, expected: T, *, timeout: float = 5.0) -> T:  # noqa: ASYNC109
         """The next message, which must equal ``expected`` (``AssertionError`` otherwise)."""
@@ -147,12 +158,9 @@ class Probe(Generic[T]):
         Deterministic: it does not wait for a length of time. It cannot see into OS threads.
         """
         await anyio.wait_all_tasks_blocked()
-        try:
-            message = self._inbox.receive_nowait()
-        except WouldBlock:
-            return
-        self.received.append(message)
-        raise AssertionError(f"probe {self.ref.name!r}: expected no message, got {message!r}")
+        if self._arrived.load() > len(self.received):
+            message = self._take()
+            raise AssertionError(f"probe {self.ref.name!r}: expected no message, got {message!r}")
 
 
 @final

@@ -16,7 +16,9 @@ Specification (``docs/actors.md`` is the user guide):
 - Dead letters: every message that could not be delivered or whose handler failed, with the
   reason, is published on a broadcast; ``system.dead_letters()`` subscribes to it (the ring keeps
   ``dead_letter_capacity`` letters for a slow subscriber, which then gets ``fearless.Lagged``
-  saying how many it missed; publishing never waits).
+  saying how many it missed; publishing never waits). Subscriptions end (``EndOfStream``) when
+  the system closes; a dead letter after that (a tell through a ref kept past the block) is
+  logged as a warning on ``fearless.actors``.
 - ``snapshot()``: the tree of running actors, with their state and counters.
 """
 
@@ -32,9 +34,9 @@ from anyio.abc import TaskGroup
 
 from .._channels._broadcast import BroadcastSender, Subscription, broadcast
 from .._channels._channel import DEFAULT_YIELD_EVERY
-from .._exceptions import ActorNameTaken
+from .._exceptions import ActorNameTaken, SendClosedError
 from ._actor import Actor
-from ._cell import Cell
+from ._cell import Cell, log
 from ._clock import Clock, LoopClock
 from ._mailbox import Mailbox
 from ._messages import DeadLetter, SystemSnapshot
@@ -90,6 +92,7 @@ class ActorSystem:
         self._names: dict[str, Cell] = {}
         self._top: list[Cell] = []  # top-level actors, in start order
         self._numbers = itertools.count(1)
+        self._late_letters = 0  # dead letters after the system closed (logged, not published)
 
     def __repr__(self) -> str:
         return f"<ActorSystem {self.name!r} {self._state}>"
@@ -119,13 +122,17 @@ class ActorSystem:
         except BaseException as error:  # cancelled while stopping them: kill the rest
             tg.cancel_scope.cancel()
             await tg.__aexit__(type(error), error, error.__traceback__)
-            self._state = "closed"
+            self._close()
             raise
         tg.cancel_scope.cancel()  # kills what is left: timers, or every actor on an error
         try:
             return await tg.__aexit__(exc_type, exc, tb)
         finally:
-            self._state = "closed"
+            self._close()
+
+    def _close(self) -> None:
+        self._state = "closed"
+        self._dead_tx.close()  # subscriptions see the end of the stream
 
     def _task_group(self) -> TaskGroup:
         if self._tg is None or self._state == "closed":
@@ -147,8 +154,9 @@ class ActorSystem:
         ``factory`` makes the instance (a class works; it is called again on each restart under
         supervision). ``name``: unique among running actors (``ActorNameTaken`` otherwise);
         without one, it is named after its type and a number (``"Counter#7"``), not registered
-        for ``lookup``. ``mailbox``: capacity and overflow policy (default: the system's). ``shutdown``:
-        seconds to stop gracefully before being killed (``None``: no limit, ``0``: kill at once).
+        for ``lookup``. ``mailbox``: capacity and overflow policy (default: the system's).
+        ``shutdown``: seconds to stop gracefully before being killed (``None``: no limit, ``0``:
+        kill at once).
 
         Raises ``ActorStartError`` (the cause attached) if the factory or ``on_start`` raises; the
         actor never ran and its name is free again. Cancellation: if cancelled while the actor is
@@ -230,7 +238,11 @@ class ActorSystem:
     # -- dead letters and introspection ------------------------------------------------------------
 
     def _publish(self, letter: DeadLetter) -> None:
-        self._dead_tx.send_nowait(letter)
+        try:
+            self._dead_tx.send_nowait(letter)
+        except SendClosedError:  # the system has closed: nobody can subscribe any more
+            self._late_letters += 1
+            log.warning("dead letter after %r closed: %r", self.name, letter)
 
     def dead_letters(self) -> Subscription[DeadLetter]:
         """Subscribe to dead letters from now on (close the subscription when done: ``with``).
@@ -243,7 +255,7 @@ class ActorSystem:
     @property
     def dead_letter_count(self) -> int:
         """Dead letters published since the system was made."""
-        return self._dead_tx.statistics().total_sent
+        return self._dead_tx.statistics().total_sent + self._late_letters
 
     def snapshot(self) -> SystemSnapshot:
         """The tree of running actors: state, mailbox depth, handled, failures, restarts and dead
