@@ -37,3 +37,24 @@ if TYPE_CHECKING:
         arx2: fearless.MemoryObjectReceiveStream[str] = arx.clone()
         del atx2, arx2
         del got, batch, also
+
+    class _Msg:
+        pass
+
+    class _Ping(_Msg, fearless.Request[int]):
+        pass
+
+    class _Pinger(fearless.Actor[_Msg]):
+        async def handle(self, message: _Msg) -> int:
+            return 1
+
+    async def actor_refs_are_typed(system: fearless.ActorSystem) -> None:
+        ref = await system.spawn(_Pinger)
+        as_msg: fearless.ActorRef[_Msg] = ref
+        narrower: fearless.ActorRef[_Ping] = ref  # contravariant: a ref to _Msg takes a _Ping
+        ref.tell(_Msg())
+        await ref.send(_Ping())
+        answer: int = await ref.ask(_Ping())  # typed by Request[int]
+        anything = await ref.ask(_Msg())  # a message that is not a Request: Any
+        ref.tell(1)  # type: ignore[arg-type]
+        del as_msg, narrower, answer, anything

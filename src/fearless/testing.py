@@ -187,6 +187,18 @@ class _HarnessCell(Cell):
     def cancel_timer(self, key: Hashable) -> bool:
         return self.harness_timers.pop(key, None) is not None
 
+    async def spawn_child(
+        self,
+        factory: Callable[[], Actor[Any]],
+        name: str | None,
+        mailbox: Mailbox | None,
+        shutdown: float | None,
+    ) -> ActorRef[Any]:
+        raise RuntimeError(
+            "a Harness cannot spawn children (it runs one actor, without a system): test the "
+            "parent in an ActorSystem, with a Probe for what the children would receive"
+        )
+
     harness_timers: dict[Hashable, TimerInfo]
 
 
@@ -273,8 +285,11 @@ class Harness(Generic[M]):
                 return letters
 
     async def stop(self) -> None:
-        """Run ``on_stop``."""
+        """Run ``on_stop`` and release the harness (call it at the end of every test)."""
         self._cell.state = "stopping"
-        await self.actor.on_stop()
-        self._cell.state = "stopped"
-        self._letters.close()
+        try:
+            await self.actor.on_stop()
+        finally:
+            self._cell.state = "stopped"
+            self._letters.close()
+            self._cell.system._close()

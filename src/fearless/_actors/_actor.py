@@ -93,25 +93,32 @@ class Actor(Generic[M]):
 
     async def on_start(self) -> None:
         """Runs before the first message. If it raises, the actor never starts (``spawn`` raises
-        ``ActorStartError`` with this exception as its cause)."""
+        ``ActorStartError`` with this exception as its cause). Cancellation: a kill cancels it, and
+        ``spawn`` raises ``ActorStopped``."""
 
     async def handle(self, message: M) -> Any:
-        """Handle one message; the return value is the reply to an ``ask``."""
+        """Handle one message; the return value is the reply to an ``ask``.
+
+        Ordering: one call at a time, in mailbox order. Cancellation: only a kill (or a linked
+        actor's failure) cancels it; the message then goes to dead letters as ``KILLED``.
+        """
         raise NotImplementedError(f"{type(self).__name__} must define async def handle(message)")
 
     async def on_stop(self) -> None:
         """Runs when the actor stops gracefully or fails, after its children have stopped and its
-        timers are cancelled. Not run when it is killed."""
+        timers are cancelled. Not run when it is killed; a kill while it runs cancels it.
+        Exceptions it raises are logged, not raised."""
 
     async def on_restart(self, error: BaseException) -> None:
         """Runs on the new instance after a restart caused by ``error``, instead of ``on_start``.
-        By default it calls ``on_start``."""
+        By default it calls ``on_start``. Cancellation: as ``on_start``."""
         await self.on_start()
 
     async def on_terminated(self, notice: Terminated) -> None:
         """An actor this one monitors has stopped, or (with ``trap_links``) a linked one failed.
 
-        Runs in mailbox order, like a message. By default it does nothing.
+        Runs in mailbox order, like a message; if it raises, the actor fails. Cancellation: as
+        ``handle``. By default it does nothing.
         """
 
     # -- children, timers, watches -----------------------------------------------------------------
@@ -125,9 +132,9 @@ class Actor(Generic[M]):
         shutdown: float | None = None,
     ) -> ActorRef[N]:
         """Start a child actor: it is stopped (before this actor's ``on_stop``) when this one
-        stops, and appears under it in snapshots. Arguments as :meth:`ActorSystem.spawn`."""
-        cell = self._runtime()
-        return await cell.system._spawn(cell, factory, name, mailbox, shutdown)
+        stops, and appears under it in snapshots. Arguments, errors and cancellation as
+        :meth:`ActorSystem.spawn`."""
+        return await self._runtime().spawn_child(factory, name, mailbox, shutdown)
 
     def send_after(self, delay: float, message: M, *, key: Hashable | None = None) -> Hashable:
         """Tell this actor ``message`` after ``delay`` seconds (on the system's clock).

@@ -454,6 +454,15 @@ class Cell:
             lost = lost.message
         system._publish(DeadLetter(lost, self.name, reason))
 
+    async def spawn_child(
+        self,
+        factory: Callable[[], Actor[Any]],
+        name: str | None,
+        mailbox: Mailbox | None,
+        shutdown: float | None,
+    ) -> ActorRef[Any]:
+        return await self.system._spawn(self, factory, name, mailbox, shutdown)
+
     # -- timers ------------------------------------------------------------------------------------
 
     def start_timer(

@@ -169,10 +169,19 @@ class ActorRef(Generic[M_contra]):
     async def ask(self, message: M_contra, *, timeout: float | None = None) -> Any: ...  # noqa: ASYNC109
 
     async def ask(self, message: Any, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109
-        """Send ``message`` and wait for the handler's return value (see the module docstring).
+        """Send ``message`` and wait for the handler's return value.
 
         ``timeout`` (seconds, ``None``: no limit) covers everything: waiting for room and waiting
-        for the reply. Typed: a ``Request[R]`` message returns an ``R``.
+        for the reply; then ``TimeoutError``. Typed: a ``Request[R]`` message returns an ``R``.
+        Raises ``ActorStopped`` (at once if the actor is stopped), the handler's exception,
+        ``MessageDropped`` (a drop policy dropped it), or ``DeadlockError`` (at once: the actor
+        asked is the asker, or waits on it through a chain of asks).
+
+        Cancellation (and the timeout): while waiting for room, nothing was enqueued; after, the
+        message stays queued and is handled, and its reply goes to dead letters
+        (``REPLY_UNDELIVERED``), never to another ask. A reply that arrived just as the
+        cancellation did is returned, and the cancellation is delivered at the next cancel
+        point. Ordering: as :meth:`send`.
         """
         cell = self._cell
         chain = () if current_cell.get() is None else _ask_chain(cell)
