@@ -8,7 +8,10 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not args or args[0] not in {"demo"}:
-        print("usage: python -m fearless demo [--backend asyncio|uvloop|trio] [--items N]")
+        print(
+            "usage: python -m fearless demo [--backend asyncio|uvloop|trio] "
+            "[--part all|pipeline|bank] [--items N] [--transfers N]"
+        )
         return 2
     from ._cli import demo
 
