@@ -21,11 +21,15 @@ Workloads (each in its own module, one small function per contender):
 ``cells``         4 OS threads on one counter: a ``threading.Lock`` around an int against
                   ``AtomicInt``, ``ShardedCounter`` and the ``atomics`` package; and the wake-up
                   latency of ``AtomicInt.wait_until`` from a thread, next to the channel bridge's
+``actors``        one actor: ``tell`` into an unbounded mailbox, ``await send`` into a
+                  ``Mailbox(128)``, and sequential asks, against a hand-written task reading an
+                  ``asyncio.Queue`` (or an anyio stream) and against pykka's threading actors
 """
 
 from __future__ import annotations
 
 from . import (
+    actors,
     batches,
     broadcasting,
     cells,
@@ -54,6 +58,7 @@ WORKLOADS: dict[str, Workload | Sweep | Group | Cells] = {
         selecting.WORKLOAD,
         threads.WORKLOAD,
         cells.WORKLOAD,
+        actors.WORKLOAD,
     )
 }
 """Every workload, by its ``--only`` name, in the order they run."""

@@ -10,6 +10,7 @@ import threading
 
 import anyio
 import benchmarks
+import pykka
 import pytest
 from benchmarks.cells import Cells, CounterContender
 from benchmarks.harness import (
@@ -180,4 +181,22 @@ def test_a_failing_thread_releases_the_waiting_task_and_its_error_is_raised(back
 
     with pytest.raises(LookupError, match="the producer failed"):
         anyio.run(main, backend=backend)
+    assert not _benchmark_threads()
+
+
+def test_the_actors_workload_runs_end_to_end_in_quick_mode() -> None:
+    """``--quick --only actors``: the three tables, every contender (pykka included, from the
+    bench extra), the targets; every pykka actor is stopped and no thread is left running."""
+    tiny = Settings(repeats=2, seconds=0.002, min_items=50, max_items=500)
+    table = benchmarks.WORKLOADS["actors"].run(tiny)
+    assert "### 9a. Actors: tell, one actor, unbounded mailbox" in table
+    assert "### 9b. Actors: await send, one actor, Mailbox(128)" in table
+    assert "### 9c. Actors: sequential asks (latency per ask)" in table
+    assert "asyncio.Queue/fearless tell = " in table
+    assert "anyio stream 128/fearless send = " in table
+    assert "asyncio.Queue + future/fearless ask = " in table
+    for backend in ("asyncio", "uvloop", "trio"):
+        assert f"| {backend} | pykka |" in table
+    assert table.count("Targets:") == 3
+    assert not pykka.ActorRegistry.get_all()
     assert not _benchmark_threads()
