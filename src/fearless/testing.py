@@ -36,7 +36,7 @@ from ._cells._atomic import AtomicInt
 __all__ = ["FakeClock", "Harness", "Probe", "TimerInfo"]
 
 T = TypeVar("T")
-M = TypeVar("M")
+A = TypeVar("A", bound=Actor[Any])
 
 
 @final
@@ -203,7 +203,7 @@ class _HarnessCell(Cell):
 
 
 @final
-class Harness(Generic[M]):
+class Harness(Generic[A]):
     """One actor, driven step by step from the test (see the module docstring).
 
     ``harness = await Harness.start(Counter)`` builds the instance and runs ``on_start``;
@@ -215,23 +215,23 @@ class Harness(Generic[M]):
     :class:`ActorSystem`.
     """
 
-    def __init__(self, cell: _HarnessCell, actor: Actor[M]) -> None:
+    def __init__(self, cell: _HarnessCell, actor: A) -> None:
         self._cell = cell
         self.actor = actor
         self._letters = cell.system.dead_letters()
 
     @classmethod
-    async def start(cls, factory: Callable[[], Actor[M]], *, name: str = "harness") -> Harness[M]:
+    async def start(cls, factory: Callable[[], A], *, name: str = "harness") -> Harness[A]:
         system = ActorSystem(name=f"{name} harness")
         cell = _HarnessCell(system, None, factory, name, False, Mailbox(float("inf")), None)
         cell.harness_timers = {}
-        actor = cell._build()
+        actor = cell.adopt(factory())
         cell.state = "running"
         await actor.on_start()
         return cls(cell, actor)
 
     @property
-    def ref(self) -> ActorRef[M]:
+    def ref(self) -> ActorRef[Any]:
         """The actor's ref: what is told through it waits in :attr:`queued`."""
         return self._cell.ref
 
@@ -247,7 +247,7 @@ class Harness(Generic[M]):
             items = list(self._cell.mailbox.items)
         return [item.message if isinstance(item, Ask) else item for item in items]
 
-    async def handle(self, message: M) -> Any:
+    async def handle(self, message: Any) -> Any:
         """Run the handler on ``message`` now, in this task; return its reply."""
         result = await self.actor.handle(message)
         self._cell.handled += 1

@@ -489,9 +489,8 @@ async def test_an_error_in_the_block_kills_every_actor() -> None:
                 refs.append(ref)
             raise LookupError("boom")
 
-    with pytest.raises(ExceptionGroup) as caught:  # anyio's task group wraps it
+    with pytest.raises(LookupError, match="boom"):  # as raised, not in an exception group
         await run()
-    assert caught.group_contains(LookupError)
     assert [(await r.wait_stopped()).reason for r in refs] == ["killed"] * 3
 
 

@@ -9,7 +9,7 @@ the methods below reach through ``self._cell``.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, TypeVar
 
 from ._mailbox import Mailbox
 from ._messages import Terminated
@@ -19,10 +19,13 @@ if TYPE_CHECKING:
     from ._ref import ActorRef
     from ._system import ActorSystem
 
-__all__ = ["Actor"]
+__all__ = ["DEFAULT_SHUTDOWN", "Actor"]
 
 M = TypeVar("M")
 N = TypeVar("N")
+
+DEFAULT_SHUTDOWN: Final = 5.0
+"""Seconds a stopping actor gets before it is killed, unless ``spawn`` says otherwise."""
 
 
 class Actor(Generic[M]):
@@ -47,7 +50,8 @@ class Actor(Generic[M]):
     ``"failed"``. Under a supervisor (next issue) it is restarted instead.
 
     Hooks (all optional, all async, all run in the actor's task): ``on_start`` before the first
-    message; ``on_stop`` when it stops, gracefully or by failure (not when killed);
+    message; ``on_stop`` when it stops, gracefully or by its own failure (not when killed, or
+    failed through a link);
     ``on_restart(error)`` on the new instance after a restart (by default, ``on_start``);
     ``on_terminated(notice)`` when an actor it monitors stops, or a linked actor fails and this one
     traps links (``trap_links = True``).
@@ -105,9 +109,10 @@ class Actor(Generic[M]):
         raise NotImplementedError(f"{type(self).__name__} must define async def handle(message)")
 
     async def on_stop(self) -> None:
-        """Runs when the actor stops gracefully or fails, after its children have stopped and its
-        timers are cancelled. Not run when it is killed; a kill while it runs cancels it.
-        Exceptions it raises are logged, not raised."""
+        """Runs when the actor stops gracefully or its own code fails, after its children have
+        stopped and its timers are cancelled. Not run when it is killed, nor when it fails
+        because a linked actor failed: both cancel it now, as an Erlang exit signal does. A kill
+        while it runs cancels it. Exceptions it raises are logged, not raised."""
 
     async def on_restart(self, error: BaseException) -> None:
         """Runs on the new instance after a restart caused by ``error``, instead of ``on_start``.
@@ -129,7 +134,7 @@ class Actor(Generic[M]):
         *,
         name: str | None = None,
         mailbox: Mailbox | None = None,
-        shutdown: float | None = None,
+        shutdown: float | None = DEFAULT_SHUTDOWN,
     ) -> ActorRef[N]:
         """Start a child actor: it is stopped (before this actor's ``on_stop``) when this one
         stops, and appears under it in snapshots. Arguments, errors and cancellation as

@@ -35,7 +35,7 @@ import logging
 import threading
 from collections.abc import Callable, Hashable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
@@ -71,6 +71,8 @@ if TYPE_CHECKING:
 __all__ = ["Ask", "Cell", "current_cell"]
 
 log: Final = logging.getLogger("fearless.actors")
+
+A = TypeVar("A", bound=Actor[Any])
 
 current_cell: ContextVar[Cell | None] = ContextVar("fearless_current_actor", default=None)
 
@@ -262,7 +264,10 @@ class Cell:
         return "killed", None
 
     def _build(self) -> Actor[Any]:
-        instance = self.factory()
+        return self.adopt(self.factory())
+
+    def adopt(self, instance: A) -> A:
+        """Check what the factory made and bind it to this runtime."""
         if not isinstance(instance, Actor):
             raise TypeError(
                 f"the factory of actor {self.name!r} returned {instance!r}, not an Actor"

@@ -246,6 +246,12 @@ class ActorRef(Generic[M_contra]):
             raise MessageDropped(cell.name, envelope.message, "drop_newest")
         cell.dropped(outcome, envelope)  # drop_oldest evicted an older message; ours is queued
 
+    @overload
+    def ask_blocking(self, message: Request[R], *, timeout: float | None = None) -> R: ...
+
+    @overload
+    def ask_blocking(self, message: M_contra, *, timeout: float | None = None) -> Any: ...
+
     def ask_blocking(self, message: Any, *, timeout: float | None = None) -> Any:
         """:meth:`ask`, from an OS thread that is not running an event loop.
 

@@ -9,7 +9,8 @@ Specification (``docs/actors.md`` is the user guide):
   start order; each stops its own children first. An actor that is not stopped within its
   ``shutdown`` timeout (on the system's clock; default 5 s; ``None`` waits as long as it takes,
   ``0`` kills at once) is killed. Leaving the block with an exception (or cancelled) kills every
-  actor instead. Either way no task outlives the block, and then spawning raises RuntimeError.
+  actor instead, and the exception comes out as it was raised (not wrapped in an exception
+  group). Either way no task outlives the block, and then spawning raises RuntimeError.
 - Names are unique among running actors: ``spawn(name=...)`` with a name in use raises
   ``ActorNameTaken``; the name is released when its actor stops (before its ``Terminated`` notice
   goes out, so a monitor may reuse it). ``lookup(name)`` finds a running actor by name.
@@ -35,19 +36,16 @@ from anyio.abc import TaskGroup
 from .._channels._broadcast import BroadcastSender, Subscription, broadcast
 from .._channels._channel import DEFAULT_YIELD_EVERY
 from .._exceptions import ActorNameTaken, SendClosedError
-from ._actor import Actor
+from ._actor import DEFAULT_SHUTDOWN, Actor
 from ._cell import Cell, log
 from ._clock import Clock, LoopClock
 from ._mailbox import Mailbox
 from ._messages import DeadLetter, SystemSnapshot
 from ._ref import ActorRef
 
-__all__ = ["DEFAULT_SHUTDOWN", "ActorSystem"]
+__all__ = ["ActorSystem"]
 
 M = TypeVar("M")
-
-DEFAULT_SHUTDOWN: float = 5.0
-"""Seconds a stopping actor gets before it is killed, unless ``spawn`` says otherwise."""
 
 
 def _check_shutdown(shutdown: object) -> float | None:
@@ -125,10 +123,18 @@ class ActorSystem:
             self._close()
             raise
         tg.cancel_scope.cancel()  # kills what is left: timers, or every actor on an error
+        unwrapped = None
         try:
             return await tg.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # Actors never raise into the task group, so a group holding just the block's own
+            # exception is anyio wrapping it: raise it as it was, so `except KeyError` works.
+            if exc is None or group.exceptions != (exc,):
+                raise
+            unwrapped = exc
         finally:
             self._close()
+        raise unwrapped
 
     def _close(self) -> None:
         self._state = "closed"
