@@ -92,7 +92,8 @@ class MailboxStatistics:
     dropped: int
     """Messages the overflow policy sent to dead letters (newest or oldest)."""
     refused: int
-    """Messages that arrived after the mailbox closed (they went to dead letters)."""
+    """Messages turned away because the actor had stopped: sent after it stopped, or waiting for
+    room when it did (a tell or send goes to dead letters; an ask raises ``ActorStopped``)."""
     waiting_senders: int
     """Tasks and threads waiting for room (``"block"`` only)."""
 
@@ -290,7 +291,7 @@ class MailboxQueue:
         lock.acquire()
         try:
             self.reserved -= 1
-            if self.closed:  # pragma: no cover - closing claims parked senders, not reserved ones
+            if self.closed:  # the actor stopped between the slot's reservation and now
                 self.refused += 1
                 return CLOSED
             receiver = self._append(item)
@@ -382,6 +383,7 @@ class MailboxQueue:
             self.system = 0
             senders = [waiter for waiter in self.senders if waiter.claim(CLOSED)]
             self.senders.clear()
+            self.refused += len(senders)
             return items, senders
 
     def statistics(self) -> MailboxStatistics:
