@@ -38,13 +38,14 @@ PY = BIN / "python"
 VENV_FT = Path(os.environ.get("FEARLESS_VENV_FT", ROOT / ".venv-ft"))
 PY_FT = VENV_FT / "bin" / "python"
 FT_SCRIPT = ROOT / "tools" / "free-threaded-python.sh"
-# What test-ft runs when given no pytest arguments: the thread and cell tests, the backend seam,
-# and the channel tests.
+# What test-ft runs when given no pytest arguments: the thread and cell tests (the actor thread
+# tests among them), the backend seam, the channel tests, and the actor tests.
 FT_TESTS = [
     "tests/threads",
     "tests/cells",
     "tests/test_backend.py",
     "tests/channels/test_channel.py",
+    "tests/actors",
 ]
 
 

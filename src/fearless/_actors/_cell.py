@@ -289,13 +289,13 @@ class Cell:
         handle = instance.handle
         yield_every = self.system.yield_every
         budget = yield_every
-        waiter = backend.new_waiter()  # the one this task parks on, re-armed after each wake
+        waiter = backend.new_waiter()  # the one this task parks on, re-armed for each park
         while True:
             budget -= 1
             if budget <= 0:
                 budget = yield_every
                 await backend.checkpoint()  # a cancel point: nothing has been taken yet
-            item = take()
+            item = take(waiter)  # parks the waiter if there is nothing to take
             cls = item.__class__
             if cls not in _SPECIAL:  # a told message: the common case first
                 self.current = item
@@ -323,10 +323,8 @@ class Cell:
                 self.handled += 1
                 if not item.answer(REPLY, result):
                     self.dead_letter(result, DeadLetterReason.REPLY_UNDELIVERED)
-            elif item is EMPTY:
-                if mailbox.park(waiter):
-                    await waiter.wait(mailbox.unpark, _nothing_to_undo)
-                    waiter.rearm()  # claimed and woken: taken off the mailbox already
+            elif item is EMPTY:  # parked by take(): wait for a message
+                await waiter.wait(mailbox.unpark, _nothing_to_undo)
                 budget = yield_every
             elif cls is _Stop:
                 return None

@@ -336,13 +336,18 @@ class MailboxQueue:
 
     # -- the actor's side --------------------------------------------------------------------------
 
-    def take(self) -> Any:
-        """The next message, or ``EMPTY``."""
+    def take(self, waiter: _backend.Waiter | None = None) -> Any:
+        """The next message, or ``EMPTY``: then ``waiter`` (if given) is parked as the receiver,
+        re-armed first if it was used before, all under one acquisition of the lock."""
         lock = self.lock
         lock.acquire()
         try:
             items = self.items
             if not items:
+                if waiter is not None:
+                    if waiter.claimed:
+                        waiter.rearm()
+                    self.receiver = waiter
                 return EMPTY
             item = items.popleft()
             if item.__class__ in SYSTEM_TYPES:

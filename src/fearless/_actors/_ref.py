@@ -31,6 +31,7 @@ Specification (``docs/actors.md`` is the user guide):
 from __future__ import annotations
 
 import time
+from threading import get_ident as _get_ident
 from typing import Any, Generic, Self, TypeVar, final, overload
 
 import anyio
@@ -191,7 +192,9 @@ class ActorRef(Generic[M_contra]):
                 await backend.checkpoint()
             if cell.terminated.load() is not None:
                 raise ActorStopped(cell.name)
-            reply = backend.new_waiter(shared=True)
+            # Claimed by the actor's task, revoked by this one: a guard only if they can race,
+            # that is if this task runs on another thread than the actor's loop.
+            reply = backend.new_waiter(shared=cell.thread != _get_ident())
             envelope = Ask(message, reply, chain)
             outcome = cell.mailbox.put(envelope)
             if outcome is not ACCEPTED:
@@ -220,7 +223,7 @@ class ActorRef(Generic[M_contra]):
         cell = self._cell
         if cell.terminated.load() is not None:
             raise ActorStopped(cell.name)
-        reply = backend.new_waiter(shared=True)
+        reply = backend.new_waiter(shared=cell.thread != _get_ident())
         envelope = Ask(message, reply, chain)
         outcome = cell.mailbox.put(envelope)
         if outcome is not ACCEPTED:
