@@ -361,14 +361,6 @@ class MailboxQueue:
         _wake_all(woken)
         return item
 
-    def park(self, waiter: _backend.Waiter) -> bool:
-        """Park the actor's task until a message arrives; ``False`` if one already has."""
-        with self.lock:
-            if self.items:
-                return False
-            self.receiver = waiter
-            return True
-
     def unpark(self) -> Any:
         """The parked actor is cancelled (killed): revoke its waiter."""
         with self.lock:
