@@ -26,7 +26,7 @@ import anyio
 from anyio import WouldBlock
 
 from ._actors._actor import Actor
-from ._actors._cell import REPLY, Ask, Cell, Notice
+from ._actors._cell import RAISED, REPLY, Ask, Cell, Notice
 from ._actors._mailbox import EMPTY, Mailbox, SystemMessage
 from ._actors._messages import DeadLetter
 from ._actors._ref import ActorRef
@@ -261,7 +261,12 @@ class Harness(Generic[A]):
             if item is EMPTY:
                 return count
             if isinstance(item, Ask):
-                item.answer(REPLY, await self.handle(item.message))
+                try:
+                    result = await self.handle(item.message)
+                except Exception as exc:
+                    item.answer(RAISED, exc)  # the asker gets it too, as from a real actor
+                    raise
+                item.answer(REPLY, result)
             elif isinstance(item, Notice):
                 await self.actor.on_terminated(item.notice)
             elif not isinstance(item, SystemMessage):

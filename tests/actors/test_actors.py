@@ -470,7 +470,9 @@ async def test_an_actor_that_ignores_stop_is_killed_after_its_shutdown_timeout()
         await clock.advance(1.9)
         assert refs[0].is_alive  # asked to stop, still in its handler
         await clock.advance(0.1)
-        assert (await refs[0].wait_stopped()).reason == "killed"
+        notice = await refs[0].wait_stopped()
+        assert notice.reason == "shutdown"  # killed by the system's shutdown: not abnormal
+        assert not notice.failed
     assert stopped == []
 
 
@@ -491,7 +493,7 @@ async def test_an_error_in_the_block_kills_every_actor() -> None:
 
     with pytest.raises(LookupError, match="boom"):  # as raised, not in an exception group
         await run()
-    assert [(await r.wait_stopped()).reason for r in refs] == ["killed"] * 3
+    assert [(await r.wait_stopped()).reason for r in refs] == ["shutdown"] * 3
 
 
 async def test_children_stop_before_their_parent_in_reverse_order() -> None:
@@ -539,7 +541,8 @@ async def test_killing_a_parent_kills_its_children() -> None:
         parent = await system.spawn(Parent)
         leaf = await parent.ask("spawn")
         parent.kill()
-        assert (await leaf.wait_stopped()).reason == "killed"
+        assert (await leaf.wait_stopped()).reason == "shutdown"
+        assert (await parent.wait_stopped()).reason == "killed"
 
 
 # -- names -----------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ deadlock fails the test instead of hanging it. Also run on free-threaded 3.13t (
 
 from __future__ import annotations
 
+import math
 import threading
 from functools import partial
 from typing import Any
@@ -170,3 +171,48 @@ async def test_a_thread_waiting_for_room_is_released_when_the_actor_stops() -> N
         ref.kill()
         with pytest.raises(ActorStopped):
             await to_thread.run_sync(worker.finish)
+
+
+async def test_monitoring_actors_of_another_loop_while_they_stop_loses_no_notice(
+    anyio_backend: Any,
+) -> None:
+    """An actor here monitors actors of a system running on another thread, which stop as the
+    monitor requests arrive: each monitor either registers before the notice goes out, or finds
+    the actor stopped and gets the notice at once; never neither."""
+    backend, options = anyio_backend
+    count = 100
+    refs: list[Any] = []
+    ready = threading.Event()
+    stop_them = threading.Event()
+
+    def other_loop() -> None:
+        async def main() -> None:
+            async with ActorSystem(name="other") as other:
+                refs.extend([await other.spawn(Tally) for _ in range(count)])
+                ready.set()
+                await to_thread.run_sync(stop_them.wait)
+                for ref in refs:
+                    ref.stop()
+
+        anyio.run(main, backend=backend, backend_options=options)
+
+    got: set[str] = set()
+
+    class Watcher(Actor[Any]):
+        async def handle(self, message: Any) -> None:
+            self.monitor(message)
+
+        async def on_terminated(self, notice: Any) -> None:
+            got.add(notice.name)
+
+    async with ActorSystem() as system:
+        watcher = await system.spawn(Watcher, mailbox=Mailbox(math.inf))
+        thread = Worker(other_loop)
+        thread.start()
+        await to_thread.run_sync(ready.wait)
+        stop_them.set()
+        for ref in refs:
+            watcher.tell(ref)
+        await to_thread.run_sync(thread.finish)
+        await until(lambda: len(got) == count)
+    assert got == {ref.name for ref in refs}

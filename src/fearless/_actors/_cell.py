@@ -109,7 +109,12 @@ class Ask:
 
     __slots__ = ("chain", "message", "waiter")
 
-    def __init__(self, message: Any, waiter: _backend.Waiter, chain: tuple[Cell, ...]) -> None:
+    def __init__(
+        self,
+        message: Any,
+        waiter: _backend.Waiter,
+        chain: tuple[tuple[Cell, _backend.Waiter], ...],
+    ) -> None:
         self.message = message
         self.waiter = waiter
         self.chain = chain
@@ -197,15 +202,20 @@ class Cell:
         self.schedule = _backend.current().scheduler()
         self.scope: anyio.CancelScope | None = None
         self.kill_requested = False
+        self.shutdown_kill = False  # the kill came from a parent's or the system's shutdown
         self.exit_error: BaseException | None = None  # why a kill is a failure (a link)
+        # Guards watchers, links and the publication of the Terminated notice, which actors of
+        # other systems (on other threads) may touch while this one finishes.
+        self.guard = threading.Lock()
         self.task_id = -1
         self.current: Any = NOTHING  # the message being handled
-        self.chain: tuple[Cell, ...] = ()  # actors waiting (by ask) for the current message
+        # The asks waiting on the message being handled (directly or through a chain of asks):
+        # (asking actor, its reply waiter) pairs, for deadlock detection.
+        self.chain: tuple[tuple[Cell, _backend.Waiter], ...] = ()
         self.handled = 0
         self.failures = 0
         self.restarts = 0
         self.dead_letters = 0  # counted by the actor's own task (the mailbox counts its drops)
-        self.mailbox_full_drops = 0  # timer messages that found a "block" mailbox full
 
     def __repr__(self) -> str:
         return f"<actor {self.name!r} {self.state}>"
@@ -219,6 +229,7 @@ class Cell:
         self.task_id = anyio.get_current_task().id
         current_cell.set(self)
         started = False
+        start_error: BaseException | None = None
         reason: ExitReason = "stopped"
         error: BaseException | None = None
         try:
@@ -234,9 +245,7 @@ class Cell:
                     reason, error = "failed", exc
                     start_error = ActorStartError(self.name)
                     start_error.__cause__ = exc
-                    started = True
-                    task_status.started(start_error)
-                if not started:
+                if start_error is None:
                     assert instance is not None
                     self.state = "running"
                     started = True
@@ -244,24 +253,36 @@ class Cell:
                     error = await self._serve(instance)
                     if error is not None:
                         reason = "failed"
+                    self._close_mailbox(None)  # nothing more is accepted while it winds down
                     await self._wind_down(instance)
             if scope.cancelled_caught and reason == "stopped":
                 reason, error = self._kill_reason()
         except BaseException:  # cancelled from outside (the system is going down), or worse
             if reason == "stopped":
-                reason, error = self._kill_reason()
+                reason, error = "shutdown", None
             raise
         finally:
-            if not started:
-                task_status.started(ActorStopped(self.name))
+            if self.children:  # left only if this actor was killed, or failed to start
+                with anyio.CancelScope(shield=True):
+                    await self._kill_children()
             if reason == "failed":
                 self.failures += 1
             self._finish(reason, error)
+            if not started:  # spawn raises only now: the children are gone, the name is free
+                task_status.started(start_error or ActorStopped(self.name))
 
     def _kill_reason(self) -> tuple[ExitReason, BaseException | None]:
         if self.exit_error is not None:
             return "failed", self.exit_error
-        return "killed", None
+        return ("shutdown" if self.shutdown_kill else "killed"), None
+
+    async def _kill_children(self) -> None:
+        """Kill the children still running and wait until each has finished."""
+        children = self.children[::-1]
+        for child in children:
+            child.kill(shutdown=True)
+        for child in children:
+            await child.wait_stopped()
 
     def _build(self) -> Actor[Any]:
         return self.adopt(self.factory())
@@ -346,11 +367,9 @@ class Cell:
         except Exception:
             log.exception("on_stop of actor %r raised", self.name)
 
-    def _finish(self, reason: ExitReason, error: BaseException | None) -> None:
-        """The end, however it came: close the mailbox, account for every message, release the
-        name, and tell the watchers and the links. Synchronous: it runs even under cancellation."""
-        self.state = "stopping"
-        self._cancel_timers()
+    def _close_mailbox(self, error: BaseException | None) -> None:
+        """Close the mailbox and account for what it held: dead letters, and ``ActorStopped`` for
+        asks. Idempotent: the second call finds it empty."""
         items, senders = self.mailbox.close()
         for waiter in senders:
             waiter.wake()
@@ -360,21 +379,30 @@ class Cell:
         for item in items:
             if not isinstance(item, SystemMessage):
                 self._undelivered(item, DeadLetterReason.ACTOR_STOPPED, None)
-        for child in reversed(self.children[:]):
-            child.kill()  # still running only if this actor was killed
+
+    def _finish(self, reason: ExitReason, error: BaseException | None) -> None:
+        """The end, however it came (its children have stopped): close the mailbox, account for
+        every message, release the name, and tell the watchers and the links. Synchronous: it
+        runs even under cancellation."""
+        self.state = "stopping"
+        self._cancel_timers()
+        self._close_mailbox(error)
         self.system._forget(self)
-        for watched in self.watching:
-            watched.watchers.pop(self, None)
+        for watched in list(self.watching):
+            with watched.guard:
+                watched.watchers.pop(self, None)
         self.watching.clear()
         notice = Terminated(self.ref, reason, error)
-        self.state = "stopped"
-        self.terminated.store(notice)
-        for watcher in self.watchers:
+        with self.guard:  # against monitor() and link() from actors on other threads
+            self.state = "stopped"
+            self.terminated.store(notice)
+            watchers, self.watchers = self.watchers, {}
+            links, self.links = self.links, {}
+        for watcher in watchers:
             watcher.mailbox.put_system(Notice(notice))
-        self.watchers.clear()
-        links, self.links = self.links, {}
         for linked in links:
-            linked.links.pop(self, None)
+            with linked.guard:
+                linked.links.pop(self, None)
             if notice.failed:
                 linked.linked_failed(notice)
         if reason == "failed":
@@ -394,10 +422,13 @@ class Cell:
         """Graceful stop (safe from any thread): a stop message joins the back of the mailbox."""
         self.mailbox.put_system(STOP)
 
-    def kill(self) -> None:
-        """Cancel the actor's task now (safe from any thread)."""
+    def kill(self, *, shutdown: bool = False) -> None:
+        """Cancel the actor's task now (safe from any thread). ``shutdown``: the runtime kills it
+        as part of stopping its parent or the system (reason ``"shutdown"``, not ``"killed"``)."""
         if self.state == "stopped":
             return
+        if shutdown:
+            self.shutdown_kill = True
         if threading.get_ident() == self.thread:
             self._cancel()
         else:
@@ -446,6 +477,7 @@ class Cell:
             lost, reason = message, DeadLetterReason.DROPPED_NEWEST
         elif outcome is CLOSED:
             lost, reason = message, DeadLetterReason.ACTOR_STOPPED
+            self.mailbox.note_lost()
         else:
             assert isinstance(outcome, Evicted), outcome
             lost, reason = outcome.message, DeadLetterReason.DROPPED_OLDEST
@@ -453,7 +485,7 @@ class Cell:
             if reason is DeadLetterReason.ACTOR_STOPPED:
                 lost.answer(STOPPED, None)
             else:
-                lost.answer(DROPPED_ASK, reason)
+                lost.answer(DROPPED_ASK, "drop_oldest")
             lost = lost.message
         system._publish(DeadLetter(lost, self.name, reason))
 
@@ -464,6 +496,8 @@ class Cell:
         mailbox: Mailbox | None,
         shutdown: float | None,
     ) -> ActorRef[Any]:
+        if self.state in ("stopping", "stopped"):
+            raise RuntimeError(f"actor {self.name!r} is stopping: it cannot spawn children")
         return await self.system._spawn(self, factory, name, mailbox, shutdown)
 
     # -- timers ------------------------------------------------------------------------------------
@@ -503,10 +537,7 @@ class Cell:
                     del self.timers[key]
                 outcome = self.mailbox.put(message)
                 if outcome is FULL:
-                    self.system._publish(
-                        DeadLetter(message, self.name, DeadLetterReason.MAILBOX_FULL)
-                    )
-                    self.mailbox_full_drops += 1
+                    self.dead_letter(message, DeadLetterReason.MAILBOX_FULL)
                 elif outcome is not ACCEPTED:
                     self.dropped(outcome, message)
                 if not repeat:
@@ -528,31 +559,37 @@ class Cell:
     # -- watches -----------------------------------------------------------------------------------
 
     def monitor(self, target: Cell) -> None:
-        notice = target.terminated.load()
+        with target.guard:
+            notice = target.terminated.load()
+            if notice is None:
+                target.watchers[self] = None
         if notice is not None:
             self.mailbox.put_system(Notice(notice))
             return
-        target.watchers[self] = None
         self.watching[target] = None
 
     def demonitor(self, target: Cell) -> None:
-        target.watchers.pop(self, None)
+        with target.guard:
+            target.watchers.pop(self, None)
         self.watching.pop(target, None)
 
     def link(self, target: Cell) -> None:
         if target is self:
             raise ValueError(f"actor {self.name!r} cannot link to itself")
-        notice = target.terminated.load()
-        if notice is not None:
-            if notice.failed:
-                self.linked_failed(notice)
-            return
-        target.links[self] = None
-        self.links[target] = None
+        first, second = sorted((self, target), key=id)  # two guards: a fixed order
+        with first.guard, second.guard:
+            notice = target.terminated.load()
+            if notice is None and self.state != "stopped":
+                target.links[self] = None
+                self.links[target] = None
+        if notice is not None and notice.failed:
+            self.linked_failed(notice)
 
     def unlink(self, target: Cell) -> None:
-        target.links.pop(self, None)
-        self.links.pop(target, None)
+        first, second = sorted((self, target), key=id)
+        with first.guard, second.guard:
+            target.links.pop(self, None)
+            self.links.pop(target, None)
 
     # -- introspection -----------------------------------------------------------------------------
 
@@ -568,10 +605,7 @@ class Cell:
             handled=self.handled,
             failures=self.failures,
             restarts=self.restarts,
-            dead_letters=self.dead_letters
-            + stats.dropped
-            + stats.refused
-            + self.mailbox_full_drops,
+            dead_letters=self.dead_letters + stats.dropped + self.mailbox.lost,
             children=tuple(child.snapshot() for child in self.children),
         )
 
@@ -586,4 +620,4 @@ def raise_answer(cell: Cell, value: tuple[str, Any], message: Any) -> Any:
     if kind is STOPPED:
         raise ActorStopped(cell.name)
     assert kind is DROPPED_ASK, kind
-    raise MessageDropped(cell.name, message, payload.value)
+    raise MessageDropped(cell.name, message, payload)

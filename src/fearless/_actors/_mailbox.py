@@ -149,6 +149,7 @@ class MailboxQueue:
         "enqueued",
         "items",
         "lock",
+        "lost",
         "overflow",
         "peak",
         "receiver",
@@ -177,6 +178,7 @@ class MailboxQueue:
         self.enqueued = 0
         self.dropped = 0
         self.refused = 0
+        self.lost = 0  # refused messages that went to dead letters (not asks: they raised)
 
     def _has_room(self) -> bool:
         return len(self.items) - self.system + self.reserved < self.capacity
@@ -382,6 +384,11 @@ class MailboxQueue:
             self.senders.clear()
             self.refused += len(senders)
             return items, senders
+
+    def note_lost(self) -> None:
+        """A refused message went to dead letters (counted for the actor's snapshot)."""
+        with self.lock:
+            self.lost += 1
 
     def statistics(self) -> MailboxStatistics:
         with self.lock:

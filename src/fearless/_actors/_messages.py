@@ -75,10 +75,13 @@ class DeadLetter:
     """The exception, for ``HANDLER_FAILED`` and ``KILLED`` (when there was one)."""
 
 
-ExitReason = Literal["stopped", "killed", "failed"]
-"""How an actor ended: ``"stopped"`` (gracefully: ``stop()``, or the system closing), ``"killed"``
-(``kill()``, or cancelled from outside), ``"failed"`` (its handler, a hook or its factory raised,
-or an actor linked to it failed)."""
+ExitReason = Literal["stopped", "shutdown", "killed", "failed"]
+"""How an actor ended: ``"stopped"`` (gracefully: ``stop()``, or its parent or the system stopping
+it in time); ``"shutdown"`` (killed by the runtime while stopping its parent or the system: its
+shutdown timeout ran out, its parent was killed, or the system's block ended with an error or was
+cancelled); ``"killed"`` (``kill()``); ``"failed"`` (its handler, a hook or its factory raised,
+or an actor linked to it failed). Only ``"killed"`` and ``"failed"`` are abnormal: they are what
+a link propagates (OTP's ``shutdown`` is not an error either)."""
 
 
 @final
@@ -101,8 +104,8 @@ class Terminated:
 
     @property
     def failed(self) -> bool:
-        """True if it ended abnormally (failed or killed): what a link propagates."""
-        return self.reason != "stopped"
+        """True if it ended abnormally (``"failed"`` or ``"killed"``): what a link propagates."""
+        return self.reason == "failed" or self.reason == "killed"
 
 
 ActorState = Literal["starting", "running", "stopping", "stopped"]

@@ -55,19 +55,39 @@ def _reply_stands(_: object) -> bool:
     return False  # a reply that arrived as the asker was cancelled is returned, not discarded
 
 
-def _ask_chain(target: Cell) -> tuple[Cell, ...]:
-    """The actors that will be waiting on ``target``'s reply; ``DeadlockError`` if it is one."""
+def _asking_actor(target: Cell) -> Cell | None:
+    """The actor whose handler is asking ``target`` (``None`` for any other task), after checking
+    that the reply could come: ``DeadlockError`` if ``target`` is that actor, or an actor still
+    waiting (through a chain of asks) for that actor's current message to be handled."""
     asker = current_cell.get()
     if asker is None or asker.task_id != anyio.get_current_task().id:
-        return ()  # not asked from an actor's own task
-    chain = asker.chain
-    if target is asker or target in chain:
-        who = "itself" if target is asker else f"{target.name!r}, which is waiting on its reply"
+        return None  # not asked from an actor's own task
+    if target is asker:
         raise DeadlockError(
-            f"actor {asker.name!r} asked {who}: the reply could never come. Use tell and have "
-            "the answer sent back as a message instead"
+            f"actor {asker.name!r} asked itself: the reply could never come. Use tell, or call "
+            "the code directly"
         )
-    return (*chain, asker)
+    for waiting, reply in asker.chain:
+        if waiting is target and reply.alive():  # alive: it has not timed out or given up
+            raise DeadlockError(
+                f"actor {asker.name!r} asked {target.name!r}, which is waiting on its reply: "
+                "the reply could never come. Use tell and have the answer sent back as a "
+                "message instead"
+            )
+    return asker
+
+
+def _needs_guard(cell: Cell) -> bool:
+    """Whether an ask's reply waiter needs its own lock: whoever answers it (the actor's task;
+    under ``"drop_oldest"``, any thread whose message evicts it) may race with the asker revoking
+    it (timed out, cancelled) only from another thread than the asker's."""
+    return cell.thread != _get_ident() or cell.mailbox.overflow == "drop_oldest"
+
+
+def _chain(asker: Cell | None, reply: _backend.Waiter) -> tuple[tuple[Cell, _backend.Waiter], ...]:
+    """The asks that will be waiting on the asked actor's handler: the asker's own, and those
+    already waiting on the asker."""
+    return () if asker is None else (*asker.chain, (asker, reply))
 
 
 @final
@@ -185,17 +205,15 @@ class ActorRef(Generic[M_contra]):
         point. Ordering: as :meth:`send`.
         """
         cell = self._cell
-        chain = () if current_cell.get() is None else _ask_chain(cell)
+        asker = None if current_cell.get() is None else _asking_actor(cell)
         if timeout is None:  # _ask(), inlined: one coroutine frame less to suspend and resume
             backend = _enter()
             if backend.cancel_pending:
                 await backend.checkpoint()
             if cell.terminated.load() is not None:
                 raise ActorStopped(cell.name)
-            # Claimed by the actor's task, revoked by this one: a guard only if they can race,
-            # that is if this task runs on another thread than the actor's loop.
-            reply = backend.new_waiter(shared=cell.thread != _get_ident())
-            envelope = Ask(message, reply, chain)
+            reply = backend.new_waiter(shared=_needs_guard(cell))
+            envelope = Ask(message, reply, () if asker is None else _chain(asker, reply))
             outcome = cell.mailbox.put(envelope)
             if outcome is not ACCEPTED:
                 if outcome is FULL:
@@ -207,24 +225,23 @@ class ActorRef(Generic[M_contra]):
                 return value[1]
             return raise_answer(cell, value, message)
         _backend.check_timeout(timeout)
-        try:
-            with anyio.fail_after(timeout):
-                return await self._ask(message, chain)
-        except TimeoutError:
-            raise TimeoutError(
-                f"ask to actor {cell.name!r} timed out after {timeout} s; if the message was "
-                "enqueued it will still be handled, and its reply goes to dead letters"
-            ) from None
+        with anyio.move_on_after(timeout) as scope:
+            return await self._ask(message, asker)
+        assert scope.cancelled_caught
+        raise TimeoutError(
+            f"ask to actor {cell.name!r} timed out after {timeout} s; if the message was "
+            "enqueued it will still be handled, and its reply goes to dead letters"
+        )
 
-    async def _ask(self, message: Any, chain: tuple[Cell, ...]) -> Any:
+    async def _ask(self, message: Any, asker: Cell | None) -> Any:
         backend = _enter()
         if backend.cancel_pending:
             await backend.checkpoint()
         cell = self._cell
         if cell.terminated.load() is not None:
             raise ActorStopped(cell.name)
-        reply = backend.new_waiter(shared=cell.thread != _get_ident())
-        envelope = Ask(message, reply, chain)
+        reply = backend.new_waiter(shared=_needs_guard(cell))
+        envelope = Ask(message, reply, _chain(asker, reply))
         outcome = cell.mailbox.put(envelope)
         if outcome is not ACCEPTED:
             if outcome is FULL:

@@ -113,28 +113,32 @@ class ActorSystem:
         tg = self._tg
         assert tg is not None
         self._state = "closing"
+        original = exc
         try:
-            if exc_type is None:
-                for cell in reversed(self._top[:]):
-                    await self._stop_cell(cell)
-        except BaseException as error:  # cancelled while stopping them: kill the rest
-            tg.cancel_scope.cancel()
-            await tg.__aexit__(type(error), error, error.__traceback__)
-            self._close()
-            raise
-        tg.cancel_scope.cancel()  # kills what is left: timers, or every actor on an error
-        unwrapped = None
-        try:
-            return await tg.__aexit__(exc_type, exc, tb)
-        except BaseExceptionGroup as group:
-            # Actors never raise into the task group, so a group holding just the block's own
-            # exception is anyio wrapping it: raise it as it was, so `except KeyError` works.
-            if exc is None or group.exceptions != (exc,):
-                raise
-            unwrapped = exc
+            if exc is None:
+                try:
+                    for cell in reversed(self._top[:]):
+                        await self._stop_cell(cell)
+                except BaseException as stopping:  # cancelled while stopping them: kill the rest
+                    exc = stopping
+            tg.cancel_scope.cancel()  # kills what is left: timers, or every actor on an error
+            try:
+                handled = await tg.__aexit__(
+                    None if exc is None else type(exc),
+                    exc,
+                    None if exc is None else exc.__traceback__,
+                )
+            except BaseExceptionGroup as group:
+                # Actors never raise into the task group, so a group holding just the exception
+                # in flight is anyio wrapping it: raise it as it was, so `except KeyError` works.
+                if exc is None or group.exceptions != (exc,):
+                    raise
+                handled = False
+            if exc is not None and exc is not original and not handled:
+                raise exc  # the cancellation that interrupted the graceful stop
+            return handled
         finally:
             self._close()
-        raise unwrapped
 
     def _close(self) -> None:
         self._state = "closed"
@@ -221,7 +225,7 @@ class ActorSystem:
             await cell.wait_stopped()
             return
         if cell.shutdown == 0:
-            cell.kill()
+            cell.kill(shutdown=True)
             await cell.wait_stopped()
             return
         clock = self.clock
@@ -230,7 +234,7 @@ class ActorSystem:
 
             async def kill_when_due() -> None:
                 await clock.sleep_until(deadline)
-                cell.kill()
+                cell.kill(shutdown=True)
 
             tg.start_soon(kill_when_due)
             await cell.wait_stopped()
