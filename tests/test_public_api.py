@@ -7,6 +7,17 @@ import inspect
 import fearless
 
 EXPECTED = {
+    "Backoff",
+    "ChildInfo",
+    "ChildSpec",
+    "DeleteChild",
+    "ErrorReply",
+    "RestartChild",
+    "RestartIntensityExceeded",
+    "StartChild",
+    "Supervisor",
+    "TerminateChild",
+    "WhichChildren",
     "Actor",
     "ActorNameTaken",
     "ActorRef",

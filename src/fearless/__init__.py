@@ -5,6 +5,7 @@ set.
 """
 
 from ._actors._actor import Actor as Actor
+from ._actors._cell import ErrorReply as ErrorReply
 from ._actors._clock import Clock as Clock
 from ._actors._mailbox import Mailbox as Mailbox
 from ._actors._mailbox import MailboxStatistics as MailboxStatistics
@@ -15,6 +16,15 @@ from ._actors._messages import Request as Request
 from ._actors._messages import SystemSnapshot as SystemSnapshot
 from ._actors._messages import Terminated as Terminated
 from ._actors._ref import ActorRef as ActorRef
+from ._actors._supervisor import Backoff as Backoff
+from ._actors._supervisor import ChildInfo as ChildInfo
+from ._actors._supervisor import ChildSpec as ChildSpec
+from ._actors._supervisor import DeleteChild as DeleteChild
+from ._actors._supervisor import RestartChild as RestartChild
+from ._actors._supervisor import StartChild as StartChild
+from ._actors._supervisor import Supervisor as Supervisor
+from ._actors._supervisor import TerminateChild as TerminateChild
+from ._actors._supervisor import WhichChildren as WhichChildren
 from ._actors._system import ActorSystem as ActorSystem
 from ._cells._atomic import AtomicBool as AtomicBool
 from ._cells._atomic import AtomicCell as AtomicCell
@@ -62,6 +72,7 @@ from ._exceptions import Lagged as Lagged
 from ._exceptions import LinkedActorFailed as LinkedActorFailed
 from ._exceptions import MailboxFull as MailboxFull
 from ._exceptions import MessageDropped as MessageDropped
+from ._exceptions import RestartIntensityExceeded as RestartIntensityExceeded
 from ._exceptions import SendBrokenError as SendBrokenError
 from ._exceptions import SendClosedError as SendClosedError
 
@@ -79,17 +90,22 @@ __all__ = [
     "AtomicCell",
     "AtomicInt",
     "AwaitInCriticalSectionError",
+    "Backoff",
     "Branch",
     "BroadcastSender",
     "BroadcastStatistics",
     "CellStatistics",
     "ChannelReceiver",
     "ChannelStatistics",
+    "ChildInfo",
+    "ChildSpec",
     "Clock",
     "ConcurrentStack",
     "DeadLetter",
     "DeadLetterReason",
     "DeadlockError",
+    "DeleteChild",
+    "ErrorReply",
     "EventLoopBlockingError",
     "Guarded",
     "GuardedSection",
@@ -108,15 +124,21 @@ __all__ = [
     "Receiver",
     "Recv",
     "Request",
+    "RestartChild",
+    "RestartIntensityExceeded",
     "Send",
     "SendBrokenError",
     "SendClosedError",
     "Sender",
     "ShardedCounter",
+    "StartChild",
     "Subscription",
     "SubscriptionStatistics",
+    "Supervisor",
     "SystemSnapshot",
+    "TerminateChild",
     "Terminated",
+    "WhichChildren",
     "broadcast",
     "channel",
     "create_memory_object_stream",

@@ -16,7 +16,8 @@ were not sent), it subclasses the anyio type, so ``except anyio.BrokenResourceEr
     ├── Lagged                       a broadcast subscription fell behind and lost ``.missed`` items
     ├── MessageDropped               an ask whose message the mailbox's overflow policy dropped
     ├── LinkedActorFailed            why an actor failed: an actor linked to it failed
-    └── ActorStartError              an actor's factory or ``on_start`` raised (the cause)
+    ├── ActorStartError              an actor's factory or ``on_start`` raised (the cause)
+    └── RestartIntensityExceeded     a supervisor gave up: too many restarts too fast
     RuntimeError
     ├── EventLoopBlockingError       a ``*_blocking`` call on a thread that runs an event loop
     ├── AwaitInCriticalSectionError  (debug mode) a task awaited inside ``with guarded.lock()``
@@ -42,6 +43,7 @@ __all__ = [
     "LinkedActorFailed",
     "MailboxFull",
     "MessageDropped",
+    "RestartIntensityExceeded",
     "SendBrokenError",
     "SendClosedError",
 ]
@@ -181,9 +183,41 @@ class ActorStartError(Exception):
     name: str
     """The actor that failed to start."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"actor {name!r} failed to start")
+    def __init__(self, name: str, cause: BaseException | None = None) -> None:
+        why = "" if cause is None else f": {type(cause).__name__}: {cause}"
+        super().__init__(f"actor {name!r} failed to start{why}")
         self.name = name
+
+
+class RestartIntensityExceeded(Exception):
+    """A supervisor gave up: its children needed more than ``max_restarts`` restarts within
+    ``within`` seconds. It has stopped its remaining children, and fails with this; its own
+    supervisor handles that as a child failure (escalation), and at the root the
+    ``ActorSystem`` block raises it."""
+
+    supervisor: str
+    """The supervisor that gave up."""
+    max_restarts: int
+    within: float
+    cause: BaseException | None
+    """The last failure, the one too many (also the ``__cause__``)."""
+
+    def __init__(
+        self, supervisor: str, max_restarts: int, within: float, cause: BaseException | None
+    ) -> None:
+        why = "" if cause is None else f" (last: {type(cause).__name__}: {cause})"
+        super().__init__(
+            f"supervisor {supervisor!r} gave up: more than {max_restarts} restart(s) within "
+            f"{within} s{why}"
+        )
+        self.supervisor = supervisor
+        self.max_restarts = max_restarts
+        self.within = within
+        self.cause = cause
+        self.__cause__ = cause
+
+    def __reduce__(self) -> Any:
+        return type(self), (self.supervisor, self.max_restarts, self.within, self.cause)
 
 
 class ActorNameTaken(ValueError):

@@ -25,7 +25,7 @@ from typing import Any, Generic, TypeVar, final
 import anyio
 from anyio import WouldBlock
 
-from ._actors._actor import Actor
+from ._actors._actor import Actor, _Default
 from ._actors._cell import RAISED, REPLY, Ask, Cell, Notice
 from ._actors._mailbox import EMPTY, Mailbox, SystemMessage
 from ._actors._messages import DeadLetter
@@ -177,7 +177,13 @@ class _HarnessCell(Cell):
     """A cell that never runs a task: its harness drives it."""
 
     def start_timer(
-        self, delay: float, message: Any, key: Hashable | None, repeat: bool
+        self,
+        delay: float,
+        message: Any,
+        key: Hashable | None,
+        repeat: bool,
+        *,
+        system: bool = False,
     ) -> Hashable:
         if key is None:
             key = object()
@@ -192,7 +198,7 @@ class _HarnessCell(Cell):
         factory: Callable[[], Actor[Any]],
         name: str | None,
         mailbox: Mailbox | None,
-        shutdown: float | None,
+        shutdown: float | _Default | None,
     ) -> ActorRef[Any]:
         raise RuntimeError(
             "a Harness cannot spawn children (it runs one actor, without a system): test the "

@@ -113,7 +113,7 @@ async def test_messages_from_one_sender_arrive_in_the_order_sent() -> None:
 async def test_ask_returns_the_handlers_value_and_raises_its_exception() -> None:
     async with ActorSystem() as system:
         letters = system.dead_letters()
-        echo = await system.spawn(Echo, name="echo")
+        echo = await system.spawn(Echo, name="echo", restart="temporary")
         assert await echo.ask("hello") == "hello"
         error = KeyError("nope")
         with pytest.raises(KeyError) as caught:
@@ -417,7 +417,7 @@ async def test_a_failed_actor_runs_on_stop_and_is_logged(caplog: pytest.LogCaptu
             stopped.append("on_stop")
 
     async with ActorSystem() as system:
-        ref = await system.spawn(Fragile, name="fragile")
+        ref = await system.spawn(Fragile, name="fragile", restart="temporary")
         ref.tell("crash")
         notice = await ref.wait_stopped()
     assert notice.reason == "failed"
@@ -594,7 +594,7 @@ async def test_monitor_delivers_terminated_with_the_reason() -> None:
         probe = await Probe[Any].spawn(system)
         watcher = await system.spawn(lambda: Watcher(probe.ref))
         for reason in ("stopped", "killed", "failed"):
-            target = await system.spawn(Echo, name=reason)
+            target = await system.spawn(Echo, name=reason, restart="temporary")
             await watcher.ask(("monitor", target))
             if reason == "stopped":
                 target.stop()
@@ -635,14 +635,14 @@ async def test_a_link_propagates_failure_but_not_a_graceful_stop() -> None:
     async with ActorSystem() as system:
         probe = await Probe[Any].spawn(system)
         a = await system.spawn(Echo, name="a")
-        b = await system.spawn(lambda: Watcher(probe.ref), name="b")
+        b = await system.spawn(lambda: Watcher(probe.ref), name="b", restart="temporary")
         await b.ask(("link", a))
         a.stop()
         await a.wait_stopped()
         await probe.expect_no_message()
         assert b.is_alive
 
-        a2 = await system.spawn(Echo, name="a2")
+        a2 = await system.spawn(Echo, name="a2", restart="temporary")
         await b.ask(("link", a2))
         boom = ValueError("boom")
         a2.tell(boom)
@@ -670,10 +670,10 @@ async def test_an_actor_that_traps_links_gets_the_notice_instead() -> None:
 async def test_linking_to_an_actor_that_already_failed_fails_at_once() -> None:
     async with ActorSystem() as system:
         probe = await Probe[Any].spawn(system)
-        a = await system.spawn(Echo)
+        a = await system.spawn(Echo, restart="temporary")
         a.tell(ValueError("early"))
         await a.wait_stopped()
-        b = await system.spawn(lambda: Watcher(probe.ref))
+        b = await system.spawn(lambda: Watcher(probe.ref), restart="temporary")
         b.tell(("link", a))
         assert isinstance((await b.wait_stopped()).error, LinkedActorFailed)
 
@@ -688,7 +688,7 @@ async def test_a_link_fails_the_partner_even_mid_handler() -> None:
     async with ActorSystem() as system:
         letters = system.dead_letters()
         a = await system.spawn(Echo)
-        b = await system.spawn(Stuck, name="stuck")
+        b = await system.spawn(Stuck, name="stuck", restart="temporary")
         await b.ask(a)
         b.tell("hang")
         await wait_all_tasks_blocked()

@@ -16,8 +16,9 @@ against echo actors that sometimes raise and are sometimes killed: each ask retu
 (the reply carries the ask's id), or raises what the specification allows, and each outcome comes
 with the dead letters it implies (a late reply is ``REPLY_UNDELIVERED``, never another ask's).
 
-Seeds are parametrized (``FEARLESS_STRESS_SEEDS=3,4,5`` runs others); ``-s`` prints one summary
-line per run.
+The actors here are temporary (a failure ends them, as without a supervisor): restarts have their
+own chaos test in ``test_supervision_chaos.py``. Seeds are parametrized
+(``FEARLESS_STRESS_SEEDS=3,4,5`` runs others); ``-s`` prints one summary line per run.
 """
 
 from __future__ import annotations
@@ -201,7 +202,10 @@ async def test_relays_every_message_handled_once_or_dead_lettered(
             for i in range(RELAYS):
                 mailbox = Mailbox(rng.randint(1, 8), overflow=policy)
                 ref = await system.spawn(
-                    lambda: Relay(ledger, refs, rng), name=f"relay-{i}", mailbox=mailbox
+                    lambda: Relay(ledger, refs, rng),
+                    name=f"relay-{i}",
+                    mailbox=mailbox,
+                    restart="temporary",  # a failure ends it (supervision has its own chaos test)
                 )
                 refs.append(ref)
             async with anyio.create_task_group() as tg:
@@ -426,7 +430,10 @@ async def test_asks_get_their_own_reply_or_a_legitimate_error(
             for i in range(ECHOES):
                 mailbox = Mailbox(rng.randint(1, 4), overflow=policy)
                 ref = await system.spawn(
-                    lambda: Echo(ledger, rng), name=f"echo-{i}", mailbox=mailbox
+                    lambda: Echo(ledger, rng),
+                    name=f"echo-{i}",
+                    mailbox=mailbox,
+                    restart="temporary",  # a failure ends it (supervision has its own chaos test)
                 )
                 refs.append(ref)
             async with anyio.create_task_group() as outer:

@@ -119,7 +119,7 @@ async def test_ask_blocking_timeouts_while_queued_and_while_waiting_for_room() -
 
 async def test_ask_blocking_raises_the_handlers_error_and_actor_stopped() -> None:
     async with ActorSystem() as system:
-        ref = await system.spawn(Tally)
+        ref = await system.spawn(Tally, restart="temporary")
         worker = Worker(lambda: ref.ask_blocking(KeyError("k"), timeout=30))
         worker.start()
         with pytest.raises(KeyError):

@@ -19,13 +19,26 @@ if TYPE_CHECKING:
     from ._ref import ActorRef
     from ._system import ActorSystem
 
-__all__ = ["DEFAULT_SHUTDOWN", "Actor"]
+__all__ = ["DEFAULT", "DEFAULT_SHUTDOWN", "Actor"]
 
 M = TypeVar("M")
 N = TypeVar("N")
 
 DEFAULT_SHUTDOWN: Final = 5.0
-"""Seconds a stopping actor gets before it is killed, unless ``spawn`` says otherwise."""
+"""Seconds a stopping actor gets before it is killed, unless ``spawn`` says otherwise (a
+supervisor's default is ``None``: it waits for its children)."""
+
+
+class _Default:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+DEFAULT: Final = _Default()
+"""A ``shutdown`` left to the actor's type: ``Actor.default_shutdown`` (5 s for a worker,
+``None`` for a supervisor)."""
 
 
 class Actor(Generic[M]):
@@ -60,6 +73,9 @@ class Actor(Generic[M]):
     ``await self.spawn(...)`` for children, timers (``send_after``, ``send_every``), death watch
     (``monitor``, ``link``) and ``self.stop()``. These are for the actor's own task only.
     """
+
+    default_shutdown: ClassVar[float | None] = DEFAULT_SHUTDOWN
+    """The ``shutdown`` it gets when ``spawn`` does not say (``Supervisor``: ``None``)."""
 
     trap_links: ClassVar[bool] = False
     """If True, a linked actor's failure arrives as ``on_terminated`` instead of failing this
@@ -126,6 +142,13 @@ class Actor(Generic[M]):
         ``handle``. By default it does nothing.
         """
 
+    async def _runtime_message(self, message: object) -> None:
+        """The runtime's own messages about this actor's children (a ``Supervisor`` handles
+        them; no other actor gets any)."""
+        raise TypeError(
+            f"{type(self).__name__} got a runtime message it cannot handle: {message!r}"
+        )
+
     # -- children, timers, watches -----------------------------------------------------------------
 
     async def spawn(
@@ -134,7 +157,7 @@ class Actor(Generic[M]):
         *,
         name: str | None = None,
         mailbox: Mailbox | None = None,
-        shutdown: float | None = DEFAULT_SHUTDOWN,
+        shutdown: float | _Default | None = DEFAULT,
     ) -> ActorRef[N]:
         """Start a child actor: it is stopped (before this actor's ``on_stop``) when this one
         stops, and appears under it in snapshots. Arguments, errors and cancellation as
@@ -183,6 +206,7 @@ class Actor(Generic[M]):
         self._runtime().unlink(ref._cell)
 
     def stop(self) -> None:
-        """Stop this actor gracefully once the current message is handled: messages already
-        queued are handled first, as for ``ref.stop()``."""
+        """End this actor's run gracefully: messages already queued are handled first, as for
+        ``ref.stop()``. Unlike ``ref.stop()`` (a stop by hand), it is the actor ending on its own:
+        a supervisor restarts a permanent child that does this (OTP's normal exit)."""
         self._runtime().request_stop()

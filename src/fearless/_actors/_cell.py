@@ -35,21 +35,22 @@ import logging
 import threading
 from collections.abc import Callable, Hashable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Final, TypeVar
+from typing import TYPE_CHECKING, Any, Final, TypeVar, final
 
 import anyio
 from anyio.abc import TaskStatus
 
 from .. import _backend
-from .._cells._atomic import AtomicCell
+from .._cells._atomic import AtomicCell, AtomicInt
 from .._exceptions import ActorStartError, ActorStopped, LinkedActorFailed, MessageDropped
-from ._actor import Actor
+from ._actor import DEFAULT, Actor, _Default
 from ._mailbox import (
     ACCEPTED,
     CLOSED,
     DROPPED,
     EMPTY,
     FULL,
+    SYSTEM_TYPES,
     Evicted,
     Mailbox,
     MailboxQueue,
@@ -68,7 +69,7 @@ if TYPE_CHECKING:
     from ._ref import ActorRef
     from ._system import ActorSystem
 
-__all__ = ["Ask", "Cell", "current_cell"]
+__all__ = ["Ask", "Cell", "ChildExited", "ErrorReply", "current_cell"]
 
 log: Final = logging.getLogger("fearless.actors")
 
@@ -94,6 +95,45 @@ class Notice(SystemMessage):
 
     def __init__(self, notice: Terminated) -> None:
         self.notice = notice
+
+
+class ChildExited(SystemMessage):
+    """To a supervisor: one of its children's instances ended, and how."""
+
+    __slots__ = ("cell", "directive", "error", "final", "incarnation", "reason")
+
+    def __init__(
+        self,
+        cell: Cell,
+        incarnation: int,
+        reason: ExitReason,
+        error: BaseException | None,
+        directive: str,
+        final: bool,
+    ) -> None:
+        self.cell = cell
+        self.incarnation = incarnation
+        self.reason = reason
+        self.error = error
+        self.directive = directive
+        self.final = final  # the actor has ended (stopped by hand): nothing to decide
+
+
+@final
+class ErrorReply:
+    """Return ``ErrorReply(error)`` from ``handle`` to answer an ask by raising ``error`` in the
+    asker, without failing the actor (a request the actor refuses, not a crash). For a told
+    message it means nothing."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        if not isinstance(error, BaseException):
+            raise TypeError(f"ErrorReply takes an exception, got {error!r}")
+        self.error = error
+
+    def __repr__(self) -> str:
+        return f"ErrorReply({self.error!r})"
 
 
 # How an ask is answered: the reply waiter is claimed with (kind, payload).
@@ -125,7 +165,7 @@ class Ask:
         return waiter.claim((kind, payload)) and waiter.wake()
 
 
-_SPECIAL: Final = frozenset({Ask, _Stop, Notice, type(EMPTY)})  # what _serve does not just handle
+_SPECIAL: Final = frozenset({Ask, type(EMPTY)})  # with SYSTEM_TYPES: what _serve does not handle
 
 
 class _Timer:
@@ -176,7 +216,7 @@ class Cell:
         name: str,
         registered: bool,
         mailbox: Mailbox,
-        shutdown: float | None,
+        shutdown: float | _Default | None,
     ) -> None:
         from ._ref import ActorRef  # the ref and the cell refer to each other
 
@@ -185,7 +225,8 @@ class Cell:
         self.factory = factory
         self.name = name
         self.registered = registered
-        self.shutdown = shutdown
+        self.shutdown: float | _Default | None = shutdown  # DEFAULT: by the instance's type
+        self.instance: Actor[Any] | None = None  # the current one
         self.mailbox = MailboxQueue(mailbox)
         self.ref: ActorRef[Any] = ActorRef._create(self)
         self.actor_type = getattr(factory, "__name__", type(factory).__name__)
@@ -216,22 +257,43 @@ class Cell:
         self.failures = 0
         self.restarts = 0
         self.dead_letters = 0  # counted by the actor's own task (the mailbox counts its drops)
+        # Supervision (see fearless._actors._supervisor). A supervised actor's instance can end
+        # and be replaced (a restart) while the cell, its mailbox, its name and its ref live on.
+        self.supervised = False  # its parent is a Supervisor, which decides what follows an end
+        self.decider: Callable[[BaseException], str] | None = None
+        self.directive = "restart"  # what the decider said of the last failure
+        self.incarnation = 0  # instances started so far
+        self.terminating: str | None = None  # "final" / "restart": its supervisor is stopping it
+        self.ended = AtomicInt(0)  # instances that have ended (a supervisor waits on it)
 
     def __repr__(self) -> str:
         return f"<actor {self.name!r} {self.state}>"
 
     # -- the task ----------------------------------------------------------------------------------
 
-    async def run(self, *, task_status: TaskStatus[BaseException | None]) -> None:
-        """The actor's task: start, serve the mailbox, wind down, finish. Never raises an
-        exception of the actor's own: failures are reported (dead letters, ``Terminated``, the
-        log), not propagated into the system's task group."""
+    async def run(
+        self,
+        restarting: BaseException | None = None,
+        *,
+        task_status: TaskStatus[BaseException | None],
+    ) -> None:
+        """One instance's life, in its own task: build and start it (``on_start``, or
+        ``on_restart(restarting)`` when its supervisor restarts it), serve the mailbox, wind it
+        down. Then the end: final (close the mailbox, release the name, notify), or, for a
+        supervised actor whose supervisor did not ask for the end, a report to the supervisor,
+        which starts the next instance or ends it. Never raises an exception of the actor's own:
+        failures are reported (dead letters, ``Terminated``, the log, the supervisor), not
+        propagated into the system's task group."""
         self.task_id = anyio.get_current_task().id
         current_cell.set(self)
+        self.incarnation += 1
+        self.directive = "restart"
+        self.state = "starting"
         started = False
         start_error: BaseException | None = None
         reason: ExitReason = "stopped"
         error: BaseException | None = None
+        final = True
         try:
             with anyio.CancelScope() as scope:
                 self.scope = scope
@@ -240,11 +302,15 @@ class Cell:
                 instance: Actor[Any] | None = None
                 try:
                     instance = self._build()
-                    await instance.on_start()
+                    if restarting is None:
+                        await instance.on_start()
+                    else:
+                        await instance.on_restart(restarting)
                 except Exception as exc:
                     reason, error = "failed", exc
-                    start_error = ActorStartError(self.name)
+                    start_error = ActorStartError(self.name, exc)
                     start_error.__cause__ = exc
+                    final = not self.supervised  # the supervisor decides (it sees spawn fail)
                 if start_error is None:
                     assert instance is not None
                     self.state = "running"
@@ -253,23 +319,71 @@ class Cell:
                     error = await self._serve(instance)
                     if error is not None:
                         reason = "failed"
-                    self._close_mailbox(None)  # nothing more is accepted while it winds down
+                    final = self._final(reason)
+                    if final:
+                        self._close_mailbox(None)  # nothing more is accepted while it winds down
                     await self._wind_down(instance)
             if scope.cancelled_caught and reason == "stopped":
                 reason, error = self._kill_reason()
+                final = self._final(reason)
         except BaseException:  # cancelled from outside (the system is going down), or worse
             if reason == "stopped":
                 reason, error = "shutdown", None
+            final = True
             raise
         finally:
-            if self.children:  # left only if this actor was killed, or failed to start
+            self.scope = None
+            self.kill_requested = False
+            self.exit_error = None
+            self.shutdown_kill = False
+            if self.children:  # left only if this instance was killed, or failed to start
                 with anyio.CancelScope(shield=True):
                     await self._kill_children()
             if reason == "failed":
                 self.failures += 1
-            self._finish(reason, error)
+            if final:
+                self._finish(reason, error)
+                if started and self.supervised:
+                    self._report(reason, error, final=True)  # the supervisor forgets it
+            else:
+                self._cancel_timers()
+                self.state = "restarting"
+                if started and self.terminating is None:
+                    self._report(reason, error)
+            self.ended.increment()  # (after _finish: a final end is complete when seen)
             if not started:  # spawn raises only now: the children are gone, the name is free
                 task_status.started(start_error or ActorStopped(self.name))
+
+    def _final(self, reason: ExitReason) -> bool:
+        """Whether this instance's end is the actor's end, or its supervisor decides."""
+        if not self.supervised:
+            return True
+        if self.terminating == "restart":  # its supervisor stopped it, to start it again
+            return False
+        return self.terminating == "final" or reason == "shutdown"
+
+    def _report(
+        self, reason: ExitReason, error: BaseException | None, *, final: bool = False
+    ) -> None:
+        """Tell the supervisor this instance ended (``final``: and the actor with it); if the
+        supervisor has stopped, this is the actor's end."""
+        parent = self.parent
+        assert parent is not None
+        exited = ChildExited(self, self.incarnation, reason, error, self.directive, final)
+        if not parent.mailbox.put_system(exited):
+            self.finalize(reason, error)
+
+    async def start_incarnation(self, restarting: BaseException | None) -> BaseException | None:
+        """Start a new instance in a new task (its supervisor's call); the start's error, if any
+        (the actor then waits, ``"restarting"``, for its supervisor's next decision)."""
+        self.restarts += 1 if restarting is not None else 0
+        error: BaseException | None = await self.system._task_group().start(self.run, restarting)
+        return error
+
+    def finalize(self, reason: ExitReason, error: BaseException | None) -> None:
+        """End an actor whose instance has already ended (its supervisor's call)."""
+        if self.state != "stopped":
+            self._finish(reason, error)
 
     def _kill_reason(self) -> tuple[ExitReason, BaseException | None]:
         if self.exit_error is not None:
@@ -280,7 +394,11 @@ class Cell:
         """Kill the children still running and wait until each has finished."""
         children = self.children[::-1]
         for child in children:
-            child.kill(shutdown=True)
+            child.terminating = "final"
+            if child.state == "restarting":  # between instances: nothing to kill
+                child.finalize("shutdown", None)
+            else:
+                child.kill(shutdown=True)
         for child in children:
             await child.wait_stopped()
 
@@ -296,6 +414,9 @@ class Cell:
         if not inspect.iscoroutinefunction(instance.handle):
             raise TypeError(f"{type(instance).__name__}.handle must be an async def")
         instance._cell = self
+        self.instance = instance
+        if self.shutdown is DEFAULT:
+            self.shutdown = type(instance).default_shutdown
         self.actor_type = type(instance).__name__
         if not self.registered and self.name.startswith("#"):  # unnamed: name it by its type
             self.name = f"{self.actor_type}{self.name}"
@@ -308,6 +429,7 @@ class Cell:
         mailbox = self.mailbox
         take = mailbox.take
         handle = instance.handle
+        special = _SPECIAL | SYSTEM_TYPES  # every runtime message class is defined by now
         yield_every = self.system.yield_every
         budget = yield_every
         waiter = backend.new_waiter()  # the one this task parks on, re-armed for each park
@@ -318,13 +440,15 @@ class Cell:
                 await backend.checkpoint()  # a cancel point: nothing has been taken yet
             item = take(waiter)  # parks the waiter if there is nothing to take
             cls = item.__class__
-            if cls not in _SPECIAL:  # a told message: the common case first
+            if cls not in special:  # a told message: the common case first
                 self.current = item
                 try:
                     await handle(item)
                 except Exception as exc:
                     self.current = NOTHING
                     self.dead_letter(item, DeadLetterReason.HANDLER_FAILED, exc)
+                    if self._resumes(exc):
+                        continue
                     return exc
                 self.current = NOTHING
                 self.handled += 1
@@ -338,6 +462,8 @@ class Cell:
                     self.chain = ()
                     self.dead_letter(item.message, DeadLetterReason.HANDLER_FAILED, exc)
                     item.answer(RAISED, exc)
+                    if self._resumes(exc):
+                        continue
                     return exc
                 self.current = NOTHING
                 self.chain = ()
@@ -349,19 +475,46 @@ class Cell:
                 budget = yield_every
             elif cls is _Stop:
                 return None
-            else:
-                assert cls is Notice, item
+            elif cls is Notice:
                 try:
                     await instance.on_terminated(item.notice)
                 except Exception as exc:
                     return exc
+            else:  # the runtime's own business: a supervisor's children
+                try:
+                    await instance._runtime_message(item)
+                except Exception as exc:
+                    return exc
+
+    def _resumes(self, error: Exception) -> bool:
+        """Ask the decider (a supervised child's) what to do about ``error``; True for
+        ``"resume"`` (keep the instance, the message is in dead letters already)."""
+        decider = self.decider
+        if decider is None:
+            return False
+        try:
+            directive = decider(error)
+        except Exception:
+            log.exception("the decider of actor %r raised; escalating", self.name)
+            directive = "escalate"
+        if directive not in ("restart", "resume", "stop", "escalate"):
+            log.error("the decider of actor %r returned %r; escalating", self.name, directive)
+            directive = "escalate"
+        self.directive = directive
+        return directive == "resume"
 
     async def _wind_down(self, instance: Actor[Any]) -> None:
         """After a graceful stop or a failure: timers, children (reverse start order), on_stop."""
         self.state = "stopping"
         self._cancel_timers()
-        for child in reversed(self.children[:]):
-            await self.system._stop_cell(child)
+        children = self.children[::-1]
+        if getattr(instance, "concurrent_shutdown", False):  # a supervisor's dynamic pool
+            async with anyio.create_task_group() as tg:
+                for child in children:
+                    tg.start_soon(self.system._stop_cell, child)
+        else:
+            for child in children:
+                await self.system._stop_cell(child)
         try:
             await instance.on_stop()
         except Exception:
@@ -418,15 +571,21 @@ class Cell:
 
     # -- requests from outside ---------------------------------------------------------------------
 
-    def request_stop(self) -> None:
-        """Graceful stop (safe from any thread): a stop message joins the back of the mailbox."""
-        self.mailbox.put_system(STOP)
+    def request_stop(self, *, urgent: bool = False, by_hand: bool = False) -> None:
+        """Graceful stop (safe from any thread): a stop message joins the back of the mailbox,
+        or (``urgent``, a supervisor's) its front, so the messages queued stay for a restart.
+        ``by_hand`` (``ref.stop()``): the end is final, whatever the supervisor's restart type."""
+        if by_hand:
+            self.terminating = "final"
+        self.mailbox.put_system(STOP, front=urgent)
 
-    def kill(self, *, shutdown: bool = False) -> None:
+    def kill(self, *, shutdown: bool = False, by_hand: bool = False) -> None:
         """Cancel the actor's task now (safe from any thread). ``shutdown``: the runtime kills it
         as part of stopping its parent or the system (reason ``"shutdown"``, not ``"killed"``)."""
-        if self.state == "stopped":
-            return
+        if by_hand:
+            self.terminating = "final"  # not restarted (nor is one waiting to be)
+        if self.state in ("stopped", "restarting"):
+            return  # no instance running (a restarting one is its supervisor's to end)
         if shutdown:
             self.shutdown_kill = True
         if threading.get_ident() == self.thread:
@@ -494,7 +653,7 @@ class Cell:
         factory: Callable[[], Actor[Any]],
         name: str | None,
         mailbox: Mailbox | None,
-        shutdown: float | None,
+        shutdown: float | _Default | None,
     ) -> ActorRef[Any]:
         if self.state in ("stopping", "stopped"):
             raise RuntimeError(f"actor {self.name!r} is stopping: it cannot spawn children")
@@ -503,7 +662,13 @@ class Cell:
     # -- timers ------------------------------------------------------------------------------------
 
     def start_timer(
-        self, delay: float, message: Any, key: Hashable | None, repeat: bool
+        self,
+        delay: float,
+        message: Any,
+        key: Hashable | None,
+        repeat: bool,
+        *,
+        system: bool = False,
     ) -> Hashable:
         if isinstance(delay, bool) or not isinstance(delay, int | float) or not delay >= 0:
             raise ValueError(f"a timer's delay must be a number >= 0, got {delay!r}")
@@ -517,11 +682,19 @@ class Cell:
         if old is not None:
             old.cancel()
         timer = self.timers[key] = _Timer()
-        self.system._task_group().start_soon(self._run_timer, timer, key, delay, message, repeat)
+        self.system._task_group().start_soon(
+            self._run_timer, timer, key, delay, message, repeat, system
+        )
         return key
 
     async def _run_timer(
-        self, timer: _Timer, key: Hashable, delay: float, message: Any, repeat: bool
+        self,
+        timer: _Timer,
+        key: Hashable,
+        delay: float,
+        message: Any,
+        repeat: bool,
+        system: bool,
     ) -> None:
         with anyio.CancelScope() as scope:
             timer.scope = scope
@@ -535,6 +708,9 @@ class Cell:
                     return
                 if not repeat and self.timers.get(key) is timer:
                     del self.timers[key]
+                if system:  # the runtime's own (a supervisor's backoff): never refused
+                    self.mailbox.put_system(message)
+                    return
                 outcome = self.mailbox.put(message)
                 if outcome is FULL:
                     self.dead_letter(message, DeadLetterReason.MAILBOX_FULL)
@@ -614,6 +790,8 @@ def raise_answer(cell: Cell, value: tuple[str, Any], message: Any) -> Any:
     """Turn the answer to an ask of ``message`` into its result or its exception."""
     kind, payload = value
     if kind is REPLY:
+        if payload.__class__ is ErrorReply:
+            raise payload.error
         return payload
     if kind is RAISED:
         raise payload

@@ -244,14 +244,18 @@ class MailboxQueue:
                 return Evicted(old)
         raise AssertionError("a full mailbox holds at least one user message")  # pragma: no cover
 
-    def put_system(self, item: SystemMessage) -> bool:
-        """Enqueue a system message, whatever the room; ``False`` if the mailbox is closed."""
+    def put_system(self, item: SystemMessage, *, front: bool = False) -> bool:
+        """Enqueue a system message, whatever the room (at the front: before everything queued);
+        ``False`` if the mailbox is closed."""
         lock = self.lock
         lock.acquire()
         try:
             if self.closed:
                 return False
-            self.items.append(item)
+            if front:
+                self.items.appendleft(item)
+            else:
+                self.items.append(item)
             self.system += 1
             receiver = self.receiver
             self.receiver = None

@@ -108,7 +108,9 @@ class Terminated:
         return self.reason == "failed" or self.reason == "killed"
 
 
-ActorState = Literal["starting", "running", "stopping", "stopped"]
+ActorState = Literal["starting", "running", "stopping", "restarting", "stopped"]
+"""``"restarting"``: its instance ended and its supervisor is about to start a new one (now, or
+after a backoff); its mailbox stays open meanwhile."""
 
 
 @final

@@ -39,7 +39,7 @@ import anyio
 from .. import _backend
 from .._backend import enter as _enter
 from .._exceptions import ActorStopped, DeadlockError, MailboxFull, MessageDropped
-from ._cell import REPLY, Ask, Cell, current_cell, raise_answer
+from ._cell import REPLY, Ask, Cell, ErrorReply, current_cell, raise_answer
 from ._mailbox import ACCEPTED, CLOSED, DROPPED, FULL, ROOM, MailboxStatistics
 from ._messages import DeadLetter, DeadLetterReason, Request, Terminated
 
@@ -221,7 +221,7 @@ class ActorRef(Generic[M_contra]):
                 if outcome is not ACCEPTED:
                     self._not_enqueued(outcome, envelope)
             value = await reply.wait(reply.revoke, _reply_stands)
-            if value[0] is REPLY:
+            if value[0] is REPLY and value[1].__class__ is not ErrorReply:
                 return value[1]
             return raise_answer(cell, value, message)
         _backend.check_timeout(timeout)
@@ -249,7 +249,7 @@ class ActorRef(Generic[M_contra]):
             if outcome is not ACCEPTED:
                 self._not_enqueued(outcome, envelope)
         value = await reply.wait(reply.revoke, _reply_stands)
-        if value[0] is REPLY:
+        if value[0] is REPLY and value[1].__class__ is not ErrorReply:
             return value[1]
         return raise_answer(cell, value, message)
 
@@ -318,14 +318,15 @@ class ActorRef(Generic[M_contra]):
 
     def stop(self) -> None:
         """Stop the actor gracefully: messages already in its mailbox are handled first, later
-        ones go to dead letters. Returns at once; safe from any thread; idempotent."""
-        self._cell.request_stop()
+        ones go to dead letters. Returns at once; safe from any thread; idempotent. Stopped by
+        hand, it is not restarted by its supervisor, whatever its restart type."""
+        self._cell.request_stop(by_hand=True)
 
     def kill(self) -> None:
         """Stop the actor now: its task is cancelled wherever it is, the message it was handling
         (if any) goes to dead letters, ``on_stop`` does not run. Returns at once; safe from any
-        thread; idempotent."""
-        self._cell.kill()
+        thread; idempotent. Killed by hand, it is not restarted by its supervisor."""
+        self._cell.kill(by_hand=True)
 
     async def wait_stopped(self) -> Terminated:
         """Wait until the actor has stopped, and return how (its ``Terminated`` notice).

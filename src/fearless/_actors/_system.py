@@ -26,6 +26,7 @@ Specification (``docs/actors.md`` is the user guide):
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar, final
@@ -36,16 +37,33 @@ from anyio.abc import TaskGroup
 from .._channels._broadcast import BroadcastSender, Subscription, broadcast
 from .._channels._channel import DEFAULT_YIELD_EVERY
 from .._exceptions import ActorNameTaken, SendClosedError
-from ._actor import DEFAULT_SHUTDOWN, Actor
+from ._actor import DEFAULT, DEFAULT_SHUTDOWN, Actor, _Default
 from ._cell import Cell, log
 from ._clock import Clock, LoopClock
 from ._mailbox import Mailbox
 from ._messages import DeadLetter, SystemSnapshot
 from ._ref import ActorRef
+from ._supervisor import Backoff, ChildSpec, Directive, RestartType, Supervisor
 
 __all__ = ["ActorSystem"]
 
 M = TypeVar("M")
+
+
+def _only(group: BaseExceptionGroup[Any], error: BaseException) -> bool:
+    """Whether ``group`` holds ``error`` and otherwise only cancellations."""
+    cancelled = anyio.get_cancelled_exc_class()
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    return error in leaves and all(leaf is error or isinstance(leaf, cancelled) for leaf in leaves)
 
 
 def _check_shutdown(shutdown: object) -> float | None:
@@ -68,10 +86,15 @@ class ActorSystem:
         clock: Clock | None = None,
         dead_letter_capacity: int = 1024,
         yield_every: int = DEFAULT_YIELD_EVERY,
+        max_restarts: int = 3,
+        within: float = 5.0,
     ) -> None:
-        """``mailbox`` is the default for ``spawn``; ``clock`` keeps time for timers and shutdown
-        timeouts (the event loop's clock by default; ``fearless.testing.FakeClock`` in tests);
-        ``yield_every`` is how many messages an actor handles before it yields once."""
+        """``mailbox`` is the default for ``spawn``; ``clock`` keeps time for timers, shutdown
+        timeouts, restart intensity and backoff (the event loop's clock by default;
+        ``fearless.testing.FakeClock`` in tests); ``yield_every`` is how many messages an actor
+        handles before it yields once; ``max_restarts`` and ``within`` are the root supervisor's
+        restart intensity."""
+        self._root_factory = lambda: Supervisor._root(max_restarts, within)
         if mailbox is not None and not isinstance(mailbox, Mailbox):
             raise TypeError(f"mailbox must be a fearless.Mailbox, got {mailbox!r}")
         if clock is not None and not isinstance(clock, Clock):
@@ -88,7 +111,8 @@ class ActorSystem:
         self._tg: TaskGroup | None = None
         self._state = "new"  # new -> open -> closing -> closed
         self._names: dict[str, Cell] = {}
-        self._top: list[Cell] = []  # top-level actors, in start order
+        self._root: Cell | None = None  # the root supervisor: every top-level actor's parent
+        self._root_failure: BaseException | None = None
         self._numbers = itertools.count(1)
         self._late_letters = 0  # dead letters after the system closed (logged, not published)
 
@@ -102,7 +126,20 @@ class ActorSystem:
         await tg.__aenter__()
         self._tg = tg
         self._state = "open"
+        root = self._root = self._new_cell(None, self._root_factory, None, Mailbox(math.inf), None)
+        root.name = "/"
+        error = await root.start_incarnation(None)
+        assert error is None, error
+        tg.start_soon(self._watch_root, root)
         return self
+
+    async def _watch_root(self, root: Cell) -> None:
+        """The root supervisor failed (it gave up): that ends the block, with its error."""
+        notice = await root.wait_stopped()
+        if notice.reason == "failed" and self._state == "open":
+            self._root_failure = notice.error
+            assert notice.error is not None
+            raise notice.error
 
     async def __aexit__(
         self,
@@ -116,9 +153,9 @@ class ActorSystem:
         original = exc
         try:
             if exc is None:
-                try:
-                    for cell in reversed(self._top[:]):
-                        await self._stop_cell(cell)
+                try:  # the root stops its children in reverse start order, by their shutdowns
+                    assert self._root is not None
+                    await self._stop_cell(self._root)
                 except BaseException as stopping:  # cancelled while stopping them: kill the rest
                     exc = stopping
             tg.cancel_scope.cancel()  # kills what is left: timers, or every actor on an error
@@ -129,8 +166,13 @@ class ActorSystem:
                     None if exc is None else exc.__traceback__,
                 )
             except BaseExceptionGroup as group:
-                # Actors never raise into the task group, so a group holding just the exception
-                # in flight is anyio wrapping it: raise it as it was, so `except KeyError` works.
+                # Actors never raise into the task group (only the root's watch does, when the
+                # root supervisor gives up), so a group holding just the exception in flight, or
+                # just the root's failure, is anyio wrapping it: raise it as it was, so that
+                # `except KeyError` works.
+                failure = self._root_failure
+                if failure is not None and _only(group, failure):
+                    raise failure from None
                 if exc is None or group.exceptions != (exc,):
                     raise
                 handled = False
@@ -157,38 +199,54 @@ class ActorSystem:
         *,
         name: str | None = None,
         mailbox: Mailbox | None = None,
-        shutdown: float | None = DEFAULT_SHUTDOWN,
+        shutdown: float | _Default | None = DEFAULT,
+        restart: RestartType = "permanent",
+        backoff: Backoff | None = None,
+        decider: Callable[[BaseException], Directive] | None = None,
     ) -> ActorRef[M]:
-        """Start a top-level actor and return its ref once its ``on_start`` has returned.
+        """Start a top-level actor, a child of the system's root supervisor (one_for_one), and
+        return its ref once its ``on_start`` has returned.
 
-        ``factory`` makes the instance (a class works; it is called again on each restart under
-        supervision). ``name``: unique among running actors (``ActorNameTaken`` otherwise);
-        without one, it is named after its type and a number (``"Counter#7"``), not registered
-        for ``lookup``. ``mailbox``: capacity and overflow policy (default: the system's).
-        ``shutdown``: seconds to stop gracefully before being killed (``None``: no limit, ``0``:
-        kill at once).
+        ``factory`` makes the instance (a class works; it is called again on each restart).
+        ``name``: unique among running actors (``ActorNameTaken`` otherwise); without one, it is
+        named after its type and a number (``"Counter#7"``), not registered for ``lookup``.
+        ``mailbox``: capacity and overflow policy (default: the system's). ``shutdown``: seconds
+        to stop gracefully before being killed (``None``: no limit, ``0``: kill at once; default
+        5 s, ``None`` for a supervisor). ``restart``, ``backoff``, ``decider``: as in
+        ``ChildSpec`` (``"permanent"``: restarted whenever it ends; ``"temporary"``: never).
 
         Raises ``ActorStartError`` (the cause attached) if the factory or ``on_start`` raises; the
-        actor never ran and its name is free again. Cancellation: if cancelled while the actor is
-        starting, the actor is killed.
+        actor never ran, its name is free again, and it does not count as a restart.
+        Cancellation: if cancelled while the actor is starting, the actor is killed.
         """
-        return await self._spawn(None, factory, name, mailbox, shutdown)
+        self._check_open()
+        if not callable(factory):
+            raise TypeError(f"factory must be a callable returning an Actor, got {factory!r}")
+        if mailbox is not None and not isinstance(mailbox, Mailbox):
+            raise TypeError(f"mailbox must be a fearless.Mailbox, got {mailbox!r}")
+        spec = ChildSpec(factory, name, restart, shutdown, mailbox, backoff, decider)
+        root = self._root
+        assert root is not None
+        assert isinstance(root.instance, Supervisor)
+        ref: ActorRef[M] = await root.instance.start_child(spec)
+        return ref
 
-    async def _spawn(
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise RuntimeError(f"the ActorSystem is {self._state}: it cannot spawn actors")
+
+    def _new_cell(
         self,
         parent: Cell | None,
         factory: Callable[[], Actor[M]],
         name: str | None,
         mailbox: Mailbox | None,
-        shutdown: float | None,
-    ) -> ActorRef[M]:
-        if self._state != "open":
-            raise RuntimeError(f"the ActorSystem is {self._state}: it cannot spawn actors")
-        if not callable(factory):
-            raise TypeError(f"factory must be a callable returning an Actor, got {factory!r}")
-        if mailbox is not None and not isinstance(mailbox, Mailbox):
-            raise TypeError(f"mailbox must be a fearless.Mailbox, got {mailbox!r}")
-        timeout = _check_shutdown(shutdown)
+        shutdown: float | _Default | None,
+    ) -> Cell:
+        """A new actor's runtime, named (registered if named) and in its parent's children."""
+        self._check_open()
+        if shutdown is not DEFAULT:
+            shutdown = _check_shutdown(shutdown)
         if name is not None:
             if not isinstance(name, str) or not name:
                 raise ValueError(f"name must be a non-empty str, got {name!r}")
@@ -198,12 +256,29 @@ class ActorSystem:
         if name is None:  # "#7", completed by the runtime with the type it builds: "Counter#7"
             name = f"#{next(self._numbers)}"
         cell = Cell(
-            self, parent, factory, name, registered, mailbox or self.default_mailbox, timeout
+            self, parent, factory, name, registered, mailbox or self.default_mailbox, shutdown
         )
         if registered:
             self._names[name] = cell
-        (self._top if parent is None else parent.children).append(cell)
-        error = await self._task_group().start(cell.run)
+        if parent is not None:
+            parent.children.append(cell)
+        return cell
+
+    async def _spawn(
+        self,
+        parent: Cell,
+        factory: Callable[[], Actor[M]],
+        name: str | None,
+        mailbox: Mailbox | None,
+        shutdown: float | _Default | None,
+    ) -> ActorRef[M]:
+        """A child of a plain actor (not supervised: it ends when it fails)."""
+        if not callable(factory):
+            raise TypeError(f"factory must be a callable returning an Actor, got {factory!r}")
+        if mailbox is not None and not isinstance(mailbox, Mailbox):
+            raise TypeError(f"mailbox must be a fearless.Mailbox, got {mailbox!r}")
+        cell = self._new_cell(parent, factory, name, mailbox, shutdown)
+        error = await cell.start_incarnation(None)
         if error is not None:
             raise error
         return cell.ref
@@ -212,33 +287,45 @@ class ActorSystem:
         """An actor has stopped: release its name and take it out of the tree."""
         if cell.registered and self._names.get(cell.name) is cell:
             del self._names[cell.name]
-        siblings = self._top if cell.parent is None else cell.parent.children
-        try:
-            siblings.remove(cell)
-        except ValueError:  # pragma: no cover - forgotten once only
-            pass
+        if cell.parent is not None:
+            try:
+                cell.parent.children.remove(cell)
+            except ValueError:  # pragma: no cover - forgotten once only
+                pass
 
-    async def _stop_cell(self, cell: Cell) -> None:
-        """Stop one actor by its shutdown timeout: ask, then kill when the time is up."""
-        cell.request_stop()
-        if cell.shutdown is None:
-            await cell.wait_stopped()
+    async def _stop_cell(self, cell: Cell, *, restart: bool = False) -> None:
+        """Stop one actor by its shutdown timeout: ask, then kill when the time is up.
+
+        ``restart``: a supervisor stops it to restart it (a one_for_all or rest_for_one
+        strategy): the stop message goes to the front of its mailbox, whose other messages stay
+        for the next instance, and the actor does not end."""
+        if cell.state == "stopped":
             return
-        if cell.shutdown == 0:
+        cell.terminating = "restart" if restart else "final"
+        if cell.state == "restarting":  # between instances (a supervisor's backoff)
+            if not restart:
+                cell.finalize("shutdown", None)
+            return
+        ended = cell.ended.load()
+        cell.request_stop(urgent=restart)
+        timeout = cell.shutdown
+        if isinstance(timeout, _Default):  # never built: no type to ask
+            timeout = DEFAULT_SHUTDOWN
+        if timeout == 0:
             cell.kill(shutdown=True)
-            await cell.wait_stopped()
-            return
-        clock = self.clock
-        deadline = clock.now() + cell.shutdown
-        async with anyio.create_task_group() as tg:
+        elif timeout is not None:
+            clock = self.clock
+            deadline = clock.now() + timeout
+            async with anyio.create_task_group() as tg:
 
-            async def kill_when_due() -> None:
-                await clock.sleep_until(deadline)
-                cell.kill(shutdown=True)
+                async def kill_when_due() -> None:
+                    await clock.sleep_until(deadline)
+                    cell.kill(shutdown=True)
 
-            tg.start_soon(kill_when_due)
-            await cell.wait_stopped()
-            tg.cancel_scope.cancel()
+                tg.start_soon(kill_when_due)
+                await cell.ended.wait_until(lambda count: count > ended)
+                tg.cancel_scope.cancel()
+        await cell.ended.wait_until(lambda count: count > ended)  # that instance has ended
 
     def lookup(self, name: str) -> ActorRef[Any] | None:
         """The running actor called ``name``, or ``None``."""
@@ -270,8 +357,9 @@ class ActorSystem:
     def snapshot(self) -> SystemSnapshot:
         """The tree of running actors: state, mailbox depth, handled, failures, restarts and dead
         letters of each (read on the system's event loop thread)."""
+        root = self._root
         return SystemSnapshot(
             name=self.name,
-            actors=tuple(cell.snapshot() for cell in self._top),
+            actors=() if root is None else tuple(cell.snapshot() for cell in root.children),
             dead_letters=self.dead_letter_count,
         )
