@@ -146,8 +146,9 @@ class Backoff:
 class ChildSpec:
     """How a supervisor starts, restarts and stops one child. Validated when made."""
 
-    factory: Callable[[], Actor[Any]]
-    """Makes the instance; called again for every restart."""
+    factory: Callable[..., Actor[Any]]
+    """Makes the instance; called again for every restart (with no arguments; in a pool, with
+    the ``args`` its ``StartChild`` gave)."""
     name: str | None = None
     """Unique among running actors; ``None``: named after its type and a number."""
     restart: RestartType = "permanent"
