@@ -58,13 +58,15 @@ class Actor(Generic[M]):
 
     Messages are handled one at a time, in mailbox order; the next is taken only when ``handle``
     has returned. ``handle``'s return value is the reply to an ``ask`` (ignored for ``tell``).
-    If ``handle`` raises, the actor fails: the message goes to dead letters with the exception
-    (an asker gets the exception), then the actor stops (``on_stop`` runs) with reason
-    ``"failed"``. Under a supervisor (next issue) it is restarted instead.
+    If ``handle`` raises, the instance fails: the message goes to dead letters with the
+    exception (an asker gets the exception) and ``on_stop`` runs. Then its supervisor decides:
+    an actor started by ``system.spawn`` (permanent by default) or under a ``Supervisor`` is
+    restarted with a new instance from its factory, keeping its ref, name and mailbox; a
+    temporary one, or a plain actor's child (``self.spawn``), ends with reason ``"failed"``.
 
     Hooks (all optional, all async, all run in the actor's task): ``on_start`` before the first
-    message; ``on_stop`` when it stops, gracefully or by its own failure (not when killed, or
-    failed through a link);
+    message; ``on_stop`` when the instance stops, gracefully or by its own failure (not when
+    killed, or failed through a link);
     ``on_restart(error)`` on the new instance after a restart (by default, ``on_start``);
     ``on_terminated(notice)`` when an actor it monitors stops, or a linked actor fails and this one
     traps links (``trap_links = True``).
