@@ -79,10 +79,17 @@ current_cell: ContextVar[Cell | None] = ContextVar("fearless_current_actor", def
 
 
 class _Stop(SystemMessage):
-    __slots__ = ()
+    """Stop the instance that takes it. A supervisor's stop for a restart names the instance
+    it is for: if that instance ends otherwise first (fails, is killed), the stop stays in the
+    kept mailbox and must not stop the next one."""
+
+    __slots__ = ("incarnation",)
+
+    def __init__(self, incarnation: int | None = None) -> None:
+        self.incarnation = incarnation
 
     def __repr__(self) -> str:
-        return "<stop>"
+        return "<stop>" if self.incarnation is None else f"<stop instance {self.incarnation}>"
 
 
 STOP: Final = _Stop()
@@ -347,6 +354,9 @@ class Cell:
                     self._report(reason, error, final=True)  # the supervisor forgets it
             else:
                 self._cancel_timers()
+                current, self.current = self.current, NOTHING
+                if current is not NOTHING:  # killed in the middle of it (a link, a shutdown)
+                    self._undelivered(current, DeadLetterReason.KILLED, error)
                 self.state = "restarting"
                 if started and self.terminating is None:
                     self._report(reason, error)
@@ -373,10 +383,15 @@ class Cell:
         if not parent.mailbox.put_system(exited):
             self.finalize(reason, error)
 
-    async def start_incarnation(self, restarting: BaseException | None) -> BaseException | None:
+    async def start_incarnation(
+        self, restarting: BaseException | None, *, restart: bool = False
+    ) -> BaseException | None:
         """Start a new instance in a new task (its supervisor's call); the start's error, if any
-        (the actor then waits, ``"restarting"``, for its supervisor's next decision)."""
-        self.restarts += 1 if restarting is not None else 0
+        (the actor then waits, ``"restarting"``, for its supervisor's next decision).
+        ``restart``: it replaces one that ended (counted in ``restarts``); ``restarting``: the
+        failure that ended it (``on_restart`` gets it; after a normal end, ``on_start`` runs)."""
+        if restart:
+            self.restarts += 1
         error: BaseException | None = await self.system._task_group().start(self.run, restarting)
         return error
 
@@ -474,7 +489,9 @@ class Cell:
                 await waiter.wait(mailbox.unpark, _nothing_to_undo)
                 budget = yield_every
             elif cls is _Stop:
-                return None
+                if item.incarnation is None or item.incarnation == self.incarnation:
+                    return None
+                # a stop meant for an instance that ended otherwise: not for this one
             elif cls is Notice:
                 try:
                     await instance.on_terminated(item.notice)
@@ -577,7 +594,7 @@ class Cell:
         ``by_hand`` (``ref.stop()``): the end is final, whatever the supervisor's restart type."""
         if by_hand:
             self.terminating = "final"
-        self.mailbox.put_system(STOP, front=urgent)
+        self.mailbox.put_system(_Stop(self.incarnation) if urgent else STOP, front=urgent)
 
     def kill(self, *, shutdown: bool = False, by_hand: bool = False) -> None:
         """Cancel the actor's task now (safe from any thread). ``shutdown``: the runtime kills it

@@ -55,6 +55,7 @@ child that is running, a duplicate name) raises in the asker, never in the super
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from collections import deque
@@ -64,7 +65,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, final
 
 from .._exceptions import ActorStartError, RestartIntensityExceeded
 from ._actor import DEFAULT, Actor, _Default
-from ._cell import ChildExited, ErrorReply
+from ._cell import ChildExited, ErrorReply, log
 from ._mailbox import Mailbox, SystemMessage
 from ._messages import ExitReason, Request
 
@@ -77,8 +78,11 @@ __all__ = [
     "ChildInfo",
     "ChildSpec",
     "DeleteChild",
+    "Directive",
     "RestartChild",
+    "RestartType",
     "StartChild",
+    "Strategy",
     "Supervisor",
     "TerminateChild",
     "WhichChildren",
@@ -247,12 +251,13 @@ SupervisorRequest = StartChild | TerminateChild | RestartChild | DeleteChild | W
 
 
 class _RestartDue(SystemMessage):
-    """A backoff delay is over (or a failed restart is to be retried): start the child again."""
+    """A backoff delay is over, or a failed restart is to be retried: start these children
+    again (one, or a one_for_all / rest_for_one group, in start order)."""
 
-    __slots__ = ("entry", "error", "token")
+    __slots__ = ("entries", "error", "token")
 
-    def __init__(self, entry: _Entry, error: BaseException | None, token: object) -> None:
-        self.entry = entry
+    def __init__(self, entries: list[_Entry], error: BaseException | None, token: object) -> None:
+        self.entries = entries
         self.error = error
         self.token = token
 
@@ -436,7 +441,8 @@ class Supervisor(Actor[SupervisorRequest]):
                 self._entries.remove(entry)
                 new = await self._start_new(entry.spec, entry.factory)
                 self._entries.remove(new)
-                self._entries.insert(index, new)  # its place in the start order
+                self._entries.insert(index, new)  # its place in the start order...
+                self._order_children()  # ...for stopping (in reverse) and snapshots too
                 assert new.cell is not None
                 return new.cell.ref
             case DeleteChild(child):
@@ -448,6 +454,13 @@ class Supervisor(Actor[SupervisorRequest]):
             case WhichChildren():
                 return tuple(self._info(entry) for entry in self._entries)
         raise ValueError(f"a supervisor does not take {message!r}")
+
+    def _order_children(self) -> None:
+        """Put the runtime's list of children (which stopping and snapshots follow) in start
+        order, the order of ``_entries``."""
+        children = self._runtime().children
+        ordered = [entry.cell for entry in self._entries if entry.cell in children]
+        children[:] = ordered + [child for child in children if child not in ordered]
 
     def _find(self, child: object) -> _Entry:
         for entry in self._entries:
@@ -504,6 +517,15 @@ class Supervisor(Actor[SupervisorRequest]):
         except RestartIntensityExceeded:
             self._ended(entry, exited.reason, exited.error)
             raise
+        log.log(
+            logging.ERROR if failed else logging.INFO,
+            "supervisor %r restarts actor %r (%s), which ended: %s",
+            self.name,
+            cell.name,
+            self._strategy if self._pool is None else "pool",
+            exited.reason,
+            exc_info=exited.error if failed else None,
+        )
         await self._apply_strategy(entry, exited.error)
 
     @staticmethod
@@ -518,7 +540,9 @@ class Supervisor(Actor[SupervisorRequest]):
         """Count one restart now; give up if that is one more than the intensity allows."""
         now = self._now()
         window = self._window
-        while window and window[0] < now - self.within:  # inclusive: now - within still counts
+        # Inclusive: a restart at exactly now - within still counts. (Written as a sum, not a
+        # difference: 0.2 + 5.0 <= 5.2 holds in floats, while 5.2 - 5.0 is above 0.2.)
+        while window and window[0] + self.within < now:
             window.popleft()
         window.append(now)
         if len(window) > self.max_restarts:
@@ -550,59 +574,70 @@ class Supervisor(Actor[SupervisorRequest]):
                 self._ended(entry, "stopped", None)
             else:
                 await system._stop_cell(entry.cell, restart=True)
-        for entry in group:  # then start them again, in start order
-            if entry.cell is not None and entry in self._entries:
-                await self._start_again(entry, error)
+        await self._start_group(group, error)  # then start them again, in start order
 
     async def _restart(self, entry: _Entry, error: BaseException | None) -> None:
         backoff = entry.spec.backoff
         if backoff is None:
-            await self._start_again(entry, error)
+            await self._start_group([entry], error)
             return
         now = self._now()
-        if now - entry.started_at >= backoff.reset_interval:
+        if now - entry.started_at >= backoff.reset_interval:  # it stayed up long enough
             entry.attempt = 0
         delay = backoff.delay(entry.attempt, self._rng)
         entry.attempt += 1
-        self._schedule(entry, error, delay)
+        self._schedule([entry], error, delay)
 
-    def _schedule(self, entry: _Entry, error: BaseException | None, delay: float) -> None:
-        token = entry.pending = object()
+    def _schedule(self, entries: list[_Entry], error: BaseException | None, delay: float) -> None:
+        token = object()
+        for entry in entries:
+            entry.pending = token
         self._runtime().start_timer(
-            delay, _RestartDue(entry, error, token), entry.key, repeat=False, system=True
+            delay, _RestartDue(entries, error, token), entries[0].key, repeat=False, system=True
         )
 
     async def _restart_due(self, due: _RestartDue) -> None:
-        entry = due.entry
-        if entry.pending is not due.token or entry not in self._entries:
-            return  # cancelled: terminated, or restarted by a strategy meanwhile
-        entry.pending = None
-        await self._start_again(entry, due.error)
+        entries = [e for e in due.entries if e.pending is due.token and e in self._entries]
+        for entry in entries:  # (those terminated, or restarted otherwise, meanwhile: not)
+            entry.pending = None
+        if entries:
+            await self._start_group(entries, due.error)
 
-    async def _start_again(self, entry: _Entry, error: BaseException | None) -> None:
-        """Start a new instance of a child that is between instances. A failed start counts
-        as a restart (13) and is retried through the mailbox, so that a stop request queued
-        meanwhile is handled first."""
-        cell = entry.cell
-        assert cell is not None
-        if cell.state == "stopped" or cell.terminating == "final":  # stopped by hand meanwhile
-            self._ended(entry, "stopped", None)
+    async def _start_group(self, group: list[_Entry], error: BaseException | None) -> None:
+        """Start new instances of children that are between instances, in start order. A
+        failed start counts as a restart (13); the instances started in this round are then
+        stopped again (reverse order) and the whole group is retried, through the mailbox, so
+        that a stop request queued meanwhile is handled first (OTP retries a group as one)."""
+        system = self._runtime().system
+        started: list[_Entry] = []
+        for entry in group:
+            cell = entry.cell
+            if cell is None or entry not in self._entries:
+                continue
+            if cell.state == "stopped" or cell.terminating == "final":  # stopped by hand
+                self._ended(entry, "stopped", None)
+                continue
+            cell.terminating = None
+            start_error = await cell.start_incarnation(error, restart=True)
+            entry.started_at = self._now()  # (a failed start did not stay up either)
+            if start_error is None:
+                started.append(entry)
+                continue
+            cause = start_error.__cause__
+            try:
+                self._count(cause)
+            except RestartIntensityExceeded:
+                self._ended(entry, "failed", cause)
+                raise
+            for done in reversed(started):
+                if done.cell is not None:
+                    await system._stop_cell(done.cell, restart=True)
+            retry = [e for e in group if e.cell is not None and e in self._entries]
+            if len(retry) == 1 and retry[0].spec.backoff is not None:
+                await self._restart(retry[0], cause)
+            else:
+                self._schedule(retry, cause, 0.0)
             return
-        cell.terminating = None
-        start_error = await cell.start_incarnation(error)
-        if start_error is None:
-            entry.started_at = self._now()
-            return
-        cause = start_error.__cause__
-        try:
-            self._count(cause)
-        except RestartIntensityExceeded:
-            self._ended(entry, "failed", cause)
-            raise
-        if entry.spec.backoff is not None:
-            await self._restart(entry, cause)
-        else:
-            self._schedule(entry, cause, 0.0)
 
     async def _stop_all(self) -> None:
         system = self._runtime().system

@@ -50,8 +50,8 @@ __all__ = ["ActorSystem"]
 M = TypeVar("M")
 
 
-def _only(group: BaseExceptionGroup[Any], error: BaseException) -> bool:
-    """Whether ``group`` holds ``error`` and otherwise only cancellations."""
+def _only(group: BaseExceptionGroup[Any], error: BaseException, also: BaseException | None) -> bool:
+    """Whether ``group`` holds ``error`` and otherwise only ``also`` and cancellations."""
     cancelled = anyio.get_cancelled_exc_class()
     leaves: list[BaseException] = []
 
@@ -63,7 +63,9 @@ def _only(group: BaseExceptionGroup[Any], error: BaseException) -> bool:
             leaves.append(exc)
 
     walk(group)
-    return error in leaves and all(leaf is error or isinstance(leaf, cancelled) for leaf in leaves)
+    return error in leaves and all(
+        leaf is error or leaf is also or isinstance(leaf, cancelled) for leaf in leaves
+    )
 
 
 def _check_shutdown(shutdown: object) -> float | None:
@@ -136,10 +138,11 @@ class ActorSystem:
     async def _watch_root(self, root: Cell) -> None:
         """The root supervisor failed (it gave up): that ends the block, with its error."""
         notice = await root.wait_stopped()
-        if notice.reason == "failed" and self._state == "open":
-            self._root_failure = notice.error
+        if notice.reason == "failed":
             assert notice.error is not None
-            raise notice.error
+            self._root_failure = notice.error
+            if self._state == "open":
+                raise notice.error  # cancels the block's body; __aexit__ raises it
 
     async def __aexit__(
         self,
@@ -171,11 +174,18 @@ class ActorSystem:
                 # just the root's failure, is anyio wrapping it: raise it as it was, so that
                 # `except KeyError` works.
                 failure = self._root_failure
-                if failure is not None and _only(group, failure):
-                    raise failure from None
-                if exc is None or group.exceptions != (exc,):
+                ours = failure is not None and _only(group, failure, exc)
+                if not ours and (exc is None or group.exceptions != (exc,)):
                     raise
-                handled = False
+                handled = False  # the root's failure is raised below, out of this except
+            failure = self._root_failure
+            if failure is not None and failure is not exc:
+                # The root gave up while the body was already leaving with an exception of its
+                # own (often a consequence, an ask to an actor that has ended): the root's
+                # failure is what the block raises, the body's exception its context.
+                if exc is not None and failure.__context__ is None:
+                    failure.__context__ = exc
+                raise failure
             if exc is not None and exc is not original and not handled:
                 raise exc  # the cancellation that interrupted the graceful stop
             return handled
