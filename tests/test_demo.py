@@ -1,6 +1,6 @@
-"""The README's demo runs on every backend: the pipeline gets every job back exactly once, and the
+"""The README's demo runs on every backend: the pipeline gets every job back exactly once, the
 bank of actors conserves money, accounts for every transfer and publishes the dead letters it
-should."""
+should, and the supervision tree restarts its flaky worker and contains its crash storm."""
 
 from __future__ import annotations
 
@@ -61,6 +61,59 @@ def test_the_demo_bank_conserves_money_and_reports_its_dead_letters(backend: str
     ) in text
 
 
+@pytest.mark.parametrize("backend", demo.BACKENDS)
+def test_the_demo_tree_restarts_the_flaky_worker_and_contains_the_storm(backend: str) -> None:
+    skip_if_missing(backend)
+    out = io.StringIO()
+    assert demo.run(backend, out=out, part="tree")
+    text = out.getvalue()
+    assert "jobs in" not in text
+    assert "bank" not in text
+    # the tree, before: every actor fresh.
+    before, after = text.split("  before:\n")[1].split("  after:\n")
+    assert before.count("failures 0, restarts 0") == 6
+    assert "│   ├── flaky [Worker] running" in before
+    assert "└── storm [Subtree] running" in before
+    # the flaky worker: restarted after each failure, the next job handled by the new instance.
+    assert "flaky: 12 jobs, one a second: 9 done, 3 failed (ConnectionError)" in text
+    assert (
+        "steady refuses job -1 with ErrorReply: the asker gets ValueError: there is no job -1"
+        in (text)
+    )
+    # the storm: storm gives up, escalates, and its supervisor restarts it.
+    assert (
+        "storm gave up: RestartIntensityExceeded: supervisor 'storm' gave up: more than 2 "
+        "restart(s) within 5.0 s (last: RuntimeError: crashed on 'boom 2')"
+    ) in text
+    assert "logged: ERROR fearless.actors: actor 'crasher' failed (RuntimeError" in text
+    assert "Traceback" not in text
+    assert "service restarted storm, which started a new crasher: running" in text
+    # the failing messages, in dead letters.
+    for job in (3, 7, 11):
+        assert f"Job(number={job}) for flaky: handler_failed: ConnectionError(" in text
+    for boom in range(3):
+        assert f"'boom {boom}' for crasher: handler_failed: RuntimeError(" in text
+    # the tree, after.
+    assert "tree  (dead letters: 6)" in after
+    assert (
+        "flaky [Worker] running, mailbox 0/1000 block, handled 9, failures 3, restarts 3" in after
+    )
+    assert (
+        "workers [Supervisor] running, mailbox 0/1000 block, handled 0, failures 0, restarts 0"
+        in (after)
+    )
+    assert (
+        "storm [Subtree] running, mailbox 0/1000 block, handled 1, failures 1, restarts 1" in after
+    )
+    assert "crasher [Crasher] running, mailbox 0/1000 block, handled 0, failures 0, restarts 0" in (
+        after
+    )
+    assert (
+        "check: tree recovered (flaky restarted 3 times, storm gave up once and service restarted "
+        "it, workers untouched, 6 dead letters (expected 6))"
+    ) in text
+
+
 def test_the_demo_bank_leaves_the_actor_logger_as_it_found_it() -> None:
     logger = logging.getLogger("fearless.actors")
     handlers, propagate = list(logger.handlers), logger.propagate
@@ -69,7 +122,7 @@ def test_the_demo_bank_leaves_the_actor_logger_as_it_found_it() -> None:
     assert logger.propagate == propagate
 
 
-def test_the_command_line_runs_both_parts_by_default() -> None:
+def test_the_command_line_runs_every_part_by_default() -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "fearless", "demo", "--backend", "trio", "--items", "50"],
         capture_output=True,
@@ -80,7 +133,8 @@ def test_the_command_line_runs_both_parts_by_default() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "every job exactly once" in proc.stdout
     assert "check: money conserved" in proc.stdout
-    assert proc.stderr == ""  # the failing actor's traceback is not spilled
+    assert "check: tree recovered" in proc.stdout
+    assert proc.stderr == ""  # the failing actors' tracebacks are not spilled
 
 
 def test_the_command_line_runs_one_part_when_asked() -> None:
@@ -94,6 +148,7 @@ def test_the_command_line_runs_one_part_when_asked() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "jobs" not in proc.stdout
     assert "check: money conserved" in proc.stdout
+    assert "check: tree" not in proc.stdout
 
 
 def test_an_unknown_command_prints_usage() -> None:

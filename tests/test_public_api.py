@@ -7,6 +7,10 @@ import inspect
 import fearless
 
 EXPECTED = {
+    "Directive",
+    "OverflowPolicy",
+    "RestartType",
+    "Strategy",
     "Backoff",
     "ChildInfo",
     "ChildSpec",

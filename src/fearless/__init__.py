@@ -9,6 +9,7 @@ from ._actors._cell import ErrorReply as ErrorReply
 from ._actors._clock import Clock as Clock
 from ._actors._mailbox import Mailbox as Mailbox
 from ._actors._mailbox import MailboxStatistics as MailboxStatistics
+from ._actors._mailbox import OverflowPolicy as OverflowPolicy
 from ._actors._messages import ActorSnapshot as ActorSnapshot
 from ._actors._messages import DeadLetter as DeadLetter
 from ._actors._messages import DeadLetterReason as DeadLetterReason
@@ -20,8 +21,11 @@ from ._actors._supervisor import Backoff as Backoff
 from ._actors._supervisor import ChildInfo as ChildInfo
 from ._actors._supervisor import ChildSpec as ChildSpec
 from ._actors._supervisor import DeleteChild as DeleteChild
+from ._actors._supervisor import Directive as Directive
 from ._actors._supervisor import RestartChild as RestartChild
+from ._actors._supervisor import RestartType as RestartType
 from ._actors._supervisor import StartChild as StartChild
+from ._actors._supervisor import Strategy as Strategy
 from ._actors._supervisor import Supervisor as Supervisor
 from ._actors._supervisor import TerminateChild as TerminateChild
 from ._actors._supervisor import WhichChildren as WhichChildren
@@ -105,6 +109,7 @@ __all__ = [
     "DeadLetterReason",
     "DeadlockError",
     "DeleteChild",
+    "Directive",
     "ErrorReply",
     "EventLoopBlockingError",
     "Guarded",
@@ -121,17 +126,20 @@ __all__ = [
     "MessageDropped",
     "OneshotReceiver",
     "OneshotSender",
+    "OverflowPolicy",
     "Receiver",
     "Recv",
     "Request",
     "RestartChild",
     "RestartIntensityExceeded",
+    "RestartType",
     "Send",
     "SendBrokenError",
     "SendClosedError",
     "Sender",
     "ShardedCounter",
     "StartChild",
+    "Strategy",
     "Subscription",
     "SubscriptionStatistics",
     "Supervisor",

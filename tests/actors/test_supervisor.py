@@ -11,6 +11,7 @@ import anyio
 import pytest
 from anyio import wait_all_tasks_blocked
 
+import fearless
 from fearless import (
     Actor,
     ActorStartError,
@@ -386,3 +387,45 @@ async def test_a_supervisor_spawned_by_spawn_waits_for_its_children_when_stoppin
         w = system.lookup("w")
         assert w is not None
         assert w._cell.shutdown == 5.0
+
+
+async def test_a_restart_after_a_normal_end_is_counted_and_runs_on_start() -> None:
+    starts: list[str] = []
+
+    class Quitter(Actor[Any]):
+        async def on_start(self) -> None:
+            starts.append("on_start")
+
+        async def on_restart(self, error: BaseException) -> None:
+            starts.append("on_restart")
+
+        async def handle(self, message: Any) -> Any:
+            if message == "quit":
+                self.stop()
+            return message
+
+    async with ActorSystem() as system:
+        ref = await system.spawn(Quitter, name="q")
+        await ref.ask("quit")
+        assert await ref.ask("again") == "again"
+        [child] = system.snapshot().actors
+        assert (child.restarts, child.failures) == (1, 0)
+    assert starts == ["on_start", "on_start"]  # no error to give on_restart: on_start runs
+
+
+async def test_the_roots_failure_is_raised_even_when_the_body_leaves_with_its_own() -> None:
+    class Crasher(Actor[Any]):
+        async def handle(self, message: Any) -> None:
+            raise RuntimeError(f"crashed on {message!r}")
+
+    async def body() -> None:
+        async with ActorSystem(max_restarts=2, within=5.0) as system:
+            ref = await system.spawn(Crasher, name="crasher")
+            for i in range(3):
+                ref.tell(i)
+            await ref.ask("x")  # raises in the body: the handler's error, or ActorStopped
+
+    with pytest.raises(fearless.RestartIntensityExceeded) as caught:
+        await body()
+    assert caught.value.supervisor == "/"
+    assert isinstance(caught.value.__context__, RuntimeError | fearless.ActorStopped)

@@ -1,6 +1,7 @@
-"""The demo, in two parts: a pipeline of tasks and channels, then a bank built from actors.
+"""The demo, in three parts: a pipeline of tasks and channels, a bank built from actors, and a
+supervision tree.
 
-    python -m fearless demo [--backend asyncio|uvloop|trio] [--part all|pipeline|bank]
+    python -m fearless demo [--backend asyncio|uvloop|trio] [--part all|pipeline|bank|tree]
                             [--items N] [--workers W] [--transfers T]
 
 The pipeline: a producer sends jobs into a bounded channel; ``fan_out`` runs the workers over it,
@@ -13,7 +14,15 @@ with a bounded ``"block"`` mailbox). It shows ``tell`` into a full mailbox (``Ma
 ``send`` waiting for room, concurrent clients transferring money with typed asks, a failing
 message (a buggy withdrawal) in dead letters with its reason, death watch (the teller monitors its
 accounts), and ``system.snapshot()``. It ends with a check: no money was created or lost, every
-transfer is accounted for, and exactly the expected dead letters were published.
+transfer is accounted for, and exactly the expected dead letters were published. (The accounts
+are children of a plain actor, so they are not supervised: a failing account stays failed.)
+
+The tree: a ``service`` supervisor over a ``workers`` supervisor (a flaky worker that fails on
+every fourth job, and a steady one) and a ``storm`` supervisor (a worker that crashes on every
+message). On a fake clock, the flaky worker is restarted after each failure, its mailbox kept and
+the failing jobs in dead letters; the storm needs more restarts than its intensity allows, gives
+up with ``RestartIntensityExceeded``, and ``service`` restarts it. The tree is printed before and
+after, and a check ends it.
 """
 
 from __future__ import annotations
@@ -26,12 +35,14 @@ import random
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
 import anyio
 
 import fearless
+from fearless.testing import FakeClock
 
 BACKENDS = ("asyncio", "uvloop", "trio")
 
@@ -344,9 +355,193 @@ async def bank(clients: int, transfers: int, out: TextIO, seed: int, log: _Colle
     return conserved and accounted and letters_ok
 
 
+# -- part 3: a supervision tree ---------------------------------------------------------------
+
+JOBS = 12
+FAIL_EVERY = 4  # the flaky worker fails on jobs 3, 7, 11
+STORM = 3  # crashing messages sent to the storm's worker at once: one more than it may restart
+
+
+@dataclass(frozen=True)
+class Job(fearless.Request[str]):
+    number: int
+
+
+class Worker(fearless.Actor[Job]):
+    """Does jobs; with ``fail_every``, raises on every ``fail_every``-th one (a flaky
+    connection). A negative job is refused with ``ErrorReply``: the asker gets the error, and
+    the worker does not fail."""
+
+    def __init__(self, fail_every: int = 0) -> None:
+        self.fail_every = fail_every
+        self.done = 0  # state: a restart starts again from a new instance, at 0
+
+    async def handle(self, job: Job) -> str | fearless.ErrorReply:
+        if job.number < 0:
+            return fearless.ErrorReply(ValueError(f"there is no job {job.number}"))
+        if self.fail_every and job.number % self.fail_every == self.fail_every - 1:
+            raise ConnectionError(f"job {job.number}: connection lost")
+        self.done += 1
+        return f"job {job.number} done ({self.done} since this instance started)"
+
+
+class Crasher(fearless.Actor[str]):
+    """Crashes on every message: a crash storm."""
+
+    async def handle(self, message: str) -> None:
+        raise RuntimeError(f"crashed on {message!r}")
+
+
+class Subtree(fearless.Supervisor):
+    """A supervisor that notes why its own supervisor restarted it (``on_restart`` gets the
+    error: here, the ``RestartIntensityExceeded`` it failed with when it gave up)."""
+
+    def __init__(self, children: list[fearless.ChildSpec], notes: list[BaseException]) -> None:
+        super().__init__(children, max_restarts=STORM - 1, within=5.0)
+        self.notes = notes
+
+    async def on_restart(self, error: BaseException) -> None:
+        self.notes.append(error)
+        await super().on_restart(error)  # starts its children again
+
+
+def _service(notes: list[BaseException]) -> fearless.Supervisor:
+    workers = fearless.ChildSpec(
+        lambda: fearless.Supervisor(
+            [
+                fearless.ChildSpec(functools.partial(Worker, FAIL_EVERY), name="flaky"),
+                fearless.ChildSpec(Worker, name="steady"),
+            ]
+        ),
+        name="workers",
+    )
+    storm = fearless.ChildSpec(
+        lambda: Subtree([fearless.ChildSpec(Crasher, name="crasher")], notes), name="storm"
+    )
+    return fearless.Supervisor([workers, storm], strategy="one_for_one", max_restarts=3, within=5.0)
+
+
+def _find(actors: tuple[fearless.ActorSnapshot, ...], name: str) -> fearless.ActorSnapshot:
+    for actor in actors:
+        if actor.name == name:
+            return actor
+        try:
+            return _find(actor.children, name)
+        except LookupError:
+            pass
+    raise LookupError(name)
+
+
+def _running(system: fearless.ActorSystem, name: str) -> fearless.ActorRef[Any]:
+    ref = system.lookup(name)
+    if ref is None:
+        raise LookupError(f"no running actor {name!r}")
+    return ref
+
+
+def _tree(system: fearless.ActorSystem, out: TextIO) -> None:
+    for line in system.snapshot().render().splitlines():
+        out.write(f"    {line}\n")
+
+
+async def tree(out: TextIO, log: _Collect) -> bool:
+    clock = FakeClock()  # time moves only when the demo says: deterministic, and instant
+    notes: list[BaseException] = []
+    async with fearless.ActorSystem(name="tree", clock=clock) as system:
+        with system.dead_letters() as letters:
+            await system.spawn(lambda: _service(notes), name="service")
+            out.write(
+                "  service (one_for_one, 3 restarts in 5 s) supervises workers (flaky, steady)\n"
+                f"  and storm (crasher; {STORM - 1} restarts in 5 s); the clock is a FakeClock\n"
+                "  before:\n"
+            )
+            _tree(system, out)
+
+            flaky = _running(system, "flaky")
+            done = failed = 0
+            for number in range(JOBS):
+                try:
+                    await flaky.ask(Job(number))
+                    done += 1
+                except ConnectionError:
+                    failed += 1  # the new instance handles the next job: the mailbox is kept
+                await clock.advance(1.0)
+            out.write(
+                f"  flaky: {JOBS} jobs, one a second: {done} done, {failed} failed "
+                "(ConnectionError), restarted after each\n"
+            )
+            try:
+                await _running(system, "steady").ask(Job(-1))
+            except ValueError as error:
+                out.write(
+                    f"  steady refuses job -1 with ErrorReply: the asker gets ValueError: {error}; "
+                    "steady does not fail\n"
+                )
+
+            crasher = _running(system, "crasher")
+            for number in range(STORM):
+                crasher.tell(f"boom {number}")
+            await crasher.wait_stopped()  # storm gave up: it stopped crasher, then failed
+            storm: fearless.ActorRef[Any] = _running(system, "storm")
+            # storm keeps its mailbox across the restart: the new instance answers this.
+            children = await storm.ask(fearless.WhichChildren())
+            out.write(f"  storm: {STORM} messages that each crash crasher, at once\n")
+            for note in notes:
+                out.write(f"        storm gave up: {type(note).__name__}: {note}\n")
+            for record in log.records:
+                error_type = record.exc_info[1].__class__.__name__ if record.exc_info else ""
+                out.write(
+                    f"        logged: {record.levelname} {record.name}: {record.getMessage()} "
+                    f"({error_type}; traceback not shown)\n"
+                )
+            new = children[0].ref
+            out.write(
+                f"        service restarted storm, which started a new {children[0].name}: "
+                f"{children[0].state}\n"
+            )
+
+            out.write("  dead letters:\n")
+            dead = 0
+            while True:
+                try:
+                    letter = letters.receive_nowait()
+                except anyio.WouldBlock:
+                    break
+                dead += 1
+                why = "" if letter.error is None else f": {letter.error!r}"
+                out.write(
+                    f"    {letter.message!r} for {letter.recipient}: {letter.reason.value}{why}\n"
+                )
+            out.write("  after:\n")
+            _tree(system, out)
+            snapshot = system.snapshot().actors
+            flaky_now = _find(snapshot, "flaky")
+            storm_now = _find(snapshot, "storm")
+            workers_now = _find(snapshot, "workers")
+    restarted = flaky_now.restarts == failed == JOBS // FAIL_EVERY and done == JOBS - failed
+    escalated = (
+        len(notes) == 1
+        and isinstance(notes[0], fearless.RestartIntensityExceeded)
+        and storm_now.restarts == 1
+        and new is not None
+        and new is not crasher
+        and workers_now.restarts == 0
+    )
+    expected = failed + STORM
+    letters_ok = dead == expected == system.dead_letter_count
+    ok = restarted and escalated and letters_ok
+    out.write(
+        f"  check: {'tree recovered' if ok else 'MISMATCH'} (flaky restarted {flaky_now.restarts} "
+        f"times, storm gave up {'once' if len(notes) == 1 else f'{len(notes)} times'} and "
+        "service restarted it, "
+        f"workers untouched, {dead} dead letters (expected {expected}))\n"
+    )
+    return ok
+
+
 # -- the command line -------------------------------------------------------------------------
 
-PARTS = ("all", "pipeline", "bank")
+PARTS = ("all", "pipeline", "bank", "tree")
 
 
 def run(
@@ -370,17 +565,27 @@ def run(
                   f"on {backend}\n\n")  # fmt: skip
         seen = anyio.run(pipeline, items, workers, out, seed, backend=name, backend_options=options)
         ok = sorted(seen) == list(range(items)) and set(seen.values()) <= {1}
-    if part in ("all", "bank"):
+    actor_parts: tuple[tuple[str, str, Callable[[_Collect], Awaitable[bool]]], ...] = (
+        (
+            "bank",
+            "a bank built from actors",
+            functools.partial(bank, clients, transfers, out, seed),
+        ),
+        ("tree", "a supervision tree", functools.partial(tree, out)),
+    )
+    for this, title, part_main in actor_parts:
+        if part not in ("all", this):
+            continue
         if part == "all":
             out.write("\n")
-        out.write(f"fearless demo: a bank built from actors, on {backend}\n\n")
+        out.write(f"fearless demo: {title}, on {backend}\n\n")
         logger = logging.getLogger("fearless.actors")
         log, propagate = _Collect(), logger.propagate
         logger.addHandler(log)
         logger.propagate = False
         try:
-            args = (clients, transfers, out, seed, log)
-            ok = anyio.run(bank, *args, backend=name, backend_options=options) and ok
+            passed = anyio.run(part_main, log, backend=name, backend_options=options)
+            ok = passed and ok
         finally:
             logger.removeHandler(log)
             logger.propagate = propagate
