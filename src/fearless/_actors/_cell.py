@@ -272,6 +272,7 @@ class Cell:
         self.incarnation = 0  # instances started so far
         self.terminating: str | None = None  # "final" / "restart": its supervisor is stopping it
         self.ended = AtomicInt(0)  # instances that have ended (a supervisor waits on it)
+        self.last_end: tuple[ExitReason, BaseException | None] = ("stopped", None)
 
     def __repr__(self) -> str:
         return f"<actor {self.name!r} {self.state}>"
@@ -295,6 +296,7 @@ class Cell:
         current_cell.set(self)
         self.incarnation += 1
         self.directive = "restart"
+        self.exit_error = None  # (a link failure is about the instance it killed)
         self.state = "starting"
         started = False
         start_error: BaseException | None = None
@@ -354,6 +356,7 @@ class Cell:
                     self._report(reason, error, final=True)  # the supervisor forgets it
             else:
                 self._cancel_timers()
+                self.last_end = (reason, error)  # the actor's end, if no instance follows
                 current, self.current = self.current, NOTHING
                 if current is not NOTHING:  # killed in the middle of it (a link, a shutdown)
                     self._undelivered(current, DeadLetterReason.KILLED, error)
@@ -410,8 +413,8 @@ class Cell:
         children = self.children[::-1]
         for child in children:
             child.terminating = "final"
-            if child.state == "restarting":  # between instances: nothing to kill
-                child.finalize("shutdown", None)
+            if child.state == "restarting":  # between instances: it ends as its last one did
+                child.finalize(*child.last_end)
             else:
                 child.kill(shutdown=True)
         for child in children:
@@ -594,13 +597,29 @@ class Cell:
         ``by_hand`` (``ref.stop()``): the end is final, whatever the supervisor's restart type."""
         if by_hand:
             self.terminating = "final"
+            if self.state == "restarting":  # no instance to stop: its supervisor ends it now
+                self._end_between_instances("stopped")
+                return
         self.mailbox.put_system(_Stop(self.incarnation) if urgent else STOP, front=urgent)
+
+    def _end_between_instances(self, reason: ExitReason) -> None:
+        """Stopped or killed by hand while waiting to be restarted: ask the supervisor to end
+        it at once (and cancel the restart), instead of at the end of its backoff."""
+        parent = self.parent
+        if parent is None:  # pragma: no cover - only a supervised actor waits between instances
+            return
+        exited = ChildExited(self, self.incarnation, reason, None, self.directive, True)
+        if not parent.mailbox.put_system(exited):
+            self.finalize(reason, None)
 
     def kill(self, *, shutdown: bool = False, by_hand: bool = False) -> None:
         """Cancel the actor's task now (safe from any thread). ``shutdown``: the runtime kills it
         as part of stopping its parent or the system (reason ``"shutdown"``, not ``"killed"``)."""
         if by_hand:
             self.terminating = "final"  # not restarted (nor is one waiting to be)
+            if self.state == "restarting":
+                self._end_between_instances("killed")
+                return
         if self.state in ("stopped", "restarting"):
             return  # no instance running (a restarting one is its supervisor's to end)
         if shutdown:
@@ -620,8 +639,8 @@ class Cell:
 
     def linked_failed(self, notice: Terminated) -> None:
         """An actor linked to this one failed (or was killed)."""
-        if self.state == "stopped":
-            return
+        if self.state in ("stopped", "restarting"):
+            return  # (between instances: the next one starts afresh, as after any failure)
         if self.traps_links:
             self.mailbox.put_system(Notice(notice))
             return

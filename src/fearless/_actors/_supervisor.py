@@ -378,7 +378,13 @@ class Supervisor(Actor[SupervisorRequest]):
         self._keys += 1
         entry = _Entry(spec, cell, factory, key=("restart", self._keys))
         self._entries.append(entry)
-        error = await cell.start_incarnation(None)
+        try:
+            error = await cell.start_incarnation(None)
+        except BaseException:  # cancelled while it started: it is not added
+            if entry in self._entries:
+                self._entries.remove(entry)
+            cell.finalize("shutdown", None)
+            raise
         if error is not None:
             self._entries.remove(entry)
             cell.finalize("failed", error.__cause__)
@@ -439,7 +445,11 @@ class Supervisor(Actor[SupervisorRequest]):
                 assert entry.factory is not None
                 index = self._entries.index(entry)
                 self._entries.remove(entry)
-                new = await self._start_new(entry.spec, entry.factory)
+                try:
+                    new = await self._start_new(entry.spec, entry.factory)
+                except BaseException:
+                    self._entries.insert(index, entry)  # the spec stays (OTP's {error, _})
+                    raise
                 self._entries.remove(new)
                 self._entries.insert(index, new)  # its place in the start order...
                 self._order_children()  # ...for stopping (in reverse) and snapshots too
@@ -611,11 +621,15 @@ class Supervisor(Actor[SupervisorRequest]):
         system = self._runtime().system
         started: list[_Entry] = []
         for entry in group:
+            entry.pending = None  # a retry scheduled before is superseded by this start
+        for entry in group:
             cell = entry.cell
             if cell is None or entry not in self._entries:
                 continue
             if cell.state == "stopped" or cell.terminating == "final":  # stopped by hand
                 self._ended(entry, "stopped", None)
+                continue
+            if cell.state != "restarting":  # running already (started by a later decision)
                 continue
             cell.terminating = None
             start_error = await cell.start_incarnation(error, restart=True)

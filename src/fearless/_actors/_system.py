@@ -311,10 +311,12 @@ class ActorSystem:
         for the next instance, and the actor does not end."""
         if cell.state == "stopped":
             return
+        if cell.terminating == "final":  # stopped by hand already: that stands
+            restart = False
         cell.terminating = "restart" if restart else "final"
         if cell.state == "restarting":  # between instances (a supervisor's backoff)
             if not restart:
-                cell.finalize("shutdown", None)
+                cell.finalize(*cell.last_end)  # it ends as its last instance did
             return
         ended = cell.ended.load()
         cell.request_stop(urgent=restart)
