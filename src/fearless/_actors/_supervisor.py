@@ -570,6 +570,8 @@ class Supervisor(Actor[SupervisorRequest]):
 
     async def _apply_strategy(self, failed: _Entry, error: BaseException | None) -> None:
         system = self._runtime().system
+        if failed.cell is not None:  # its failure is handled: an end while it waits is a shutdown
+            failed.cell.last_end = ("shutdown", None)
         if self._strategy == "one_for_one" or self._pool is not None:
             await self._restart(failed, error)
             return
