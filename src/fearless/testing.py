@@ -52,7 +52,10 @@ class FakeClock:
         return self._now
 
     async def sleep_until(self, deadline: float) -> None:
-        """Return once the clock reaches ``deadline`` (a checkpoint if it has already)."""
+        """Return once the clock reaches ``deadline`` (a checkpoint if it has already).
+
+        Cancellation: a cancel point; a cancelled sleep just ends (its deadline, when the clock
+        reaches it, wakes nobody)."""
         if deadline <= self._now:
             await anyio.lowlevel.checkpoint()
             return
@@ -61,13 +64,17 @@ class FakeClock:
         await event.wait()
 
     async def sleep(self, seconds: float) -> None:
+        """:meth:`sleep_until` ``now() + seconds``; cancellation as there."""
         await self.sleep_until(self._now + seconds)
 
     async def advance(self, seconds: float) -> None:
         """Move the clock forward by ``seconds``: first wait until every task is blocked (so each
         sleep that is about to start has started), then stop at each deadline due on the way,
         waking its sleepers and waiting until every task is blocked again (so a timer that
-        re-arms within the window fires again, exactly on time)."""
+        re-arms within the window fires again, exactly on time).
+
+        Cancellation: a cancel point at each settling; if cancelled, the clock stays where it got
+        to (at the last deadline reached), and the sleepers woken so far stay woken."""
         if not seconds >= 0:
             raise ValueError(f"a clock only moves forward, got {seconds!r}")
         await anyio.wait_all_tasks_blocked()  # first, let everything due to sleep fall asleep
@@ -124,6 +131,7 @@ class Probe(Generic[T]):
         name: str | None = None,
         reply: Callable[[T], Any] | None = None,
     ) -> Probe[T]:
+        """Spawn the probe's actor in ``system``. Cancellation: as ``ActorSystem.spawn``."""
         inbox: list[Any] = []
         arrived = AtomicInt(0)
         ref: ActorRef[Any] = await system.spawn(
@@ -139,14 +147,18 @@ class Probe(Generic[T]):
         return message
 
     async def receive(self, *, timeout: float = 5.0) -> T:  # noqa: ASYNC109
-        """The next message the probe got, waiting up to ``timeout`` seconds (``TimeoutError``)."""
+        """The next message the probe got, waiting up to ``timeout`` seconds (``TimeoutError``).
+
+        Cancellation: a cancel point; a cancelled receive took nothing (the message stays for the
+        next one)."""
         seen = len(self.received)
         with anyio.fail_after(timeout):
             await self._arrived.wait_until(lambda count: count > seen)
         return self._take()
 
     async def expect(self, expected: T, *, timeout: float = 5.0) -> T:  # noqa: ASYNC109
-        """The next message, which must equal ``expected`` (``AssertionError`` otherwise)."""
+        """The next message, which must equal ``expected`` (``AssertionError`` otherwise).
+        Cancellation: as :meth:`receive`."""
         message = await self.receive(timeout=timeout)
         if message != expected:
             raise AssertionError(f"probe {self.ref.name!r}: expected {expected!r}, got {message!r}")
@@ -228,6 +240,8 @@ class Harness(Generic[A]):
 
     @classmethod
     async def start(cls, factory: Callable[[], A], *, name: str = "harness") -> Harness[A]:
+        """Build the actor and run its ``on_start`` in this task. Cancellation: cancels
+        ``on_start``; no harness is made."""
         system = ActorSystem(name=f"{name} harness")
         cell = _HarnessCell(system, None, factory, name, False, Mailbox(float("inf")), None)
         cell.harness_timers = {}
@@ -254,13 +268,15 @@ class Harness(Generic[A]):
         return [item.message if isinstance(item, Ask) else item for item in items]
 
     async def handle(self, message: Any) -> Any:
-        """Run the handler on ``message`` now, in this task; return its reply."""
+        """Run the handler on ``message`` now, in this task; return its reply. Cancellation:
+        cancelling the caller cancels the handler, as a kill would."""
         result = await self.actor.handle(message)
         self._cell.handled += 1
         return result
 
     async def run_queued(self) -> int:
-        """Handle what is queued, including what handling it queues, in order; return how many."""
+        """Handle what is queued, including what handling it queues, in order; return how many.
+        Cancellation: as :meth:`handle`; a cancelled message is not put back."""
         count = 0
         while True:
             item = self._cell.mailbox.take()
@@ -280,7 +296,8 @@ class Harness(Generic[A]):
             count += 1
 
     async def fire(self, key: Hashable) -> Any:
-        """Deliver timer ``key``'s message to the handler now (a one-shot timer is then gone)."""
+        """Deliver timer ``key``'s message to the handler now (a one-shot timer is then gone).
+        Cancellation: as :meth:`handle`."""
         timer = self._cell.harness_timers[key]
         if not timer.repeat:
             del self._cell.harness_timers[key]
@@ -296,7 +313,8 @@ class Harness(Generic[A]):
                 return letters
 
     async def stop(self) -> None:
-        """Run ``on_stop`` and release the harness (call it at the end of every test)."""
+        """Run ``on_stop`` and release the harness (call it at the end of every test).
+        Cancellation: the harness is released even if ``on_stop`` is cancelled."""
         self._cell.state = "stopping"
         try:
             await self.actor.on_stop()

@@ -27,6 +27,7 @@ import os
 import random
 import threading
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, Final
@@ -48,7 +49,7 @@ from fearless import (
     MailboxFull,
     MessageDropped,
 )
-from fearless._actors._mailbox import OverflowPolicy
+from fearless._actors._mailbox import MailboxStatistics, OverflowPolicy
 
 pytestmark = pytest.mark.anyio
 
@@ -141,6 +142,25 @@ PER_FEEDER: Final = 400
 
 def _hop(rng: random.Random, ident: int) -> Hop:
     return Hop(ident, rng.randint(0, 4), fail=rng.random() < 0.004)
+
+
+def drained_mailboxes(
+    refs: list[Any], letters: list[DeadLetter]
+) -> Iterator[tuple[Any, MailboxStatistics, Counter[R]]]:
+    """Each actor's mailbox statistics and its dead letters by reason, after checking what holds
+    for every policy: the mailbox is empty, nobody waits for room, it never held more than its
+    capacity, and every drop it counted is a dead letter."""
+    per_actor: defaultdict[str, Counter[R]] = defaultdict(Counter)
+    for letter in letters:
+        per_actor[letter.recipient][letter.reason] += 1
+    for ref in refs:
+        stats = ref.mailbox_statistics()
+        seen = per_actor[ref.name]
+        assert stats.depth == 0, stats
+        assert stats.waiting_senders == 0, stats
+        assert stats.peak_depth <= stats.capacity, stats
+        assert stats.dropped == seen[R.DROPPED_NEWEST] + seen[R.DROPPED_OLDEST], (ref, stats)
+        yield ref, stats, seen
 
 
 @pytest.mark.parametrize("seed", SEEDS)
@@ -253,16 +273,7 @@ async def test_relays_every_message_handled_once_or_dead_lettered(
     assert set(by_id) <= set(range(ledger.issued))
 
     # Per actor, the mailbox counters add up with what the handlers and dead letters saw.
-    per_actor: defaultdict[str, Counter[R]] = defaultdict(Counter)
-    for letter in letters:
-        per_actor[letter.recipient][letter.reason] += 1
-    for ref in refs:
-        stats = ref.mailbox_statistics()
-        seen = per_actor[ref.name]
-        assert stats.depth == 0, stats
-        assert stats.waiting_senders == 0, stats
-        assert stats.peak_depth <= stats.capacity, stats
-        assert stats.dropped == seen[R.DROPPED_NEWEST] + seen[R.DROPPED_OLDEST], (ref, stats)
+    for ref, stats, seen in drained_mailboxes(refs, letters):
         # Each message that entered was taken by a handler, evicted, or still queued at the end.
         # An ACTOR_STOPPED letter is one of those still queued, or one the closed mailbox turned
         # away (``refused``: sent after the close, or a ``send`` parked for room that it released).
@@ -490,16 +501,7 @@ async def test_asks_get_their_own_reply_or_a_legitimate_error(
             else:
                 assert R.REPLY_UNDELIVERED not in reasons, (ident, reasons)
 
-    per_actor: defaultdict[str, Counter[R]] = defaultdict(Counter)
-    for letter in letters:
-        per_actor[letter.recipient][letter.reason] += 1
-    for ref in refs:
-        stats = ref.mailbox_statistics()
-        seen = per_actor[ref.name]
-        assert stats.depth == 0, stats
-        assert stats.waiting_senders == 0, stats
-        assert stats.peak_depth <= stats.capacity, stats
-        assert stats.dropped == seen[R.DROPPED_NEWEST] + seen[R.DROPPED_OLDEST], (ref, stats)
+    for ref, stats, seen in drained_mailboxes(refs, letters):
         # An ask refused by a closed mailbox raises ActorStopped without a dead letter, so every
         # ACTOR_STOPPED letter here is a message still queued when the actor stopped.
         assert stats.total_enqueued == (

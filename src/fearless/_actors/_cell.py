@@ -357,9 +357,7 @@ class Cell:
             else:
                 self._cancel_timers()
                 self.last_end = (reason, error)  # the actor's end, if no instance follows
-                current, self.current = self.current, NOTHING
-                if current is not NOTHING:  # killed in the middle of it (a link, a shutdown)
-                    self._undelivered(current, DeadLetterReason.KILLED, error)
+                self._drop_current(error)  # killed in the middle of it (a link, a shutdown)
                 self.state = "restarting"
                 if started and self.terminating is None:
                     self._report(reason, error)
@@ -546,9 +544,7 @@ class Cell:
         items, senders = self.mailbox.close()
         for waiter in senders:
             waiter.wake()
-        current, self.current = self.current, NOTHING
-        if current is not NOTHING:  # killed in the middle of it
-            self._undelivered(current, DeadLetterReason.KILLED, error)
+        self._drop_current(error)
         for item in items:
             if not isinstance(item, SystemMessage):
                 self._undelivered(item, DeadLetterReason.ACTOR_STOPPED, None)
@@ -580,6 +576,12 @@ class Cell:
                 linked.linked_failed(notice)
         if reason == "failed":
             log.error("actor %r failed", self.name, exc_info=error)
+
+    def _drop_current(self, error: BaseException | None) -> None:
+        """The instance was killed in the middle of a message: it goes to dead letters."""
+        current, self.current = self.current, NOTHING
+        if current is not NOTHING:
+            self._undelivered(current, DeadLetterReason.KILLED, error)
 
     def _undelivered(
         self, item: Any, reason: DeadLetterReason, error: BaseException | None

@@ -22,7 +22,8 @@ class Clock(Protocol):
         ...
 
     async def sleep_until(self, deadline: float) -> None:
-        """Return once ``now() >= deadline``; a cancel point."""
+        """Return once ``now() >= deadline``. Cancellation: a cancel point; a cancelled sleep
+        just ends."""
         ...
 
 

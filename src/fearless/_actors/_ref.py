@@ -206,24 +206,8 @@ class ActorRef(Generic[M_contra]):
         """
         cell = self._cell
         asker = None if current_cell.get() is None else _asking_actor(cell)
-        if timeout is None:  # _ask(), inlined: one coroutine frame less to suspend and resume
-            backend = _enter()
-            if backend.cancel_pending:
-                await backend.checkpoint()
-            if cell.terminated.load() is not None:
-                raise ActorStopped(cell.name)
-            reply = backend.new_waiter(shared=_needs_guard(cell))
-            envelope = Ask(message, reply, () if asker is None else _chain(asker, reply))
-            outcome = cell.mailbox.put(envelope)
-            if outcome is not ACCEPTED:
-                if outcome is FULL:
-                    outcome = await self._wait_room(backend, envelope)
-                if outcome is not ACCEPTED:
-                    self._not_enqueued(outcome, envelope)
-            value = await reply.wait(reply.revoke, _reply_stands)
-            if value[0] is REPLY and value[1].__class__ is not ErrorReply:
-                return value[1]
-            return raise_answer(cell, value, message)
+        if timeout is None:
+            return await self._ask(message, asker)
         _backend.check_timeout(timeout)
         with anyio.move_on_after(timeout) as scope:
             return await self._ask(message, asker)
