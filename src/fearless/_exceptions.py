@@ -24,11 +24,15 @@ were not sent), it subclasses the anyio type, so ``except anyio.BrokenResourceEr
     └── DeadlockError                an ask that could only be answered after the asker's reply
     ValueError
     └── ActorNameTaken               ``spawn(name=...)`` with a name a running actor has
+
+Every one of them pickles to an equal copy (same type, ``args``, message and attributes), so it
+can cross a process boundary; ``LinkedActorFailed`` leaves its live ``Terminated`` notice behind
+(see there). As for any exception, pickling drops the traceback, ``__cause__`` and ``__context__``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
@@ -49,7 +53,30 @@ __all__ = [
 ]
 
 
-class _CarriesUnsent(Exception):
+_E = TypeVar("_E", bound=BaseException)
+
+
+def _rebuild(cls: type[_E], args: tuple[Any, ...]) -> _E:
+    """Unpickle a fearless exception: a bare instance with its ``args``; pickle then restores its
+    attributes. Pickles name this function, so it keeps its name and place."""
+    return cls.__new__(cls, *args)
+
+
+class _FearlessError(Exception):
+    """Base of every exception here: it pickles as its ``args`` (the message) and its attributes.
+
+    Unpickling does not call ``__init__``, whose parameters are not the ``args`` the exception
+    carries (``BaseException``'s own pickling assumes they are: it would call
+    ``MailboxFull(message_string)``). The copy reuses the message built when the error happened,
+    so what only served to build it (an ``ActorStartError``'s cause, say) does not travel, and a
+    subclass with another ``__init__`` pickles as well.
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), self.args), self.__dict__
+
+
+class _CarriesUnsent(_FearlessError):
     """Mixin: a failed send hands its items back instead of losing them silently."""
 
     unsent: tuple[Any, ...]
@@ -77,7 +104,7 @@ class SendBrokenError(_CarriesUnsent, anyio.BrokenResourceError):
         self.unsent = unsent
 
 
-class Lagged(Exception):
+class Lagged(_FearlessError, Exception):
     """A broadcast subscription fell more than its capacity behind: ``missed`` items are gone.
 
     Raised by a subscription's receive under ``on_lag="error"``. The subscription has already
@@ -91,11 +118,8 @@ class Lagged(Exception):
         super().__init__(f"this subscription fell behind and missed {missed} item(s)")
         self.missed = missed
 
-    def __reduce__(self) -> tuple[type[Lagged], tuple[int]]:
-        return type(self), (self.missed,)
 
-
-class EventLoopBlockingError(RuntimeError):
+class EventLoopBlockingError(_FearlessError, RuntimeError):
     """A blocking call was made from a thread that is running an event loop.
 
     It would block the loop, and with it the very tasks that could unblock the call: a deadlock.
@@ -104,7 +128,7 @@ class EventLoopBlockingError(RuntimeError):
     """
 
 
-class AwaitInCriticalSectionError(RuntimeError):
+class AwaitInCriticalSectionError(_FearlessError, RuntimeError):
     """A task was suspended (it awaited) inside a debug-mode ``with guarded.lock()`` block.
 
     Raised when the block exits, after the lock has been released. The lock was held while the task
@@ -115,7 +139,7 @@ class AwaitInCriticalSectionError(RuntimeError):
 # -- actors -----------------------------------------------------------------------------------
 
 
-class MailboxFull(anyio.WouldBlock):
+class MailboxFull(_FearlessError, anyio.WouldBlock):
     """``tell`` found the actor's mailbox full, and its overflow policy is ``"block"``.
 
     Nothing was enqueued and nothing went to dead letters: the caller has the message back
@@ -130,7 +154,7 @@ class MailboxFull(anyio.WouldBlock):
         self.message = message
 
 
-class ActorStopped(anyio.BrokenResourceError):
+class ActorStopped(_FearlessError, anyio.BrokenResourceError):
     """An ask to an actor that had stopped, or that stopped before it handled the message.
 
     Raised at once when the actor is already stopped (never a timeout). The message went to
@@ -145,7 +169,7 @@ class ActorStopped(anyio.BrokenResourceError):
         self.name = name
 
 
-class MessageDropped(Exception):
+class MessageDropped(_FearlessError, Exception):
     """An ask's message was dropped by the mailbox's overflow policy (``"drop_newest"`` at once,
     ``"drop_oldest"`` when a newer message evicted it). The message is in dead letters."""
 
@@ -157,7 +181,7 @@ class MessageDropped(Exception):
         self.message = message
 
 
-class DeadlockError(RuntimeError):
+class DeadlockError(_FearlessError, RuntimeError):
     """An ask that could never be answered: the target is the asking actor itself, or an actor
     that is waiting (through a chain of asks) for the asking actor's own reply.
 
@@ -165,19 +189,37 @@ class DeadlockError(RuntimeError):
     """
 
 
-class LinkedActorFailed(Exception):
+class LinkedActorFailed(_FearlessError, Exception):
     """The reason an actor failed: an actor it was linked to failed (``.terminated`` says which,
-    and why; the original exception is also the ``__cause__``)."""
+    and why; the original exception is also the ``__cause__``).
+
+    Pickled, it carries the linked actor's ``name``, ``reason`` and ``error``, but not the
+    ``Terminated`` notice: that holds an ``ActorRef``, a handle on an actor in this process, which
+    means nothing in another one. The unpickled copy's ``terminated`` is ``None``. (``error`` goes
+    as it is, so it must pickle too.)
+    """
 
     terminated: Any
-    """The linked actor's ``Terminated`` notice."""
+    """The linked actor's ``Terminated`` notice; ``None`` in a copy that was unpickled."""
+    name: str
+    """The linked actor's name."""
+    reason: str
+    """How the linked actor ended: ``"failed"`` or ``"killed"``."""
+    error: BaseException | None
+    """The linked actor's exception, when ``reason`` is ``"failed"``."""
 
     def __init__(self, terminated: Any) -> None:
         super().__init__(f"linked actor {terminated.name!r} {terminated.reason}")
         self.terminated = terminated
+        self.name = terminated.name
+        self.reason = terminated.reason
+        self.error = terminated.error
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _rebuild, (type(self), self.args), {**self.__dict__, "terminated": None}
 
 
-class ActorStartError(Exception):
+class ActorStartError(_FearlessError, Exception):
     """An actor could not start: its factory or its ``on_start`` raised (the ``__cause__``)."""
 
     name: str
@@ -189,7 +231,7 @@ class ActorStartError(Exception):
         self.name = name
 
 
-class RestartIntensityExceeded(Exception):
+class RestartIntensityExceeded(_FearlessError, Exception):
     """A supervisor gave up: its children needed more than ``max_restarts`` restarts within
     ``within`` seconds. It has stopped its remaining children, and fails with this; its own
     supervisor handles that as a child failure (escalation), and at the root the
@@ -216,13 +258,17 @@ class RestartIntensityExceeded(Exception):
         self.cause = cause
         self.__cause__ = cause
 
-    def __reduce__(self) -> Any:
-        return type(self), (self.supervisor, self.max_restarts, self.within, self.cause)
+    def __setstate__(self, state: dict[str, Any] | None) -> None:
+        super().__setstate__(state)
+        self.__cause__ = self.cause  # the constructor's promise holds in an unpickled copy too
 
 
-class ActorNameTaken(ValueError):
+class ActorNameTaken(_FearlessError, ValueError):
     """``spawn(name=...)`` with a name that a running actor already has (names are unique per
     system, and released when their actor stops)."""
+
+    name: str
+    """The name that is taken."""
 
     def __init__(self, name: str) -> None:
         super().__init__(f"an actor named {name!r} is already running")
