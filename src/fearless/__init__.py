@@ -5,8 +5,9 @@ set.
 """
 
 from ._actors._actor import Actor as Actor
-from ._actors._cell import ErrorReply as ErrorReply
+from ._actors._ask import ErrorReply as ErrorReply
 from ._actors._clock import Clock as Clock
+from ._actors._context import ActorContext as ActorContext
 from ._actors._mailbox import Mailbox as Mailbox
 from ._actors._mailbox import MailboxStatistics as MailboxStatistics
 from ._actors._mailbox import OverflowPolicy as OverflowPolicy
@@ -17,18 +18,19 @@ from ._actors._messages import Request as Request
 from ._actors._messages import SystemSnapshot as SystemSnapshot
 from ._actors._messages import Terminated as Terminated
 from ._actors._ref import ActorRef as ActorRef
-from ._actors._supervisor import Backoff as Backoff
-from ._actors._supervisor import ChildInfo as ChildInfo
-from ._actors._supervisor import ChildSpec as ChildSpec
-from ._actors._supervisor import DeleteChild as DeleteChild
-from ._actors._supervisor import Directive as Directive
-from ._actors._supervisor import RestartChild as RestartChild
-from ._actors._supervisor import RestartType as RestartType
-from ._actors._supervisor import StartChild as StartChild
-from ._actors._supervisor import Strategy as Strategy
-from ._actors._supervisor import Supervisor as Supervisor
-from ._actors._supervisor import TerminateChild as TerminateChild
-from ._actors._supervisor import WhichChildren as WhichChildren
+from ._actors._supervision import Backoff as Backoff
+from ._actors._supervision import ChildInfo as ChildInfo
+from ._actors._supervision import ChildSpec as ChildSpec
+from ._actors._supervision import DeleteChild as DeleteChild
+from ._actors._supervision import Directive as Directive
+from ._actors._supervision import GetOrStartChild as GetOrStartChild
+from ._actors._supervision import RestartChild as RestartChild
+from ._actors._supervision import RestartType as RestartType
+from ._actors._supervision import StartChild as StartChild
+from ._actors._supervision import Strategy as Strategy
+from ._actors._supervision import Supervisor as Supervisor
+from ._actors._supervision import TerminateChild as TerminateChild
+from ._actors._supervision import WhichChildren as WhichChildren
 from ._actors._system import ActorSystem as ActorSystem
 from ._cells._atomic import AtomicBool as AtomicBool
 from ._cells._atomic import AtomicCell as AtomicCell
@@ -83,6 +85,7 @@ from ._exceptions import SendClosedError as SendClosedError
 __all__ = [
     "DEFAULT_YIELD_EVERY",
     "Actor",
+    "ActorContext",
     "ActorNameTaken",
     "ActorRef",
     "ActorSnapshot",
@@ -112,6 +115,7 @@ __all__ = [
     "Directive",
     "ErrorReply",
     "EventLoopBlockingError",
+    "GetOrStartChild",
     "Guarded",
     "GuardedSection",
     "Lagged",

@@ -270,6 +270,10 @@ class ActorNameTaken(_FearlessError, ValueError):
     name: str
     """The name that is taken."""
 
-    def __init__(self, name: str) -> None:
-        super().__init__(f"an actor named {name!r} is already running")
+    def __init__(self, name: str, detail: str | None = None) -> None:
+        super().__init__(
+            detail
+            or f"an actor named {name!r} is already running: use system.lookup(name) to reach "
+            "it, system.get_or_spawn(...) to reuse it or start it in one call, or stop it first"
+        )
         self.name = name

@@ -10,14 +10,16 @@
     ``await probe.expect(message)``, ``await probe.receive()``, ``await probe.expect_no_message()``.
 ``Harness``
     Runs one actor's handlers directly in the test's task, one call at a time: no actor task, no
-    scheduling, nothing concurrent. Messages the actor sends itself and timers it starts are
-    recorded, to be run when the test says.
+    scheduling, nothing concurrent (``async with Harness(factory) as harness``). Messages the
+    actor sends itself and timers it starts are recorded, to be run when the test says; stand-in
+    refs (``harness.stand_in()``) record what the actor sends its collaborators.
 """
 
 from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, final
@@ -26,14 +28,17 @@ import anyio
 from anyio import WouldBlock
 
 from ._actors._actor import Actor, _Default
-from ._actors._cell import RAISED, REPLY, Ask, Cell, Notice
+from ._actors._ask import RAISED, REPLY, Ask, ErrorReply
 from ._actors._mailbox import EMPTY, Mailbox, SystemMessage
-from ._actors._messages import DeadLetter
+from ._actors._messages import DeadLetter, ExitReason
 from ._actors._ref import ActorRef
+from ._actors._runtime import ActorRuntime
 from ._actors._system import ActorSystem
+from ._actors._watch import Notice
 from ._cells._atomic import AtomicInt
+from ._channels._broadcast import Subscription
 
-__all__ = ["FakeClock", "Harness", "Probe", "TimerInfo"]
+__all__ = ["FakeClock", "Harness", "Probe", "StandIn", "TimerInfo"]
 
 T = TypeVar("T")
 A = TypeVar("A", bound=Actor[Any])
@@ -185,17 +190,15 @@ class TimerInfo:
     repeat: bool
 
 
-class _HarnessCell(Cell):
-    """A cell that never runs a task: its harness drives it."""
+class _HarnessRuntime(ActorRuntime):
+    """A runtime that never runs a task: its harness drives it. Timers are recorded."""
+
+    __slots__ = ("harness_timers",)
+
+    harness_timers: dict[Hashable, TimerInfo]
 
     def start_timer(
-        self,
-        delay: float,
-        message: Any,
-        key: Hashable | None,
-        repeat: bool,
-        *,
-        system: bool = False,
+        self, delay: float, message: Any, key: Hashable | None, repeat: bool, *, system: bool
     ) -> Hashable:
         if key is None:
             key = object()
@@ -217,69 +220,182 @@ class _HarnessCell(Cell):
             "parent in an ActorSystem, with a Probe for what the children would receive"
         )
 
-    harness_timers: dict[Hashable, TimerInfo]
+
+class _Unused(Actor[Any]):
+    async def handle(self, message: Any) -> None:  # pragma: no cover - a stand-in never runs
+        raise AssertionError("a stand-in's actor never runs")
+
+
+@final
+class StandIn(Generic[T]):
+    """A stand-in for another actor, in a :class:`Harness`: give its :attr:`ref` to the actor
+    under test. What is told to it is recorded in :attr:`received`; the actor under test may
+    ``monitor`` or ``link`` it; :meth:`stop` ends it, so that a monitor's ``on_terminated`` is
+    queued in the harness."""
+
+    def __init__(self, runtime: ActorRuntime) -> None:
+        self._runtime = runtime
+
+    @property
+    def ref(self) -> ActorRef[T]:
+        """Its ref (an ``ActorRef``: tell, send and ask work; asks are never answered)."""
+        ref: ActorRef[T] = self._runtime.ref
+        return ref
+
+    @property
+    def received(self) -> list[Any]:
+        """What was sent to it so far (asks shown as their messages), oldest first."""
+        return _user_messages(self._runtime)
+
+    def stop(self, reason: ExitReason = "stopped", error: BaseException | None = None) -> None:
+        """End it, as if it had stopped with ``reason`` (and ``error``): its monitors and links
+        are told. Asks waiting on it raise ``ActorStopped``."""
+        self._runtime.finalize(reason, error)
+
+
+def _user_messages(runtime: ActorRuntime) -> list[Any]:
+    with runtime.mailbox.lock:
+        items = list(runtime.mailbox.items)
+    return [
+        item.message if isinstance(item, Ask) else item
+        for item in items
+        if not isinstance(item, SystemMessage)
+    ]
 
 
 @final
 class Harness(Generic[A]):
-    """One actor, driven step by step from the test (see the module docstring).
+    """One actor, driven step by step from the test (see the module docstring)::
 
-    ``harness = await Harness.start(Counter)`` builds the instance and runs ``on_start``;
-    ``await harness.handle(message)`` runs its handler now and returns the reply (the handler's
-    exception propagates, and the actor keeps its state: no supervision here);
-    ``harness.actor`` is the instance. What the actor sends itself (``self.ref.tell``) waits in
-    ``harness.queued`` until ``await harness.run_queued()``; its timers wait in
-    ``harness.timers`` until ``await harness.fire(key)``. Spawning children needs a real
-    :class:`ActorSystem`.
+        async with Harness(Counter) as harness:  # builds it and runs on_start
+            await harness.handle(Add(2))
+            assert await harness.handle(Get()) == 2
+        # on_stop has run, and the harness is released
+
+    ``await harness.handle(message)`` runs its handler now and returns the reply, as an ask
+    would: the handler's exception propagates, an ``ErrorReply``'s error is raised, and the actor
+    keeps its state (no supervision here). ``harness.actor`` is the instance. What the actor
+    sends itself (``context.ref.tell``) waits in ``harness.queued`` until
+    ``await harness.run_queued()``, which also delivers ``on_terminated`` notices; its timers wait
+    in ``harness.timers`` until ``await harness.fire(key)``. ``harness.stand_in()`` makes a ref
+    for a collaborator. Spawning children needs a real :class:`ActorSystem`.
     """
 
-    def __init__(self, cell: _HarnessCell, actor: A) -> None:
-        self._cell = cell
-        self.actor = actor
-        self._letters = cell.system.dead_letters()
+    def __init__(self, factory: Callable[[], A], *, name: str = "harness") -> None:
+        if not callable(factory):
+            raise TypeError(f"factory must be a callable returning an Actor, got {factory!r}")
+        self._factory = factory
+        self._name = name
+        self._system = ActorSystem(name=f"{name} harness")
+        self._runtime: _HarnessRuntime | None = None
+        self._actor: A | None = None
+        self._letters: Subscription[DeadLetter] | None = None
+        self._stand_ins = 0
 
-    @classmethod
-    async def start(cls, factory: Callable[[], A], *, name: str = "harness") -> Harness[A]:
+    async def __aenter__(self) -> Harness[A]:
         """Build the actor and run its ``on_start`` in this task. Cancellation: cancels
-        ``on_start``; no harness is made."""
-        system = ActorSystem(name=f"{name} harness")
-        cell = _HarnessCell(system, None, factory, name, False, Mailbox(float("inf")), None)
-        cell.harness_timers = {}
-        actor = cell.adopt(factory())
-        cell.state = "running"
-        await actor.on_start()
-        return cls(cell, actor)
+        ``on_start``; the harness is released."""
+        if self._runtime is not None:
+            raise RuntimeError("a Harness can be entered only once")
+        factory = self._factory
+        runtime = _HarnessRuntime(
+            self._system, None, factory, self._name, False, Mailbox(math.inf), None
+        )
+        runtime.harness_timers = {}
+        self._runtime = runtime
+        self._letters = self._system.dead_letters()
+        try:
+            actor = runtime.adopt(factory())
+            runtime.state = "running"
+            await actor.on_start()
+        except BaseException:
+            self._release()
+            raise
+        self._actor = actor
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Run ``on_stop`` and release the harness. Cancellation: the harness is released even
+        if ``on_stop`` is cancelled."""
+        runtime = self._started()
+        runtime.state = "stopping"
+        try:
+            await self.actor.on_stop()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        runtime = self._runtime
+        if runtime is not None:
+            runtime.state = "stopped"
+        if self._letters is not None:
+            self._letters.close()
+        self._system._close()
+
+    def _started(self) -> _HarnessRuntime:
+        runtime = self._runtime
+        if runtime is None or self._actor is None:
+            raise RuntimeError("use the Harness in 'async with Harness(factory) as harness'")
+        return runtime
+
+    @property
+    def actor(self) -> A:
+        """The instance under test."""
+        self._started()
+        assert self._actor is not None
+        return self._actor
 
     @property
     def ref(self) -> ActorRef[Any]:
         """The actor's ref: what is told through it waits in :attr:`queued`."""
-        return self._cell.ref
+        return self._started().ref
 
     @property
     def timers(self) -> dict[Hashable, TimerInfo]:
         """The timers the actor has started and not cancelled, by key."""
-        return dict(self._cell.harness_timers)
+        return dict(self._started().harness_timers)
 
     @property
     def queued(self) -> list[Any]:
-        """Messages waiting in the actor's mailbox (asks shown as their messages)."""
-        with self._cell.mailbox.lock:
-            items = list(self._cell.mailbox.items)
-        return [item.message if isinstance(item, Ask) else item for item in items]
+        """The messages waiting in the actor's mailbox (asks shown as their messages): the
+        user's messages only, not the runtime's (a stop, a notice)."""
+        return _user_messages(self._started())
+
+    def stand_in(self, name: str | None = None) -> StandIn[Any]:
+        """A stand-in for a collaborator (see :class:`StandIn`)."""
+        self._started()
+        self._stand_ins += 1
+        runtime = ActorRuntime(
+            self._system,
+            None,
+            _Unused,
+            name or f"stand-in#{self._stand_ins}",
+            False,
+            Mailbox(math.inf),
+            None,
+        )
+        runtime.state = "running"
+        return StandIn(runtime)
 
     async def handle(self, message: Any) -> Any:
-        """Run the handler on ``message`` now, in this task; return its reply. Cancellation:
-        cancelling the caller cancels the handler, as a kill would."""
+        """Run the handler on ``message`` now, in this task, and return its reply, as an ask
+        would (an ``ErrorReply``'s error is raised). Cancellation: cancelling the caller cancels
+        the handler, as a kill would."""
+        runtime = self._started()
         result = await self.actor.handle(message)
-        self._cell.handled += 1
+        runtime.handled += 1
+        if isinstance(result, ErrorReply):
+            raise result.error
         return result
 
     async def run_queued(self) -> int:
-        """Handle what is queued, including what handling it queues, in order; return how many.
+        """Handle what is queued, including what handling it queues, in order, and deliver
+        ``on_terminated`` notices; return how many messages and notices it handled.
         Cancellation: as :meth:`handle`; a cancelled message is not put back."""
+        runtime = self._started()
         count = 0
         while True:
-            item = self._cell.mailbox.take()
+            item = runtime.mailbox.take()
             if item is EMPTY:
                 return count
             if isinstance(item, Ask):
@@ -291,34 +407,28 @@ class Harness(Generic[A]):
                 item.answer(REPLY, result)
             elif isinstance(item, Notice):
                 await self.actor.on_terminated(item.notice)
-            elif not isinstance(item, SystemMessage):
+            elif isinstance(item, SystemMessage):
+                continue  # a stop, or the runtime's own: nothing for the handler
+            else:
                 await self.handle(item)
             count += 1
 
     async def fire(self, key: Hashable) -> Any:
         """Deliver timer ``key``'s message to the handler now (a one-shot timer is then gone).
         Cancellation: as :meth:`handle`."""
-        timer = self._cell.harness_timers[key]
+        runtime = self._started()
+        timer = runtime.harness_timers[key]
         if not timer.repeat:
-            del self._cell.harness_timers[key]
+            del runtime.harness_timers[key]
         return await self.handle(timer.message)
 
     def dead_letters(self) -> list[DeadLetter]:
         """Dead letters published since the last call."""
+        self._started()
+        assert self._letters is not None
         letters = []
         while True:
             try:
                 letters.append(self._letters.receive_nowait())
             except WouldBlock:
                 return letters
-
-    async def stop(self) -> None:
-        """Run ``on_stop`` and release the harness (call it at the end of every test).
-        Cancellation: the harness is released even if ``on_stop`` is cancelled."""
-        self._cell.state = "stopping"
-        try:
-            await self.actor.on_stop()
-        finally:
-            self._cell.state = "stopped"
-            self._letters.close()
-            self._cell.system._close()

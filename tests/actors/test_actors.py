@@ -206,7 +206,7 @@ async def test_an_actor_asking_itself_gets_an_error_at_once() -> None:
         async def handle(self, message: str) -> str:
             if message == "self":
                 try:
-                    await self.ref.ask("inner", timeout=100)
+                    await self.context.ref.ask("inner", timeout=100)
                 except DeadlockError as exc:
                     return f"refused: {exc}"
             return message
@@ -252,7 +252,7 @@ async def test_an_ask_from_a_task_the_handler_started_is_not_a_deadlock() -> Non
             return message
 
         async def _ask_other(self) -> None:
-            other = self.system.lookup("other")
+            other = self.context.system.lookup("other")
             assert other is not None
             assert await other.ask("hi") == "hi"
 
@@ -278,7 +278,7 @@ async def test_hooks_run_in_order_and_spawn_waits_for_on_start() -> None:
     class Hooked(Actor[str]):
         async def on_start(self) -> None:
             await anyio.lowlevel.checkpoint()
-            log.append(f"start {self.name}")
+            log.append(f"start {self.context.name}")
 
         async def handle(self, message: str) -> None:
             log.append(message)
@@ -333,7 +333,7 @@ async def test_factory_errors_are_reported_clearly() -> None:
 async def test_the_actor_context_is_not_available_in_init() -> None:
     class Early(Actor[Any]):
         def __init__(self) -> None:
-            self.ref  # noqa: B018
+            self.context.ref  # noqa: B018
 
         async def handle(self, message: Any) -> None:
             pass
@@ -434,7 +434,7 @@ async def test_leaving_the_system_stops_actors_in_reverse_start_order() -> None:
             pass
 
         async def on_stop(self) -> None:
-            order.append(self.name)
+            order.append(self.context.name)
 
     async with ActorSystem() as system:
         for name in "abc":
@@ -504,18 +504,18 @@ async def test_children_stop_before_their_parent_in_reverse_order() -> None:
             pass
 
         async def on_stop(self) -> None:
-            order.append(self.name)
+            order.append(self.context.name)
 
     class Parent(Actor[Any]):
         async def on_start(self) -> None:
             for name in ("p/1", "p/2"):
-                await self.spawn(Leaf, name=name)
+                await self.context.spawn(Leaf, name=name)
 
         async def handle(self, message: Any) -> None:
             pass
 
         async def on_stop(self) -> None:
-            order.append(self.name)
+            order.append(self.context.name)
 
     async with ActorSystem() as system:
         parent = await system.spawn(Parent, name="p")
@@ -535,7 +535,7 @@ async def test_killing_a_parent_kills_its_children() -> None:
 
     class Parent(Actor[Any]):
         async def handle(self, message: Any) -> Any:
-            return await self.spawn(Leaf, name="leaf")
+            return await self.context.spawn(Leaf, name="leaf")
 
     async with ActorSystem() as system:
         parent = await system.spawn(Parent)
@@ -583,7 +583,7 @@ class Watcher(Actor[Any]):
 
     async def handle(self, message: Any) -> None:
         kind, ref = message
-        getattr(self, kind)(ref)
+        getattr(self.context, kind)(ref)
 
     async def on_terminated(self, notice: Terminated) -> None:
         self.probe.tell((notice.name, notice.reason, type(notice.error).__name__))
@@ -683,7 +683,7 @@ async def test_a_link_fails_the_partner_even_mid_handler() -> None:
         async def handle(self, message: Any) -> None:
             if message == "hang":
                 await anyio.sleep_forever()
-            self.link(message)
+            self.context.link(message)
 
     async with ActorSystem() as system:
         letters = system.dead_letters()
@@ -705,7 +705,7 @@ async def test_linking_an_actor_to_itself_is_refused() -> None:
     class Selfish(Actor[Any]):
         async def handle(self, message: Any) -> str:
             try:
-                self.link(self.ref)
+                self.context.link(self.context.ref)
             except ValueError as exc:
                 return str(exc)
             return "linked"
@@ -728,13 +728,13 @@ class Timed(Actor[Any]):
             return None
         match message:
             case ("after", delay, payload, key):
-                return self.send_after(delay, payload, key=key)
+                return self.context.send_after(delay, payload, key=key)
             case ("every", interval, payload, key):
-                return self.send_every(interval, payload, key=key)
+                return self.context.send_every(interval, payload, key=key)
             case ("cancel", key):
-                return self.cancel_timer(key)
+                return self.context.cancel_timer(key)
             case _:
-                self.probe.tell((self.system.clock.now(), message))
+                self.probe.tell((self.context.system.clock.now(), message))
                 return None
 
 

@@ -41,7 +41,7 @@ async def test_an_ask_whose_asker_gave_up_does_not_count_as_a_deadlock() -> None
     class A(Actor[Any]):
         async def handle(self, message: Any) -> Any:
             await release.wait()
-            x = self.system.lookup("x")
+            x = self.context.system.lookup("x")
             assert x is not None
             return await x.ask("ping")
 
@@ -72,7 +72,7 @@ async def test_a_killed_parent_reports_terminated_only_after_its_children_are_go
 
     class Parent(Actor[Any]):
         async def on_start(self) -> None:
-            await self.spawn(Leaf, name="child")
+            await self.context.spawn(Leaf, name="child")
 
         async def handle(self, message: Any) -> None:
             pass
@@ -95,7 +95,7 @@ async def test_a_parent_that_fails_to_start_takes_its_children_with_it() -> None
 
     class Doomed(Actor[Any]):
         async def on_start(self) -> None:
-            await self.spawn(Leaf, name="kid")
+            await self.context.spawn(Leaf, name="kid")
             raise OSError("no disk")
 
         async def handle(self, message: Any) -> None:
@@ -117,7 +117,7 @@ async def test_a_stopping_actor_cannot_spawn_children() -> None:
 
         async def on_stop(self) -> None:
             try:
-                await self.spawn(Late)
+                await self.context.spawn(Late)
             except RuntimeError as exc:
                 seen.append(exc)
 
@@ -139,7 +139,7 @@ async def test_an_ask_to_an_actor_that_is_winding_down_raises_at_once() -> None:
             pass
 
         async def on_stop(self) -> None:
-            parent = self.system.lookup("parent")
+            parent = self.context.system.lookup("parent")
             assert parent is not None
             try:
                 await parent.ask("are you there?")
@@ -148,7 +148,7 @@ async def test_an_ask_to_an_actor_that_is_winding_down_raises_at_once() -> None:
 
     class Parent(Actor[Any]):
         async def on_start(self) -> None:
-            await self.spawn(Child, shutdown=None)
+            await self.context.spawn(Child, shutdown=None)
 
         async def handle(self, message: Any) -> None:
             pass
@@ -237,22 +237,21 @@ async def test_a_harness_answers_a_failing_ask_instead_of_leaving_it_hanging() -
         async def handle(self, message: Any) -> None:
             raise KeyError(message)
 
-    harness = await Harness.start(Fails)
-    caught: list[BaseException] = []
+    async with Harness(Fails) as harness:
+        caught: list[BaseException] = []
 
-    async def ask() -> None:
-        try:
-            await harness.ref.ask("k")
-        except KeyError as exc:
-            caught.append(exc)
+        async def ask() -> None:
+            try:
+                await harness.ref.ask("k")
+            except KeyError as exc:
+                caught.append(exc)
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(ask)
-        await wait_all_tasks_blocked()
-        with pytest.raises(KeyError):
-            await harness.run_queued()
-    assert len(caught) == 1
-    await harness.stop()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask)
+            await wait_all_tasks_blocked()
+            with pytest.raises(KeyError):
+                await harness.run_queued()
+        assert len(caught) == 1
 
 
 def test_shutdown_is_not_an_abnormal_end() -> None:

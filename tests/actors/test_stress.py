@@ -114,7 +114,7 @@ class Relay(Actor[Hop]):
 
     async def handle(self, message: Hop) -> None:
         ledger = self.ledger
-        name = self.name
+        name = self.context.name
         ledger.started[name] += 1
         for _ in range(self.rng.choice((0, 0, 1, 2))):
             await anyio.lowlevel.checkpoint()  # where a kill can land in the middle of a handler
@@ -331,7 +331,7 @@ class Echo(Actor[Question]):
         self.rng = rng
 
     async def handle(self, message: Question) -> Answer:
-        self.ledger.started[self.name] += 1
+        self.ledger.started[self.context.name] += 1
         self.ledger.started_ids[message.id] += 1
         for _ in range(self.rng.choice((0, 0, 1, 3))):
             await anyio.lowlevel.checkpoint()

@@ -115,13 +115,13 @@ class Worker(Actor[Data | Sync]):
         self.serial = ledger.instances[name]
 
     async def on_restart(self, error: BaseException) -> None:
-        self.ledger.restart_errors[self.name].append(error)
-        self.ledger.carried[self.name] += self.ref.mailbox_statistics().depth
+        self.ledger.restart_errors[self.context.name].append(error)
+        self.ledger.carried[self.context.name] += self.context.ref.mailbox_statistics().depth
 
     async def handle(self, message: Data | Sync) -> int | None:
         ledger = self.ledger
         if isinstance(message, Sync):
-            ledger.syncs[self.name] += 1
+            ledger.syncs[self.context.name] += 1
             return self.serial
         for _ in range(message.id % 3):
             await anyio.lowlevel.checkpoint()  # let the others run in the middle of a handler
@@ -129,7 +129,7 @@ class Worker(Actor[Data | Sync]):
             ledger.poison_seen[message.id] += 1
             raise Boom(message.id)
         ledger.handled[message.id] += 1  # the last synchronous step: nothing after it awaits
-        ledger.handled_by[message.id] = self.name
+        ledger.handled_by[message.id] = self.context.name
         return None
 
 
@@ -142,7 +142,7 @@ class RecordingSupervisor(Supervisor):
         self.ledger = ledger
 
     async def on_restart(self, error: BaseException) -> None:
-        self.ledger.restart_errors[self.name].append(error)
+        self.ledger.restart_errors[self.context.name].append(error)
         await super().on_restart(error)
 
 
@@ -659,11 +659,11 @@ class Steady(Actor[str | How]):
         self.how = "start"
 
     async def on_start(self) -> None:
-        self.log.append((self.name, "start"))
+        self.log.append((self.context.name, "start"))
 
     async def on_restart(self, error: BaseException) -> None:
         self.how = "restart"
-        self.log.append((self.name, "restart"))
+        self.log.append((self.context.name, "restart"))
 
     async def handle(self, message: str | How) -> str | None:
         if isinstance(message, How):
@@ -744,9 +744,9 @@ class Linker(Actor[str]):
     async def handle(self, message: str) -> None:
         if message == "ping":
             return
-        target = self.system.lookup(message)
+        target = self.context.system.lookup(message)
         assert target is not None
-        self.link(target)
+        self.context.link(target)
         await anyio.sleep_forever()
 
 

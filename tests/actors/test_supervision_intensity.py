@@ -86,7 +86,7 @@ class Worker(Actor[str]):
         if message == "boom":
             raise Boom(f"{self.child}@{self.world.clock.now()}")
         if message == "end":
-            self.stop()
+            self.context.stop()
         return message
 
 
@@ -389,7 +389,7 @@ async def test_case_07_a_transient_child_is_restarted_and_counted_only_when_it_r
         assert n is not None
         assert h is not None
 
-        await fail(system, "N", 0.0, "end")  # returns normally: self.stop()
+        await fail(system, "N", 0.0, "end")  # returns normally: self.context.stop()
         assert (await ended(n)).reason == "stopped"
         await at(clock, 0.5)
         h.stop()  # stopped by hand
@@ -467,8 +467,8 @@ async def test_case_08_a_temporary_child_that_raises_is_dropped_and_not_counted(
 async def test_case_09_a_permanent_child_that_ends_normally_is_restarted_and_counted() -> None:
     """9. A permanent child whose run returns normally is restarted and counted.
 
-    Intensity 2: A ends normally (``self.stop()``) at 0 and 1, restarted each time; its third
-    normal end, at 2, is one restart too many."""
+    Intensity 2: A ends normally (``self.context.stop()``) at 0 and 1, restarted each time; its
+    third normal end, at 2, is one restart too many."""
     clock = FakeClock()
     world = World(clock)
     async with ActorSystem(clock=clock) as system:

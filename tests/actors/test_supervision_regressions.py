@@ -32,11 +32,11 @@ class Boom(Actor[Any]):
         if isinstance(message, anyio.Event):
             await message.wait()
         elif message == "boom":
-            raise RuntimeError(f"{self.name}: boom")
+            raise RuntimeError(f"{self.context.name}: boom")
         elif isinstance(message, str) and message.startswith("link:"):
-            target = self.system.lookup(message[5:])
+            target = self.context.system.lookup(message[5:])
             assert target is not None
-            self.link(target)
+            self.context.link(target)
         return message
 
 
@@ -168,23 +168,23 @@ async def test_a_superseded_group_retry_does_not_start_a_second_instance() -> No
 
     class Child(Actor[Any]):
         async def on_start(self) -> None:
-            live[self.name] = live.get(self.name, 0) + 1
+            live[self.context.name] = live.get(self.context.name, 0) + 1
 
         async def on_restart(self, error: BaseException) -> None:
-            if self.name == "b":
+            if self.context.name == "b":
                 tries[0] += 1
                 if tries[0] == 1:
-                    lookup(self.system, "a").tell("boom")  # a fails while b's restart runs
+                    lookup(self.context.system, "a").tell("boom")  # a fails while b's restart runs
                     await release.wait()
                     raise OSError("b's restart fails once")
             await self.on_start()
 
         async def on_stop(self) -> None:
-            live[self.name] -= 1
+            live[self.context.name] -= 1
 
         async def handle(self, message: Any) -> Any:
             if message == "boom":
-                raise RuntimeError(f"{self.name}: boom")
+                raise RuntimeError(f"{self.context.name}: boom")
             return id(self)
 
     async with ActorSystem() as system:

@@ -102,16 +102,16 @@ class Worker(Actor[Any]):
         self.times = times
 
     def _note(self, event: str) -> None:
-        self.log.append(f"{event} {self.name}")
+        self.log.append(f"{event} {self.context.name}")
         if self.times is not None:
-            self.times.append((f"{event} {self.name}", self.system.clock.now()))
+            self.times.append((f"{event} {self.context.name}", self.context.system.clock.now()))
 
     async def on_start(self) -> None:
         self._note("start")
 
     async def on_stop(self) -> None:
         if self.stop_delay is not None:
-            clock = self.system.clock
+            clock = self.context.system.clock
             await clock.sleep_until(clock.now() + self.stop_delay)
         self._note("stop")
 
@@ -124,7 +124,7 @@ class Worker(Actor[Any]):
             case WhoAmI():
                 return self.id
             case Sleep(seconds, reply):
-                clock = self.system.clock
+                clock = self.context.system.clock
                 await clock.sleep_until(clock.now() + seconds)
                 return reply
             case Echo(text):
@@ -629,9 +629,9 @@ class Watcher(Actor[Any]):
     async def handle(self, message: Any) -> Any:
         match message:
             case Watch(ref):
-                self.monitor(ref)
+                self.context.monitor(ref)
             case LinkTo(ref):
-                self.link(ref)
+                self.context.link(ref)
             case Notices():
                 return list(self.notices)
             case Fail(why):
@@ -802,13 +802,13 @@ class SelfAsker(Actor[Any]):
         match message:
             case AskSelf():
                 try:
-                    await self.ref.ask(Echo("me"))
+                    await self.context.ref.ask(Echo("me"))
                 except DeadlockError as exc:
                     return f"deadlock: {exc}"
                 return "answered"
             case AskOther(other):
                 try:
-                    return await other.ask(AskOther(self.ref))
+                    return await other.ask(AskOther(self.context.ref))
                 except DeadlockError:
                     return "deadlock"
         return None

@@ -161,7 +161,7 @@ async def test_the_failed_instances_timers_are_cancelled_and_on_restart_runs() -
     class Ticking(Actor[Any]):
         async def on_start(self) -> None:
             events.append("on_start")
-            self.send_every(1.0, "tick", key="tick")
+            self.context.send_every(1.0, "tick", key="tick")
 
         async def on_restart(self, error: BaseException) -> None:
             events.append(f"on_restart {error!r}")  # and no ticker this time
@@ -187,7 +187,7 @@ async def test_a_restart_is_not_an_end_for_monitors() -> None:
             self.probe = probe
 
         async def handle(self, message: Any) -> None:
-            self.monitor(message)
+            self.context.monitor(message)
 
         async def on_terminated(self, notice: Terminated) -> None:
             self.probe.tell((notice.name, notice.reason))
@@ -208,7 +208,7 @@ async def test_a_restart_is_not_an_end_for_monitors() -> None:
 async def test_a_stop_by_hand_is_final_and_self_stop_restarts_a_permanent_child() -> None:
     class Quitter(Actor[Any]):
         async def handle(self, message: Any) -> None:
-            self.stop()
+            self.context.stop()
 
     async with ActorSystem() as system:
         sup = await system.spawn(
@@ -383,10 +383,10 @@ async def test_error_reply_answers_an_ask_with_an_error_without_failing() -> Non
 async def test_a_supervisor_spawned_by_spawn_waits_for_its_children_when_stopping() -> None:
     async with ActorSystem() as system:
         sup = await system.spawn(lambda: Supervisor([ChildSpec(Worker, name="w")]), name="sup")
-        assert sup._cell.shutdown is None  # a supervisor's default: no limit
+        assert sup._runtime.shutdown is None  # a supervisor's default: no limit
         w = system.lookup("w")
         assert w is not None
-        assert w._cell.shutdown == 5.0
+        assert w._runtime.shutdown == 5.0
 
 
 async def test_a_restart_after_a_normal_end_is_counted_and_runs_on_start() -> None:
@@ -401,7 +401,7 @@ async def test_a_restart_after_a_normal_end_is_counted_and_runs_on_start() -> No
 
         async def handle(self, message: Any) -> Any:
             if message == "quit":
-                self.stop()
+                self.context.stop()
             return message
 
     async with ActorSystem() as system:

@@ -94,7 +94,7 @@ class Account(Actor[Deposit | Balance | Remind]):
         self.stopped = False
 
     async def on_start(self) -> None:
-        self.send_every(30.0, Remind("statement"), key="statement")
+        self.context.send_every(30.0, Remind("statement"), key="statement")
 
     async def handle(self, message: Deposit | Balance | Remind) -> int | None:
         match message:
@@ -103,8 +103,8 @@ class Account(Actor[Deposit | Balance | Remind]):
             case Deposit(amount):
                 self.balance += amount
                 if self.balance >= 100:
-                    self.ref.tell(Remind("rich"))
-                    self.send_after(1.0, Remind("tax"), key="tax")
+                    self.context.ref.tell(Remind("rich"))
+                    self.context.send_after(1.0, Remind("tax"), key="tax")
             case Balance():
                 return self.balance
             case Remind(text):
@@ -116,36 +116,34 @@ class Account(Actor[Deposit | Balance | Remind]):
 
 
 async def test_the_harness_runs_handlers_in_the_test_task() -> None:
-    harness = await Harness.start(Account)
-    assert harness.timers == {"statement": TimerInfo(30.0, Remind("statement"), True)}
-    await harness.handle(Deposit(60))
-    assert await harness.handle(Balance()) == 60
-    with pytest.raises(ValueError, match="bad amount"):
-        await harness.handle(Deposit(-5))
-    assert harness.actor.balance == 60  # state kept: no supervision in the harness
-    await harness.handle(Deposit(50))
-    assert harness.queued == [Remind("rich")]
-    assert set(harness.timers) == {"statement", "tax"}
-    assert await harness.run_queued() == 1
-    assert harness.actor.reminders == ["rich"]
-    await harness.fire("tax")
-    await harness.fire("statement")
-    assert harness.actor.reminders == ["rich", "tax", "statement"]
-    assert set(harness.timers) == {"statement"}  # one-shot timers are gone once fired
-    assert harness.dead_letters() == []
-    await harness.stop()
-    assert harness.actor.stopped
+    async with Harness(Account) as harness:
+        assert harness.timers == {"statement": TimerInfo(30.0, Remind("statement"), True)}
+        await harness.handle(Deposit(60))
+        assert await harness.handle(Balance()) == 60
+        with pytest.raises(ValueError, match="bad amount"):
+            await harness.handle(Deposit(-5))
+        assert harness.actor.balance == 60  # state kept: no supervision in the harness
+        await harness.handle(Deposit(50))
+        assert harness.queued == [Remind("rich")]
+        assert set(harness.timers) == {"statement", "tax"}
+        assert await harness.run_queued() == 1
+        assert harness.actor.reminders == ["rich"]
+        await harness.fire("tax")
+        await harness.fire("statement")
+        assert harness.actor.reminders == ["rich", "tax", "statement"]
+        assert set(harness.timers) == {"statement"}  # one-shot timers are gone once fired
+        assert harness.dead_letters() == []
+    assert harness.actor.stopped  # on_stop ran as the block ended
 
 
 async def test_the_harness_refuses_children_clearly() -> None:
     class Parent(Actor[Any]):
         async def handle(self, message: Any) -> None:
-            await self.spawn(Account)
+            await self.context.spawn(Account)
 
-    harness = await Harness.start(Parent)
-    with pytest.raises(RuntimeError, match="cannot spawn children"):
-        await harness.handle("spawn")
-    await harness.stop()
+    async with Harness(Parent) as harness:
+        with pytest.raises(RuntimeError, match="cannot spawn children"):
+            await harness.handle("spawn")
 
 
 async def test_killing_an_actor_during_on_start_makes_spawn_raise_actor_stopped() -> None:

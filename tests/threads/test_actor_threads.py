@@ -200,7 +200,7 @@ async def test_monitoring_actors_of_another_loop_while_they_stop_loses_no_notice
 
     class Watcher(Actor[Any]):
         async def handle(self, message: Any) -> None:
-            self.monitor(message)
+            self.context.monitor(message)
 
         async def on_terminated(self, notice: Any) -> None:
             got.add(notice.name)

@@ -24,7 +24,7 @@ Specification (``docs/actors.md`` is the user guide):
     ``ask`` for OS threads (``EventLoopBlockingError`` at once on an event-loop thread).
 ``stop()``, ``kill()``, ``await wait_stopped()``
     A graceful stop (handle what is queued, then stop), a kill (cancel now), and waiting for
-    either; see ``fearless._actors._cell``. ``stop`` and ``kill`` never wait, are idempotent, and
+    either; see ``fearless._actors._runtime``. ``stop`` and ``kill`` never wait, are idempotent, and
     are safe from any thread.
 """
 
@@ -32,16 +32,19 @@ from __future__ import annotations
 
 import time
 from threading import get_ident as _get_ident
-from typing import Any, Generic, Self, TypeVar, final, overload
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, final, overload
 
 import anyio
 
 from .. import _backend
 from .._backend import enter as _enter
-from .._exceptions import ActorStopped, DeadlockError, MailboxFull, MessageDropped
-from ._cell import REPLY, Ask, Cell, ErrorReply, current_cell, raise_answer
+from .._exceptions import ActorStopped, MailboxFull, MessageDropped
+from ._ask import REPLY, Ask, ErrorReply, asking_actor, chain_of, current_runtime, raise_answer
 from ._mailbox import ACCEPTED, CLOSED, DROPPED, FULL, ROOM, MailboxStatistics
 from ._messages import DeadLetter, DeadLetterReason, Request, Terminated
+
+if TYPE_CHECKING:
+    from ._runtime import ActorRuntime
 
 __all__ = ["ActorRef"]
 
@@ -55,39 +58,11 @@ def _reply_stands(_: object) -> bool:
     return False  # a reply that arrived as the asker was cancelled is returned, not discarded
 
 
-def _asking_actor(target: Cell) -> Cell | None:
-    """The actor whose handler is asking ``target`` (``None`` for any other task), after checking
-    that the reply could come: ``DeadlockError`` if ``target`` is that actor, or an actor still
-    waiting (through a chain of asks) for that actor's current message to be handled."""
-    asker = current_cell.get()
-    if asker is None or asker.task_id != anyio.get_current_task().id:
-        return None  # not asked from an actor's own task
-    if target is asker:
-        raise DeadlockError(
-            f"actor {asker.name!r} asked itself: the reply could never come. Use tell, or call "
-            "the code directly"
-        )
-    for waiting, reply in asker.chain:
-        if waiting is target and reply.alive():  # alive: it has not timed out or given up
-            raise DeadlockError(
-                f"actor {asker.name!r} asked {target.name!r}, which is waiting on its reply: "
-                "the reply could never come. Use tell and have the answer sent back as a "
-                "message instead"
-            )
-    return asker
-
-
-def _needs_guard(cell: Cell) -> bool:
+def _needs_guard(runtime: ActorRuntime) -> bool:
     """Whether an ask's reply waiter needs its own lock: whoever answers it (the actor's task;
     under ``"drop_oldest"``, any thread whose message evicts it) may race with the asker revoking
     it (timed out, cancelled) only from another thread than the asker's."""
-    return cell.thread != _get_ident() or cell.mailbox.overflow == "drop_oldest"
-
-
-def _chain(asker: Cell | None, reply: _backend.Waiter) -> tuple[tuple[Cell, _backend.Waiter], ...]:
-    """The asks that will be waiting on the asked actor's handler: the asker's own, and those
-    already waiting on the asker."""
-    return () if asker is None else (*asker.chain, (asker, reply))
+    return runtime.thread != _get_ident() or runtime.mailbox.overflow == "drop_oldest"
 
 
 @final
@@ -98,37 +73,37 @@ class ActorRef(Generic[M_contra]):
     Contravariant: an ``ActorRef[Animal]`` is an ``ActorRef[Dog]``.
     """
 
-    __slots__ = ("__weakref__", "_budget", "_cell")
+    __slots__ = ("__weakref__", "_budget", "_runtime")
 
-    _cell: Cell
+    _runtime: ActorRuntime
     _budget: int
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("ActorRef has no public constructor; use ActorSystem.spawn()")
 
     @classmethod
-    def _create(cls, cell: Cell) -> Self:
+    def _create(cls, runtime: ActorRuntime) -> Self:
         self = object.__new__(cls)
-        self._cell = cell
+        self._runtime = runtime
         self._budget = _YIELD_EVERY
         return self
 
     @property
     def name(self) -> str:
         """The actor's name (given to ``spawn``, or made up from its type)."""
-        return self._cell.name
+        return self._runtime.name
 
     @property
     def is_alive(self) -> bool:
         """False once the actor has stopped (a hint: it can stop right after you looked)."""
-        return self._cell.terminated.load() is None
+        return self._runtime.watch.terminated.load() is None
 
     def __repr__(self) -> str:
-        return f"<ActorRef {self._cell.name!r} {self._cell.state}>"
+        return f"<ActorRef {self._runtime.name!r} {self._runtime.state}>"
 
     def mailbox_statistics(self) -> MailboxStatistics:
         """A snapshot of the actor's mailbox."""
-        return self._cell.mailbox.statistics()
+        return self._runtime.mailbox.statistics()
 
     # -- fire and forget ---------------------------------------------------------------------------
 
@@ -139,7 +114,7 @@ class ActorRef(Generic[M_contra]):
         enqueued, nothing in dead letters), ``"drop_newest"`` sends this message to dead letters,
         ``"drop_oldest"`` the oldest one. To a stopped actor, the message goes to dead letters.
         """
-        cell = self._cell
+        cell = self._runtime
         outcome = cell.mailbox.put(message)
         if outcome is not ACCEPTED:
             if outcome is FULL:
@@ -159,7 +134,7 @@ class ActorRef(Generic[M_contra]):
         if self._budget <= 0 or backend.cancel_pending:
             self._budget = _YIELD_EVERY
             await backend.checkpoint()
-        cell = self._cell
+        cell = self._runtime
         outcome = cell.mailbox.put(message)
         if outcome is ACCEPTED:
             return
@@ -171,7 +146,7 @@ class ActorRef(Generic[M_contra]):
 
     async def _wait_room(self, backend: _backend.Backend, message: Any) -> object:
         """Under ``"block"``: park until a slot is reserved for us, then take it."""
-        mailbox = self._cell.mailbox
+        mailbox = self._runtime.mailbox
         waiter = backend.new_waiter()
         outcome = mailbox.put_or_park(message, waiter)
         if outcome is FULL:
@@ -204,8 +179,8 @@ class ActorRef(Generic[M_contra]):
         cancellation did is returned, and the cancellation is delivered at the next cancel
         point. Ordering: as :meth:`send`.
         """
-        cell = self._cell
-        asker = None if current_cell.get() is None else _asking_actor(cell)
+        cell = self._runtime
+        asker = None if current_runtime.get() is None else asking_actor(cell)
         if timeout is None:
             return await self._ask(message, asker)
         _backend.check_timeout(timeout)
@@ -217,15 +192,15 @@ class ActorRef(Generic[M_contra]):
             "enqueued it will still be handled, and its reply goes to dead letters"
         )
 
-    async def _ask(self, message: Any, asker: Cell | None) -> Any:
+    async def _ask(self, message: Any, asker: ActorRuntime | None) -> Any:
         backend = _enter()
         if backend.cancel_pending:
             await backend.checkpoint()
-        cell = self._cell
-        if cell.terminated.load() is not None:
+        cell = self._runtime
+        if cell.watch.terminated.load() is not None:
             raise ActorStopped(cell.name)
         reply = backend.new_waiter(shared=_needs_guard(cell))
-        envelope = Ask(message, reply, _chain(asker, reply))
+        envelope = Ask(message, reply, chain_of(asker, reply))
         outcome = cell.mailbox.put(envelope)
         if outcome is not ACCEPTED:
             if outcome is FULL:
@@ -235,12 +210,12 @@ class ActorRef(Generic[M_contra]):
         value = await reply.wait(reply.revoke, _reply_stands)
         if value[0] is REPLY and value[1].__class__ is not ErrorReply:
             return value[1]
-        return raise_answer(cell, value, message)
+        return raise_answer(cell.name, value, message)
 
     def _not_enqueued(self, outcome: object, envelope: Ask) -> None:
         """An ask's ``put`` did not simply enqueue it. Its own outcome is raised here, not
         answered through its waiter (a trio task must not wake itself before it parks)."""
-        cell = self._cell
+        cell = self._runtime
         if outcome is CLOSED:
             raise ActorStopped(cell.name)
         if outcome is DROPPED:
@@ -265,8 +240,8 @@ class ActorRef(Generic[M_contra]):
         wait = _backend.check_timeout(timeout)
         _backend.check_blocking_allowed("ask_blocking")
         deadline = None if wait < 0 else time.monotonic() + wait
-        cell = self._cell
-        if cell.terminated.load() is not None:
+        cell = self._runtime
+        if cell.watch.terminated.load() is not None:
             raise ActorStopped(cell.name)
         mailbox = cell.mailbox
         reply = _backend.ThreadWaiter(shared=True)
@@ -296,7 +271,7 @@ class ActorRef(Generic[M_contra]):
                 f"ask to actor {cell.name!r} timed out after {timeout} s; the message will still "
                 "be handled, and its reply goes to dead letters"
             ) from None
-        return raise_answer(cell, value, message)
+        return raise_answer(cell.name, value, message)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -304,13 +279,13 @@ class ActorRef(Generic[M_contra]):
         """Stop the actor gracefully: messages already in its mailbox are handled first, later
         ones go to dead letters. Returns at once; safe from any thread; idempotent. Stopped by
         hand, it is not restarted by its supervisor, whatever its restart type."""
-        self._cell.request_stop(by_hand=True)
+        self._runtime.request_stop(by_hand=True)
 
     def kill(self) -> None:
         """Stop the actor now: its task is cancelled wherever it is, the message it was handling
         (if any) goes to dead letters, ``on_stop`` does not run. Returns at once; safe from any
         thread; idempotent. Killed by hand, it is not restarted by its supervisor."""
-        self._cell.kill(by_hand=True)
+        self._runtime.kill(by_hand=True)
 
     async def wait_stopped(self) -> Terminated:
         """Wait until the actor has stopped, and return how (its ``Terminated`` notice).
@@ -318,17 +293,11 @@ class ActorRef(Generic[M_contra]):
         Returns at once if it has stopped already. Works from any event loop. Cancellation: a
         cancel point; cancelling the wait does not affect the actor.
         """
-        return await self._cell.wait_stopped()
+        return await self._runtime.wait_stopped()
 
     def wait_stopped_blocking(self, timeout: float | None = None) -> Terminated:
         """:meth:`wait_stopped` for OS threads; ``TimeoutError`` after ``timeout`` seconds."""
-        notice = self._cell.terminated.wait_until_blocking(_stopped, timeout)
-        assert notice is not None
-        return notice
-
-
-def _stopped(notice: Terminated | None) -> bool:
-    return notice is not None
+        return self._runtime.watch.wait_blocking(timeout)
 
 
 def _left(deadline: float | None) -> float:

@@ -1,19 +1,29 @@
-"""``ActorSystem``: where actors live, structured (rule 17 of ``concurrency-rules.md``).
+"""``ActorSystem``: where actors live, structured (``docs/design/concurrency.md``, "Actors are
+structured").
 
 Specification (``docs/actors.md`` is the user guide):
 
 - ``async with ActorSystem() as system:`` owns one task group; every actor, and every timer, is a
   task in it. ``await system.spawn(factory, name=..., mailbox=..., shutdown=...)`` starts an
   actor and returns its ``ActorRef`` once its ``on_start`` has returned.
+- Top-level actors are children of the system's guardian (``_supervision.Guardian``): a failure
+  restarts one, within a restart budget of its own (``max_restarts`` within ``within``); a
+  normal stop is final; one that exhausts its budget is stopped and the system goes on, unless
+  ``escalate=True`` makes that the system's failure (the block raises
+  ``RestartIntensityExceeded``).
+- ``KeyboardInterrupt`` or ``SystemExit`` raised in an actor stops the whole system; the block
+  raises it as it was, on every backend.
 - Leaving the block normally stops every top-level actor gracefully, one at a time, in reverse
   start order; each stops its own children first. An actor that is not stopped within its
   ``shutdown`` timeout (on the system's clock; default 5 s; ``None`` waits as long as it takes,
   ``0`` kills at once) is killed. Leaving the block with an exception (or cancelled) kills every
   actor instead, and the exception comes out as it was raised (not wrapped in an exception
-  group). Either way no task outlives the block, and then spawning raises RuntimeError.
+  group; an exception group the body raised comes out as that group). Either way no task
+  outlives the block, and then spawning raises RuntimeError.
 - Names are unique among running actors: ``spawn(name=...)`` with a name in use raises
   ``ActorNameTaken``; the name is released when its actor stops (before its ``Terminated`` notice
-  goes out, so a monitor may reuse it). ``lookup(name)`` finds a running actor by name.
+  goes out, so a monitor may reuse it). ``lookup(name)`` finds a running actor by name;
+  ``get_or_spawn`` finds it or starts it, in one call.
 - Dead letters: every message that could not be delivered or whose handler failed, with the
   reason, is published on a broadcast; ``system.dead_letters()`` subscribes to it (the ring keeps
   ``dead_letter_capacity`` letters for a slow subscriber, which then gets ``fearless.Lagged``
@@ -25,7 +35,6 @@ Specification (``docs/actors.md`` is the user guide):
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Callable
 from types import TracebackType
@@ -37,22 +46,21 @@ from anyio.abc import TaskGroup
 from .._channels._broadcast import BroadcastSender, Subscription, broadcast
 from .._channels._channel import DEFAULT_YIELD_EVERY
 from .._exceptions import ActorNameTaken, SendClosedError
-from ._actor import DEFAULT, DEFAULT_SHUTDOWN, Actor, _Default
-from ._cell import Cell, log
+from ._actor import DEFAULT, Actor, _Default
 from ._clock import Clock, LoopClock
 from ._mailbox import Mailbox
 from ._messages import DeadLetter, SystemSnapshot
 from ._ref import ActorRef
-from ._supervisor import Backoff, ChildSpec, Directive, RestartType, Supervisor
+from ._registry import Registry
+from ._runtime import ActorRuntime, log
+from ._supervision import Backoff, ChildSpec, Directive, Guardian, RestartType
 
 __all__ = ["ActorSystem"]
 
 M = TypeVar("M")
 
 
-def _only(group: BaseExceptionGroup[Any], error: BaseException, also: BaseException | None) -> bool:
-    """Whether ``group`` holds ``error`` and otherwise only ``also`` and cancellations."""
-    cancelled = anyio.get_cancelled_exc_class()
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
     leaves: list[BaseException] = []
 
     def walk(exc: BaseException) -> None:
@@ -63,15 +71,27 @@ def _only(group: BaseExceptionGroup[Any], error: BaseException, also: BaseExcept
             leaves.append(exc)
 
     walk(group)
-    return error in leaves and all(
-        leaf is error or leaf is also or isinstance(leaf, cancelled) for leaf in leaves
+    return leaves
+
+
+def _only(group: BaseExceptionGroup[Any], error: BaseException, also: BaseException | None) -> bool:
+    """Whether ``group`` holds ``error`` (or, for a group, its leaves) and otherwise only
+    ``also`` and cancellations: anyio wrapping what was raised, nothing more."""
+    cancelled = anyio.get_cancelled_exc_class()
+    leaves = _leaves(group)
+    wanted = _leaves(error) if isinstance(error, BaseExceptionGroup) else [error]
+    return all(any(leaf is w for leaf in leaves) for w in wanted) and all(
+        any(leaf is w for w in wanted) or leaf is also or isinstance(leaf, cancelled)
+        for leaf in leaves
     )
 
 
 def _check_shutdown(shutdown: object) -> float | None:
     if shutdown is None:
         return None
-    if isinstance(shutdown, bool) or not isinstance(shutdown, int | float) or not shutdown >= 0:
+    if isinstance(shutdown, bool) or not isinstance(shutdown, int | float):
+        raise TypeError(f"shutdown must be None or a number of seconds >= 0, got {shutdown!r}")
+    if not shutdown >= 0:
         raise ValueError(f"shutdown must be None or a number of seconds >= 0, got {shutdown!r}")
     return float(shutdown)
 
@@ -90,19 +110,31 @@ class ActorSystem:
         yield_every: int = DEFAULT_YIELD_EVERY,
         max_restarts: int = 3,
         within: float = 5.0,
+        escalate: bool = False,
     ) -> None:
         """``mailbox`` is the default for ``spawn``; ``clock`` keeps time for timers, shutdown
         timeouts, restart intensity and backoff (the event loop's clock by default;
         ``fearless.testing.FakeClock`` in tests); ``yield_every`` is how many messages an actor
-        handles before it yields once; ``max_restarts`` and ``within`` are the root supervisor's
-        restart intensity."""
-        self._root_factory = lambda: Supervisor._root(max_restarts, within)
+        handles before it yields once.
+
+        ``max_restarts`` and ``within``: the restart budget of each top-level actor, its own
+        (failures of different actors never add up): a top-level actor that fails more than
+        ``max_restarts`` times within ``within`` seconds is stopped, logged at ERROR, and the
+        system goes on. ``escalate=True``: it fails the whole system instead (the block raises
+        ``RestartIntensityExceeded``), as an OTP application whose top supervisor gives up.
+        """
         if mailbox is not None and not isinstance(mailbox, Mailbox):
             raise TypeError(f"mailbox must be a fearless.Mailbox, got {mailbox!r}")
         if clock is not None and not isinstance(clock, Clock):
             raise TypeError(f"clock must have now() and sleep_until(), got {clock!r}")
-        if type(yield_every) is not int or yield_every < 1:
+        if type(yield_every) is not int:
+            raise TypeError(f"yield_every must be a positive int, got {yield_every!r}")
+        if yield_every < 1:
             raise ValueError(f"yield_every must be a positive int, got {yield_every!r}")
+        if not isinstance(escalate, bool):
+            raise TypeError(f"escalate must be a bool, got {escalate!r}")
+        guardian = Guardian(max_restarts, within, escalate=escalate)  # (checks the budget)
+        self._guardian = guardian
         self.name = name
         self.default_mailbox = mailbox or Mailbox()
         self.clock: Clock = clock or LoopClock()
@@ -112,10 +144,10 @@ class ActorSystem:
         first.close()
         self._tg: TaskGroup | None = None
         self._state = "new"  # new -> open -> closing -> closed
-        self._names: dict[str, Cell] = {}
-        self._root: Cell | None = None  # the root supervisor: every top-level actor's parent
+        self._registry = Registry()
+        self._root: ActorRuntime | None = None  # the guardian's: every top-level actor's parent
         self._root_failure: BaseException | None = None
-        self._numbers = itertools.count(1)
+        self._fatal_error: BaseException | None = None  # KeyboardInterrupt / SystemExit
         self._late_letters = 0  # dead letters after the system closed (logged, not published)
 
     def __repr__(self) -> str:
@@ -128,21 +160,31 @@ class ActorSystem:
         await tg.__aenter__()
         self._tg = tg
         self._state = "open"
-        root = self._root = self._new_cell(None, self._root_factory, None, Mailbox(math.inf), None)
+        guardian = self._guardian
+        root = self._root = self._new_runtime(None, lambda: guardian, None, Mailbox(math.inf), None)
         root.name = "/"
-        error = await root.start_incarnation(None)
+        error = await root.start_instance(None)
         assert error is None, error
         tg.start_soon(self._watch_root, root)
         return self
 
-    async def _watch_root(self, root: Cell) -> None:
-        """The root supervisor failed (it gave up): that ends the block, with its error."""
+    async def _watch_root(self, root: ActorRuntime) -> None:
+        """The guardian failed (``escalate=True`` and an actor gave up): that ends the block,
+        with its error."""
         notice = await root.wait_stopped()
-        if notice.reason == "failed":
+        if notice.reason == "failed" and self._fatal_error is None:
             assert notice.error is not None
             self._root_failure = notice.error
             if self._state == "open":
                 raise notice.error  # cancels the block's body; __aexit__ raises it
+
+    def _fatal(self, error: BaseException) -> None:
+        """An actor raised ``KeyboardInterrupt`` or ``SystemExit``: stop everything; the block
+        raises it."""
+        if self._fatal_error is None:
+            self._fatal_error = error
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
 
     async def __aexit__(
         self,
@@ -155,10 +197,10 @@ class ActorSystem:
         self._state = "closing"
         original = exc
         try:
-            if exc is None:
-                try:  # the root stops its children in reverse start order, by their shutdowns
+            if exc is None and self._fatal_error is None:
+                try:  # the guardian stops its children in reverse start order, by shutdowns
                     assert self._root is not None
-                    await self._stop_cell(self._root)
+                    await self._root.stop_and_wait()
                 except BaseException as stopping:  # cancelled while stopping them: kill the rest
                     exc = stopping
             tg.cancel_scope.cancel()  # kills what is left: timers, or every actor on an error
@@ -169,26 +211,31 @@ class ActorSystem:
                     None if exc is None else exc.__traceback__,
                 )
             except BaseExceptionGroup as group:
-                # Actors never raise into the task group (only the root's watch does, when the
-                # root supervisor gives up), so a group holding just the exception in flight, or
-                # just the root's failure, is anyio wrapping it: raise it as it was, so that
+                # Actors never raise into the task group (only the guardian's watch does, when
+                # it fails), so a group holding just the exception in flight, or just the
+                # guardian's failure, is anyio wrapping it: raise it as it was, so that
                 # `except KeyError` works.
-                failure = self._root_failure
+                failure = self._root_failure or self._fatal_error
                 ours = failure is not None and _only(group, failure, exc)
-                if not ours and (exc is None or group.exceptions != (exc,)):
+                if not ours and (exc is None or not _only(group, exc, None)):
                     raise
-                handled = False  # the root's failure is raised below, out of this except
+                handled = False  # what is raised is decided below, out of this except
+            fatal = self._fatal_error
+            if fatal is not None and fatal is not exc:
+                if exc is not None and fatal.__context__ is None:
+                    fatal.__context__ = exc
+                raise fatal
             failure = self._root_failure
             if failure is not None and failure is not exc:
-                # The root gave up while the body was already leaving with an exception of its
-                # own (often a consequence, an ask to an actor that has ended): the root's
-                # failure is what the block raises, the body's exception its context.
+                # The guardian gave up while the body was already leaving with an exception of
+                # its own (often a consequence, an ask to an actor that has ended): the
+                # guardian's failure is what the block raises, the body's exception its context.
                 if exc is not None and failure.__context__ is None:
                     failure.__context__ = exc
                 raise failure
             if exc is not None and exc is not original and not handled:
                 raise exc  # the cancellation that interrupted the graceful stop
-            return handled
+            return handled  # False: the body's own exception goes on, as it was raised
         finally:
             self._close()
 
@@ -214,135 +261,119 @@ class ActorSystem:
         backoff: Backoff | None = None,
         decider: Callable[[BaseException], Directive] | None = None,
     ) -> ActorRef[M]:
-        """Start a top-level actor, a child of the system's root supervisor (one_for_one), and
-        return its ref once its ``on_start`` has returned.
+        """Start a top-level actor and return its ref once its ``on_start`` has returned.
 
         ``factory`` makes the instance (a class works; it is called again on each restart).
         ``name``: unique among running actors (``ActorNameTaken`` otherwise); without one, it is
         named after its type and a number (``"Counter#7"``), not registered for ``lookup``.
         ``mailbox``: capacity and overflow policy (default: the system's). ``shutdown``: seconds
         to stop gracefully before being killed (``None``: no limit, ``0``: kill at once; default
-        5 s, ``None`` for a supervisor). ``restart``, ``backoff``, ``decider``: as in
-        ``ChildSpec`` (``"permanent"``: restarted whenever it ends; ``"temporary"``: never).
+        5 s, ``None`` for a supervisor).
+
+        Supervision: the system's guardian restarts it when it fails (``"permanent"``, the
+        default) within its own restart budget (the system's ``max_restarts`` within
+        ``within``), with ``backoff`` between restarts if given, and ``decider`` choosing per
+        exception (as in ``ChildSpec``); ``"temporary"``: never restarted. A normal stop
+        (``ref.stop()``, ``context.stop()``) is final.
 
         Raises ``ActorStartError`` (the cause attached) if the factory or ``on_start`` raises; the
         actor never ran, its name is free again, and it does not count as a restart.
         Cancellation: if cancelled while the actor is starting, the actor is killed.
         """
         self._check_open()
-        if not callable(factory):
-            raise TypeError(f"factory must be a callable returning an Actor, got {factory!r}")
-        if mailbox is not None and not isinstance(mailbox, Mailbox):
-            raise TypeError(f"mailbox must be a fearless.Mailbox, got {mailbox!r}")
         spec = ChildSpec(factory, name, restart, shutdown, mailbox, backoff, decider)
-        root = self._root
-        assert root is not None
-        assert isinstance(root.instance, Supervisor)
-        ref: ActorRef[M] = await root.instance.start_child(spec)
+        ref: ActorRef[M] = await self._guardian.start_child(spec)
         return ref
+
+    async def get_or_spawn(
+        self,
+        factory: Callable[[], Actor[M]],
+        *,
+        name: str,
+        mailbox: Mailbox | None = None,
+        shutdown: float | _Default | None = DEFAULT,
+        restart: RestartType = "permanent",
+        backoff: Backoff | None = None,
+        decider: Callable[[BaseException], Directive] | None = None,
+    ) -> ActorRef[M]:
+        """The running actor called ``name``, or, if there is none, one spawned now from
+        ``factory`` (arguments as :meth:`spawn`). Race-free: callers that ask for one name at
+        the same time all get the same actor, started once; a caller that finds it starting
+        waits for its ``on_start``. The type of the ref is the caller's word (an actor of that
+        name started by other code may take other messages).
+
+        Raises ``ActorStartError`` if it starts it and the start fails. Cancellation: a cancel
+        point; cancelled while it starts the actor, the actor is killed (as :meth:`spawn`);
+        cancelled while it waits for another caller's start, that start goes on.
+        """
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"get_or_spawn needs a name (a non-empty str), got {name!r}")
+        while True:
+            self._check_open()
+            runtime = self._registry.lookup(name)
+            if runtime is None:
+                try:
+                    return await self.spawn(
+                        factory,
+                        name=name,
+                        mailbox=mailbox,
+                        shutdown=shutdown,
+                        restart=restart,
+                        backoff=backoff,
+                        decider=decider,
+                    )
+                except ActorNameTaken:  # pragma: no cover - registered between the two calls
+                    continue
+            if runtime.state == "starting":
+                if runtime.started is None:
+                    runtime.started = anyio.Event()
+                await runtime.started.wait()
+            elif not runtime.is_running():
+                await runtime.wait_stopped()  # ending: its name is free once it has ended
+            if runtime.is_running():
+                ref: ActorRef[M] = runtime.ref
+                return ref
 
     def _check_open(self) -> None:
         if self._state != "open":
             raise RuntimeError(f"the ActorSystem is {self._state}: it cannot spawn actors")
 
-    def _new_cell(
+    def _new_runtime(
         self,
-        parent: Cell | None,
+        parent: ActorRuntime | None,
         factory: Callable[[], Actor[M]],
         name: str | None,
         mailbox: Mailbox | None,
         shutdown: float | _Default | None,
-    ) -> Cell:
+    ) -> ActorRuntime:
         """A new actor's runtime, named (registered if named) and in its parent's children."""
         self._check_open()
-        if shutdown is not DEFAULT:
-            shutdown = _check_shutdown(shutdown)
-        if name is not None:
-            if not isinstance(name, str) or not name:
-                raise ValueError(f"name must be a non-empty str, got {name!r}")
-            if name in self._names:
-                raise ActorNameTaken(name)
-        registered = name is not None
-        if name is None:  # "#7", completed by the runtime with the type it builds: "Counter#7"
-            name = f"#{next(self._numbers)}"
-        cell = Cell(
-            self, parent, factory, name, registered, mailbox or self.default_mailbox, shutdown
-        )
-        if registered:
-            self._names[name] = cell
-        if parent is not None:
-            parent.children.append(cell)
-        return cell
-
-    async def _spawn(
-        self,
-        parent: Cell,
-        factory: Callable[[], Actor[M]],
-        name: str | None,
-        mailbox: Mailbox | None,
-        shutdown: float | _Default | None,
-    ) -> ActorRef[M]:
-        """A child of a plain actor (not supervised: it ends when it fails)."""
         if not callable(factory):
             raise TypeError(f"factory must be a callable returning an Actor, got {factory!r}")
         if mailbox is not None and not isinstance(mailbox, Mailbox):
             raise TypeError(f"mailbox must be a fearless.Mailbox, got {mailbox!r}")
-        cell = self._new_cell(parent, factory, name, mailbox, shutdown)
-        error = await cell.start_incarnation(None)
-        if error is not None:
-            raise error
-        return cell.ref
+        if shutdown is not DEFAULT:
+            shutdown = _check_shutdown(shutdown)
+        name, registered = self._registry.new_name(name)
+        runtime = ActorRuntime(
+            self, parent, factory, name, registered, mailbox or self.default_mailbox, shutdown
+        )
+        self._registry.add(runtime)
+        if parent is not None:
+            parent.add_child(runtime)
+        return runtime
 
-    def _forget(self, cell: Cell) -> None:
+    def _forget(self, runtime: ActorRuntime) -> None:
         """An actor has stopped: release its name and take it out of the tree."""
-        if cell.registered and self._names.get(cell.name) is cell:
-            del self._names[cell.name]
-        if cell.parent is not None:
-            try:
-                cell.parent.children.remove(cell)
-            except ValueError:  # pragma: no cover - forgotten once only
-                pass
-
-    async def _stop_cell(self, cell: Cell, *, restart: bool = False) -> None:
-        """Stop one actor by its shutdown timeout: ask, then kill when the time is up.
-
-        ``restart``: a supervisor stops it to restart it (a one_for_all or rest_for_one
-        strategy): the stop message goes to the front of its mailbox, whose other messages stay
-        for the next instance, and the actor does not end."""
-        if cell.state == "stopped":
-            return
-        if cell.terminating == "final":  # stopped by hand already: that stands
-            restart = False
-        cell.terminating = "restart" if restart else "final"
-        if cell.state == "restarting":  # between instances (a supervisor's backoff)
-            if not restart:
-                cell.finalize(*cell.last_end)  # it ends as its last instance did
-            return
-        ended = cell.ended.load()
-        cell.request_stop(urgent=restart)
-        timeout = cell.shutdown
-        if isinstance(timeout, _Default):  # never built: no type to ask
-            timeout = DEFAULT_SHUTDOWN
-        if timeout == 0:
-            cell.kill(shutdown=True)
-        elif timeout is not None:
-            clock = self.clock
-            deadline = clock.now() + timeout
-            async with anyio.create_task_group() as tg:
-
-                async def kill_when_due() -> None:
-                    await clock.sleep_until(deadline)
-                    cell.kill(shutdown=True)
-
-                tg.start_soon(kill_when_due)
-                await cell.ended.wait_until(lambda count: count > ended)
-                tg.cancel_scope.cancel()
-        await cell.ended.wait_until(lambda count: count > ended)  # that instance has ended
+        self._registry.remove(runtime)
+        parent = runtime.parent
+        if parent is not None and parent.children is not None:
+            parent.children.pop(runtime, None)
 
     def lookup(self, name: str) -> ActorRef[Any] | None:
         """The running actor called ``name``, or ``None``."""
-        cell = self._names.get(name)
-        return None if cell is None else cell.ref
+        runtime = self._registry.lookup(name)
+        return None if runtime is None else runtime.ref
 
     # -- dead letters and introspection ------------------------------------------------------------
 
@@ -372,6 +403,6 @@ class ActorSystem:
         root = self._root
         return SystemSnapshot(
             name=self.name,
-            actors=() if root is None else tuple(cell.snapshot() for cell in root.children),
+            actors=() if root is None else tuple(child.snapshot() for child in root.children or ()),
             dead_letters=self.dead_letter_count,
         )

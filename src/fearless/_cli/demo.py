@@ -179,7 +179,7 @@ class Account(fearless.Actor[AccountMessage]):
                 return self.balance
 
     async def on_stop(self) -> None:
-        self.ledger[self.name] = self.balance  # runs on a graceful stop and after a failure
+        self.ledger[self.context.name] = self.balance  # runs on a graceful stop and after a failure
 
 
 @dataclass(frozen=True)
@@ -202,9 +202,9 @@ class Teller(fearless.Actor[Transfer]):
     async def on_start(self) -> None:
         for name in ACCOUNTS:
             account = functools.partial(Account, OPENING_BALANCE, self.ledger)
-            ref = await self.spawn(account, name=name, mailbox=ACCOUNT_MAILBOX)
+            ref = await self.context.spawn(account, name=name, mailbox=ACCOUNT_MAILBOX)
             self.accounts[name] = ref
-            self.monitor(ref)  # on_terminated when it stops
+            self.context.monitor(ref)  # on_terminated when it stops
 
     async def handle(self, message: Transfer) -> str:
         for name in (message.source, message.target):

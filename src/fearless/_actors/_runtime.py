@@ -1,31 +1,43 @@
-"""The runtime of one actor: its task, its mailbox loop, its lifecycle and its bookkeeping.
+"""The runtime of one actor: its task, the loop that serves its mailbox, and its lifecycle.
 
 Specification (``docs/actors.md`` is the user guide):
 
 Lifecycle
     ``starting`` (factory, then ``on_start``) -> ``running`` (one message at a time) ->
     ``stopping`` -> ``stopped``. ``spawn`` returns once ``on_start`` has returned; if the factory
-    or ``on_start`` raises, ``spawn`` raises ``ActorStartError`` (the cause attached) and the actor
-    never ran.
+    or ``on_start`` fails, ``spawn`` raises ``ActorStartError`` (the cause attached) and the actor
+    never ran. A supervised actor whose instance ended waits, ``restarting``, for its supervisor
+    to start the next instance (or to end it).
+Failures
+    An ``Exception``, a cancellation that is not the actor's own (on asyncio, a future cancelled
+    from elsewhere), or any other ``BaseException`` raised by the actor's code fails its instance.
+    ``KeyboardInterrupt`` and ``SystemExit`` are not the actor's to handle: they fail it and stop
+    the whole system, and the ``async with ActorSystem()`` block raises them as they were.
 Stopping
     Graceful (``stop()``): a stop message joins the back of the mailbox; messages queued before it
     are handled, and those after it go to dead letters. Then, in the actor's task: its timers are
     cancelled, its children are stopped (reverse start order, each by its shutdown timeout), and
     ``on_stop`` runs. Killed (``kill()``): the actor's task is cancelled now, wherever it is; the
     message being handled, if any, goes to dead letters (``KILLED``); children are killed;
-    ``on_stop`` does not run. Failed: a handler (or hook) raised; the message goes to dead letters
-    with the exception (an asker gets the exception), then the actor winds down as for a graceful
-    stop. Whatever the route, the mailbox then closes (what is left goes to dead letters, asks get
-    ``ActorStopped``), the name is released, and ``Terminated`` goes to every monitor; a failure
-    (or a kill) also fails every linked actor.
+    ``on_stop`` does not run. Failed: the message goes to dead letters with the exception (an
+    asker gets the exception), then the actor winds down as for a graceful stop. Whatever the
+    route, the mailbox then closes (what is left goes to dead letters, asks get ``ActorStopped``),
+    the name is released, and ``Terminated`` goes to every monitor; a failure (or a kill) also
+    fails every linked actor.
 Scheduling
     The loop takes one message at a time and yields to the scheduler at least once every
     ``yield_every`` messages (a handler that never awaits cannot starve the event loop); a yield
     is also where a kill lands between messages.
 
+The runtime's parts live beside it: asks in ``_ask``, timers in ``_timers``, death watch in
+``_watch``, names in ``_registry``, and everything a supervisor decides in ``_supervision`` (the
+runtime holds a :class:`~._supervision.Child` link when it is supervised, and asks it). The
+methods without a leading underscore are the interface that supervisors, the system and the test
+kit use.
+
 Everything here runs on the event loop thread of the actor's system, except what a mailbox and
 an ``AtomicCell`` make safe from any thread: enqueueing (``tell``, ``ask_blocking``, ``stop``),
-``kill`` (which hops onto the loop) and waiting for the stop (``wait_stopped``).
+``kill`` (which hops onto the loop) and waiting for the end (``wait_stopped``).
 """
 
 from __future__ import annotations
@@ -34,48 +46,37 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable, Hashable
-from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Final, TypeVar, final
+from typing import TYPE_CHECKING, Any, Final, Literal, TypeVar
 
 import anyio
 from anyio.abc import TaskStatus
 
 from .. import _backend
-from .._cells._atomic import AtomicCell, AtomicInt
-from .._exceptions import ActorStartError, ActorStopped, LinkedActorFailed, MessageDropped
-from ._actor import DEFAULT, Actor, _Default
-from ._mailbox import (
-    ACCEPTED,
-    CLOSED,
-    DROPPED,
-    EMPTY,
-    FULL,
-    SYSTEM_TYPES,
-    Evicted,
-    Mailbox,
-    MailboxQueue,
-    SystemMessage,
-)
-from ._messages import (
-    ActorSnapshot,
-    ActorState,
-    DeadLetter,
-    DeadLetterReason,
-    ExitReason,
-    Terminated,
-)
+from .._cells._atomic import AtomicInt
+from .._exceptions import ActorStartError, ActorStopped, LinkedActorFailed
+from ._actor import DEFAULT, DEFAULT_SHUTDOWN, Actor, _Default
+from ._ask import DROPPED_ASK, RAISED, REPLY, STOPPED, Ask, Chain, current_runtime
+from ._clock import LoopClock
+from ._mailbox import CLOSED, DROPPED, EMPTY, SYSTEM_TYPES, Evicted, Mailbox, MailboxQueue
+from ._mailbox import SystemMessage as SystemMessage
+from ._messages import ActorSnapshot, ActorState, DeadLetter, DeadLetterReason, ExitReason
+from ._messages import Terminated as Terminated
+from ._timers import Timers
+from ._watch import DeathWatch, Notice
 
 if TYPE_CHECKING:
+    from ._context import ActorContext
     from ._ref import ActorRef
+    from ._supervision import Child
     from ._system import ActorSystem
 
-__all__ = ["Ask", "Cell", "ChildExited", "ErrorReply", "current_cell"]
+__all__ = ["ActorRuntime", "log"]
 
 log: Final = logging.getLogger("fearless.actors")
 
 A = TypeVar("A", bound=Actor[Any])
 
-current_cell: ContextVar[Cell | None] = ContextVar("fearless_current_actor", default=None)
+Terminating = Literal["final", "restart"]
 
 
 class _Stop(SystemMessage):
@@ -95,137 +96,73 @@ class _Stop(SystemMessage):
 STOP: Final = _Stop()
 
 
-class Notice(SystemMessage):
-    """A ``Terminated`` notice on its way to a monitor (or a linked actor that traps links)."""
-
-    __slots__ = ("notice",)
-
-    def __init__(self, notice: Terminated) -> None:
-        self.notice = notice
-
-
-class ChildExited(SystemMessage):
-    """To a supervisor: one of its children's instances ended, and how."""
-
-    __slots__ = ("cell", "directive", "error", "final", "incarnation", "reason")
-
-    def __init__(
-        self,
-        cell: Cell,
-        incarnation: int,
-        reason: ExitReason,
-        error: BaseException | None,
-        directive: str,
-        final: bool,
-    ) -> None:
-        self.cell = cell
-        self.incarnation = incarnation
-        self.reason = reason
-        self.error = error
-        self.directive = directive
-        self.final = final  # the actor has ended (stopped by hand): nothing to decide
-
-
-@final
-class ErrorReply:
-    """Return ``ErrorReply(error)`` from ``handle`` to answer an ask by raising ``error`` in the
-    asker, without failing the actor (a request the actor refuses, not a crash). For a told
-    message it means nothing."""
-
-    __slots__ = ("error",)
-
-    def __init__(self, error: BaseException) -> None:
-        if not isinstance(error, BaseException):
-            raise TypeError(f"ErrorReply takes an exception, got {error!r}")
-        self.error = error
-
-    def __repr__(self) -> str:
-        return f"ErrorReply({self.error!r})"
-
-
-# How an ask is answered: the reply waiter is claimed with (kind, payload).
-REPLY: Final = "reply"
-RAISED: Final = "raised"
-STOPPED: Final = "stopped"
-DROPPED_ASK: Final = "dropped"
-
-
-class Ask:
-    """An ask on its way: the message, the asker's waiter, and the chain of actors waiting on it
-    (for deadlock detection)."""
-
-    __slots__ = ("chain", "message", "waiter")
-
-    def __init__(
-        self,
-        message: Any,
-        waiter: _backend.Waiter,
-        chain: tuple[tuple[Cell, _backend.Waiter], ...],
-    ) -> None:
-        self.message = message
-        self.waiter = waiter
-        self.chain = chain
-
-    def answer(self, kind: str, payload: object) -> bool:
-        """Give the asker its answer; ``False`` if it has stopped waiting (or its loop is gone)."""
-        waiter = self.waiter
-        return waiter.claim((kind, payload)) and waiter.wake()
-
-
-_SPECIAL: Final = frozenset({Ask, type(EMPTY)})  # with SYSTEM_TYPES: what _serve does not handle
-
-
-class _Timer:
-    __slots__ = ("cancelled", "scope")
-
-    def __init__(self) -> None:
-        self.cancelled = False
-        self.scope: anyio.CancelScope | None = None
-
-    def is_cancelled(self) -> bool:
-        return self.cancelled
-
-    def cancel(self) -> None:
-        self.cancelled = True
-        if self.scope is not None:
-            self.scope.cancel()
-
-
-class _TimerKey:
-    """The key of a timer started without one."""
-
-    __slots__ = ()
-
-
 class _Nothing:
     __slots__ = ()
 
 
 NOTHING: Final = _Nothing()
 
-
-def _not_none(value: object) -> bool:
-    return value is not None
+_SPECIAL: Final = frozenset({Ask, type(EMPTY)})  # with SYSTEM_TYPES: what _serve does not handle
 
 
 def _nothing_to_undo(_: object) -> bool:
     return True  # the actor is woken without a message (it takes one itself): nothing to give back
 
 
-class Cell:
-    """One actor's runtime, from spawn to its last notice."""
+class ActorRuntime:
+    """One actor's runtime, from spawn to its last notice (see the module docstring). It lives
+    as long as the actor: a restart replaces the instance, not the runtime, so the ref, the name
+    and the mailbox carry over."""
+
+    __slots__ = (
+        "_context",
+        "actor_type",
+        "chain",
+        "child",
+        "children",
+        "current",
+        "dead_letters",
+        "ended",
+        "exit_error",
+        "factory",
+        "failures",
+        "handled",
+        "incarnation",
+        "instance",
+        "kill_requested",
+        "last_end",
+        "mailbox",
+        "name",
+        "parent",
+        "ref",
+        "registered",
+        "restarts",
+        "schedule",
+        "scope",
+        "shutdown",
+        "shutdown_kill",
+        "started",
+        "state",
+        "system",
+        "task_id",
+        "terminating",
+        "thread",
+        "timers",
+        "traps_links",
+        "watch",
+    )
 
     def __init__(
         self,
         system: ActorSystem,
-        parent: Cell | None,
+        parent: ActorRuntime | None,
         factory: Callable[[], Actor[Any]],
         name: str,
         registered: bool,
         mailbox: Mailbox,
         shutdown: float | _Default | None,
     ) -> None:
-        from ._ref import ActorRef  # the ref and the cell refer to each other
+        from ._ref import ActorRef  # the ref and the runtime refer to each other
 
         self.system = system
         self.parent = parent
@@ -238,13 +175,11 @@ class Cell:
         self.ref: ActorRef[Any] = ActorRef._create(self)
         self.actor_type = getattr(factory, "__name__", type(factory).__name__)
         self.state: ActorState = "starting"
-        self.terminated: AtomicCell[Terminated | None] = AtomicCell(None)
-        self.children: list[Cell] = []  # in start order
-        self.watchers: dict[Cell, None] = {}  # monitors of this actor (ordered sets)
-        self.watching: dict[Cell, None] = {}
-        self.links: dict[Cell, None] = {}
-        self.timers: dict[Hashable, _Timer] = {}
+        self.watch = DeathWatch(self)
+        self.children: dict[ActorRuntime, None] | None = None  # in start order; made on first
+        self.timers: Timers | None = None  # made on the first timer
         self.traps_links = False
+        self._context: ActorContext[Any] | None = None
         # The loop this actor runs on: kill() from another thread hops onto it.
         self.thread = threading.get_ident()
         self.schedule = _backend.current().scheduler()
@@ -252,54 +187,76 @@ class Cell:
         self.kill_requested = False
         self.shutdown_kill = False  # the kill came from a parent's or the system's shutdown
         self.exit_error: BaseException | None = None  # why a kill is a failure (a link)
-        # Guards watchers, links and the publication of the Terminated notice, which actors of
-        # other systems (on other threads) may touch while this one finishes.
-        self.guard = threading.Lock()
         self.task_id = -1
         self.current: Any = NOTHING  # the message being handled
-        # The asks waiting on the message being handled (directly or through a chain of asks):
-        # (asking actor, its reply waiter) pairs, for deadlock detection.
-        self.chain: tuple[tuple[Cell, _backend.Waiter], ...] = ()
+        # The asks waiting on the message being handled (directly or through a chain of asks),
+        # for deadlock detection.
+        self.chain: Chain = ()
         self.handled = 0
         self.failures = 0
         self.restarts = 0
         self.dead_letters = 0  # counted by the actor's own task (the mailbox counts its drops)
-        # Supervision (see fearless._actors._supervisor). A supervised actor's instance can end
-        # and be replaced (a restart) while the cell, its mailbox, its name and its ref live on.
-        self.supervised = False  # its parent is a Supervisor, which decides what follows an end
-        self.decider: Callable[[BaseException], str] | None = None
-        self.directive = "restart"  # what the decider said of the last failure
+        # Supervision: the link to its supervisor when it has one (``_supervision.Child``),
+        # which decides what follows the end of an instance.
+        self.child: Child | None = None
         self.incarnation = 0  # instances started so far
-        self.terminating: str | None = None  # "final" / "restart": its supervisor is stopping it
+        self.terminating: Terminating | None = None  # how it is being stopped, if it is
         self.ended = AtomicInt(0)  # instances that have ended (a supervisor waits on it)
         self.last_end: tuple[ExitReason, BaseException | None] = ("stopped", None)
+        self.started: anyio.Event | None = None  # made by a get-or-spawn waiting for the start
 
     def __repr__(self) -> str:
         return f"<actor {self.name!r} {self.state}>"
 
+    def is_running(self) -> bool:
+        """Started, and not ending: running, or between instances (its supervisor restarts it)."""
+        return self.state in ("running", "restarting")
+
+    @property
+    def context(self) -> ActorContext[Any]:
+        context = self._context
+        if context is None:
+            from ._context import ActorContext
+
+            context = self._context = ActorContext._create(self)
+        return context
+
     # -- the task ----------------------------------------------------------------------------------
 
-    async def run(
+    async def start_instance(
+        self, restarting: BaseException | None, *, restart: bool = False
+    ) -> Exception | None:
+        """Start a new instance in a new task of the system's task group, and return once its
+        ``on_start`` (or ``on_restart``) has returned: ``None``, or the start's error:
+        ``ActorStartError``, or ``ActorStopped`` if it was killed while starting (a supervised
+        actor then waits, ``"restarting"``, for its supervisor's next decision).
+        ``restart``: it replaces one that ended (counted in ``restarts``); ``restarting``: the
+        failure that ended it."""
+        if restart:
+            self.restarts += 1
+        error: Exception | None = await self.system._task_group().start(self._run, restarting)
+        return error
+
+    async def _run(
         self,
         restarting: BaseException | None = None,
         *,
-        task_status: TaskStatus[BaseException | None],
+        task_status: TaskStatus[Exception | None],
     ) -> None:
-        """One instance's life, in its own task: build and start it (``on_start``, or
-        ``on_restart(restarting)`` when its supervisor restarts it), serve the mailbox, wind it
-        down. Then the end: final (close the mailbox, release the name, notify), or, for a
-        supervised actor whose supervisor did not ask for the end, a report to the supervisor,
-        which starts the next instance or ends it. Never raises an exception of the actor's own:
-        failures are reported (dead letters, ``Terminated``, the log, the supervisor), not
-        propagated into the system's task group."""
+        """One instance's life, in its own task: build and start it, serve the mailbox, wind it
+        down. Then the end: the actor's end (close the mailbox, release the name, notify), or,
+        for a supervised actor, whatever its supervisor decides. Never raises an exception of
+        the actor's own: failures are reported (dead letters, ``Terminated``, the log, the
+        supervisor), not propagated into the system's task group."""
         self.task_id = anyio.get_current_task().id
-        current_cell.set(self)
+        current_runtime.set(self)
         self.incarnation += 1
-        self.directive = "restart"
+        if self.child is not None:
+            self.child.directive = "restart"
         self.exit_error = None  # (a link failure is about the instance it killed)
         self.state = "starting"
         started = False
-        start_error: BaseException | None = None
+        start_error: ActorStartError | None = None
         reason: ExitReason = "stopped"
         error: BaseException | None = None
         final = True
@@ -310,31 +267,34 @@ class Cell:
                     scope.cancel()
                 instance: Actor[Any] | None = None
                 try:
-                    instance = self._build()
+                    instance = self.adopt(self.factory())
                     if restarting is None:
                         await instance.on_start()
                     else:
                         await instance.on_restart(restarting)
-                except Exception as exc:
+                except BaseException as exc:
+                    if not self._is_failure(exc):
+                        raise
                     reason, error = "failed", exc
                     start_error = ActorStartError(self.name, exc)
                     start_error.__cause__ = exc
-                    final = not self.supervised  # the supervisor decides (it sees spawn fail)
+                    final = self.child is None  # the supervisor decides (it sees spawn fail)
                 if start_error is None:
                     assert instance is not None
                     self.state = "running"
                     started = True
+                    self._set_started()
                     task_status.started(None)
                     error = await self._serve(instance)
                     if error is not None:
                         reason = "failed"
-                    final = self._final(reason)
+                    final = self._end_is_final(reason)
                     if final:
                         self._close_mailbox(None)  # nothing more is accepted while it winds down
                     await self._wind_down(instance)
             if scope.cancelled_caught and reason == "stopped":
                 reason, error = self._kill_reason()
-                final = self._final(reason)
+                final = self._end_is_final(reason)
         except BaseException:  # cancelled from outside (the system is going down), or worse
             if reason == "stopped":
                 reason, error = "shutdown", None
@@ -350,76 +310,56 @@ class Cell:
                     await self._kill_children()
             if reason == "failed":
                 self.failures += 1
+            child = self.child
             if final:
                 self._finish(reason, error)
-                if started and self.supervised:
-                    self._report(reason, error, final=True)  # the supervisor forgets it
+                if started and child is not None:
+                    child.report(reason, error, final=True)  # the supervisor forgets it
             else:
-                self._cancel_timers()
+                if self.timers is not None:
+                    self.timers.cancel_all()
                 self.last_end = (reason, error)  # the actor's end, if no instance follows
                 self._drop_current(error)  # killed in the middle of it (a link, a shutdown)
                 self.state = "restarting"
-                if started and self.terminating is None:
-                    self._report(reason, error)
+                if started and child is not None and self.terminating is None:
+                    child.report(reason, error)
             self.ended.increment()  # (after _finish: a final end is complete when seen)
             if not started:  # spawn raises only now: the children are gone, the name is free
                 task_status.started(start_error or ActorStopped(self.name))
 
-    def _final(self, reason: ExitReason) -> bool:
+    def _set_started(self) -> None:
+        """The start is settled, running or ended: wake a get-or-spawn waiting for it."""
+        event = self.started
+        if event is not None:
+            self.started = None
+            event.set()
+
+    def _end_is_final(self, reason: ExitReason) -> bool:
         """Whether this instance's end is the actor's end, or its supervisor decides."""
-        if not self.supervised:
+        if self.child is None:
             return True
         if self.terminating == "restart":  # its supervisor stopped it, to start it again
             return False
         return self.terminating == "final" or reason == "shutdown"
 
-    def _report(
-        self, reason: ExitReason, error: BaseException | None, *, final: bool = False
-    ) -> None:
-        """Tell the supervisor this instance ended (``final``: and the actor with it); if the
-        supervisor has stopped, this is the actor's end."""
-        parent = self.parent
-        assert parent is not None
-        exited = ChildExited(self, self.incarnation, reason, error, self.directive, final)
-        if not parent.mailbox.put_system(exited):
-            self.finalize(reason, error)
+    def _is_failure(self, exc: BaseException) -> bool:
+        """In ``except BaseException`` around the actor's code: whether ``exc`` fails the
+        instance (``False``: it is the task's own cancellation, to be re-raised).
 
-    async def start_incarnation(
-        self, restarting: BaseException | None, *, restart: bool = False
-    ) -> BaseException | None:
-        """Start a new instance in a new task (its supervisor's call); the start's error, if any
-        (the actor then waits, ``"restarting"``, for its supervisor's next decision).
-        ``restart``: it replaces one that ended (counted in ``restarts``); ``restarting``: the
-        failure that ended it (``on_restart`` gets it; after a normal end, ``on_start`` runs)."""
-        if restart:
-            self.restarts += 1
-        error: BaseException | None = await self.system._task_group().start(self.run, restarting)
-        return error
-
-    def finalize(self, reason: ExitReason, error: BaseException | None) -> None:
-        """End an actor whose instance has already ended (its supervisor's call)."""
-        if self.state != "stopped":
-            self._finish(reason, error)
+        ``KeyboardInterrupt`` and ``SystemExit`` fail it too, and stop the whole system."""
+        if isinstance(exc, Exception):
+            return True
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            self.system._fatal(exc)
+            return True
+        # A stray cancellation, or another BaseException, is the actor's failure.
+        cancelled = anyio.get_cancelled_exc_class()
+        return not (isinstance(exc, cancelled) and _backend.is_own_cancellation(exc))
 
     def _kill_reason(self) -> tuple[ExitReason, BaseException | None]:
         if self.exit_error is not None:
             return "failed", self.exit_error
         return ("shutdown" if self.shutdown_kill else "killed"), None
-
-    async def _kill_children(self) -> None:
-        """Kill the children still running and wait until each has finished."""
-        children = self.children[::-1]
-        for child in children:
-            child.terminating = "final"
-            if child.state == "restarting":  # between instances: it ends as its last one did
-                child.finalize(*child.last_end)
-            else:
-                child.kill(shutdown=True)
-        for child in children:
-            await child.wait_stopped()
-
-    def _build(self) -> Actor[Any]:
-        return self.adopt(self.factory())
 
     def adopt(self, instance: A) -> A:
         """Check what the factory made and bind it to this runtime."""
@@ -429,7 +369,7 @@ class Cell:
             )
         if not inspect.iscoroutinefunction(instance.handle):
             raise TypeError(f"{type(instance).__name__}.handle must be an async def")
-        instance._cell = self
+        instance._fearless_runtime = self
         self.instance = instance
         if self.shutdown is DEFAULT:
             self.shutdown = type(instance).default_shutdown
@@ -460,7 +400,9 @@ class Cell:
                 self.current = item
                 try:
                     await handle(item)
-                except Exception as exc:
+                except BaseException as exc:
+                    if not self._is_failure(exc):
+                        raise
                     self.current = NOTHING
                     self.dead_letter(item, DeadLetterReason.HANDLER_FAILED, exc)
                     if self._resumes(exc):
@@ -473,7 +415,9 @@ class Cell:
                 self.chain = item.chain
                 try:
                     result = await handle(item.message)
-                except Exception as exc:
+                except BaseException as exc:
+                    if not self._is_failure(exc):
+                        raise
                     self.current = NOTHING
                     self.chain = ()
                     self.dead_letter(item.message, DeadLetterReason.HANDLER_FAILED, exc)
@@ -493,50 +437,43 @@ class Cell:
                 if item.incarnation is None or item.incarnation == self.incarnation:
                     return None
                 # a stop meant for an instance that ended otherwise: not for this one
-            elif cls is Notice:
+            else:
                 try:
-                    await instance.on_terminated(item.notice)
-                except Exception as exc:
-                    return exc
-            else:  # the runtime's own business: a supervisor's children
-                try:
-                    await instance._runtime_message(item)
-                except Exception as exc:
+                    if cls is Notice:
+                        await instance.on_terminated(item.notice)
+                    else:  # the runtime's own business: a supervisor's children
+                        await instance._runtime_message(item)
+                except BaseException as exc:
+                    if not self._is_failure(exc):
+                        raise
                     return exc
 
-    def _resumes(self, error: Exception) -> bool:
-        """Ask the decider (a supervised child's) what to do about ``error``; True for
-        ``"resume"`` (keep the instance, the message is in dead letters already)."""
-        decider = self.decider
-        if decider is None:
-            return False
-        try:
-            directive = decider(error)
-        except Exception:
-            log.exception("the decider of actor %r raised; escalating", self.name)
-            directive = "escalate"
-        if directive not in ("restart", "resume", "stop", "escalate"):
-            log.error("the decider of actor %r returned %r; escalating", self.name, directive)
-            directive = "escalate"
-        self.directive = directive
-        return directive == "resume"
+    def _resumes(self, error: BaseException) -> bool:
+        """Whether the supervisor's decider says ``"resume"`` for ``error`` (keep the instance;
+        the message is in dead letters already)."""
+        child = self.child
+        return child is not None and child.decide(error) == "resume"
 
     async def _wind_down(self, instance: Actor[Any]) -> None:
         """After a graceful stop or a failure: timers, children (reverse start order), on_stop."""
         self.state = "stopping"
-        self._cancel_timers()
-        children = self.children[::-1]
-        if getattr(instance, "concurrent_shutdown", False):  # a supervisor's dynamic pool
-            async with anyio.create_task_group() as tg:
+        if self.timers is not None:
+            self.timers.cancel_all()
+        if self.children:
+            children = list(reversed(self.children))
+            if getattr(instance, "concurrent_shutdown", False):  # a supervisor's dynamic pool
+                async with anyio.create_task_group() as tg:
+                    for child in children:
+                        tg.start_soon(child.stop_and_wait)
+            else:
                 for child in children:
-                    tg.start_soon(self.system._stop_cell, child)
-        else:
-            for child in children:
-                await self.system._stop_cell(child)
+                    await child.stop_and_wait()
         try:
             await instance.on_stop()
-        except Exception:
-            log.exception("on_stop of actor %r raised", self.name)
+        except BaseException as exc:
+            if not self._is_failure(exc):
+                raise
+            log.exception("on_stop of actor %r raised", self.name, exc_info=exc)
 
     def _close_mailbox(self, error: BaseException | None) -> None:
         """Close the mailbox and account for what it held: dead letters, and ``ActorStopped`` for
@@ -554,28 +491,20 @@ class Cell:
         every message, release the name, and tell the watchers and the links. Synchronous: it
         runs even under cancellation."""
         self.state = "stopping"
-        self._cancel_timers()
+        if self.timers is not None:
+            self.timers.cancel_all()
         self._close_mailbox(error)
         self.system._forget(self)
-        for watched in list(self.watching):
-            with watched.guard:
-                watched.watchers.pop(self, None)
-        self.watching.clear()
-        notice = Terminated(self.ref, reason, error)
-        with self.guard:  # against monitor() and link() from actors on other threads
-            self.state = "stopped"
-            self.terminated.store(notice)
-            watchers, self.watchers = self.watchers, {}
-            links, self.links = self.links, {}
-        for watcher in watchers:
-            watcher.mailbox.put_system(Notice(notice))
-        for linked in links:
-            with linked.guard:
-                linked.links.pop(self, None)
-            if notice.failed:
-                linked.linked_failed(notice)
+        self.state = "stopped"
+        self._set_started()  # (a get-or-spawn waiting for a start that failed: it ended)
+        self.watch.publish(Terminated(self.ref, reason, error))
         if reason == "failed":
             log.error("actor %r failed", self.name, exc_info=error)
+
+    def finalize(self, reason: ExitReason, error: BaseException | None) -> None:
+        """End an actor whose instance has already ended (its supervisor's call)."""
+        if self.state != "stopped":
+            self._finish(reason, error)
 
     def _drop_current(self, error: BaseException | None) -> None:
         """The instance was killed in the middle of a message: it goes to dead letters."""
@@ -591,7 +520,19 @@ class Cell:
             item = item.message
         self.dead_letter(item, reason, error)
 
-    # -- requests from outside ---------------------------------------------------------------------
+    async def _kill_children(self) -> None:
+        """Kill the children still running and wait until each has finished."""
+        children = list(reversed(self.children or ()))
+        for child in children:
+            child.terminating = "final"
+            if child.state == "restarting":  # between instances: it ends as its last one did
+                child.finalize(*child.last_end)
+            else:
+                child.kill(shutdown=True)
+        for child in children:
+            await child.wait_stopped()
+
+    # -- stopping and killing ----------------------------------------------------------------------
 
     def request_stop(self, *, urgent: bool = False, by_hand: bool = False) -> None:
         """Graceful stop (safe from any thread): a stop message joins the back of the mailbox,
@@ -605,14 +546,10 @@ class Cell:
         self.mailbox.put_system(_Stop(self.incarnation) if urgent else STOP, front=urgent)
 
     def _end_between_instances(self, reason: ExitReason) -> None:
-        """Stopped or killed by hand while waiting to be restarted: ask the supervisor to end
-        it at once (and cancel the restart), instead of at the end of its backoff."""
-        parent = self.parent
-        if parent is None:  # pragma: no cover - only a supervised actor waits between instances
+        child = self.child
+        if child is None:  # pragma: no cover - only a supervised actor waits between instances
             return
-        exited = ChildExited(self, self.incarnation, reason, None, self.directive, True)
-        if not parent.mailbox.put_system(exited):
-            self.finalize(reason, None)
+        child.end_between_instances(reason)
 
     def kill(self, *, shutdown: bool = False, by_hand: bool = False) -> None:
         """Cancel the actor's task now (safe from any thread). ``shutdown``: the runtime kills it
@@ -652,10 +589,56 @@ class Cell:
             self.exit_error = failure
         self.kill()
 
+    async def stop_and_wait(self, *, restart: bool = False) -> None:
+        """Stop this actor by its shutdown timeout and wait until its instance has ended: a stop
+        message, then a kill when the time is up (``0``: a kill at once, with no ``on_stop``).
+
+        ``restart``: its supervisor stops it to start it again (a one_for_all or rest_for_one
+        strategy): the stop message goes to the front of its mailbox, whose other messages stay
+        for the next instance, and the actor does not end."""
+        if self.state == "stopped":
+            return
+        if self.terminating == "final":  # stopped by hand already: that stands
+            restart = False
+        self.terminating = "restart" if restart else "final"
+        if self.state == "restarting":  # between instances (a supervisor's backoff)
+            if not restart:
+                self.finalize(*self.last_end)  # it ends as its last instance did
+            return
+        ended = self.ended.load()
+
+        def instance_ended(count: int) -> bool:
+            return count > ended
+
+        timeout = self.shutdown
+        if isinstance(timeout, _Default):  # never built: no type to ask
+            timeout = DEFAULT_SHUTDOWN
+        if timeout == 0:
+            self.kill(shutdown=True)  # no stop message: it would race the kill, and could win
+        else:
+            self.request_stop(urgent=restart)
+            if timeout is not None:
+                clock = self.system.clock
+                if type(clock) is LoopClock:  # the loop's own timeout: no task needed
+                    with anyio.move_on_after(timeout):
+                        await self.ended.wait_until(instance_ended)
+                        return
+                    self.kill(shutdown=True)
+                else:
+                    deadline = clock.now() + timeout
+                    async with anyio.create_task_group() as tg:
+
+                        async def kill_when_due() -> None:
+                            await clock.sleep_until(deadline)
+                            self.kill(shutdown=True)
+
+                        tg.start_soon(kill_when_due)
+                        await self.ended.wait_until(instance_ended)
+                        tg.cancel_scope.cancel()
+        await self.ended.wait_until(instance_ended)
+
     async def wait_stopped(self) -> Terminated:
-        notice = await self.terminated.wait_until(_not_none)
-        assert notice is not None
-        return notice
+        return await self.watch.wait()
 
     # -- delivery outcomes -------------------------------------------------------------------------
 
@@ -669,7 +652,6 @@ class Cell:
     def dropped(self, outcome: object, message: Any) -> None:
         """``put`` did not simply enqueue ``message``: send what was lost to dead letters, and
         answer any ask among it. (The mailbox counted the drop; ``FULL`` is the caller's.)"""
-        system = self.system
         if outcome is DROPPED:
             lost, reason = message, DeadLetterReason.DROPPED_NEWEST
         elif outcome is CLOSED:
@@ -684,7 +666,9 @@ class Cell:
             else:
                 lost.answer(DROPPED_ASK, "drop_oldest")
             lost = lost.message
-        system._publish(DeadLetter(lost, self.name, reason))
+        self.system._publish(DeadLetter(lost, self.name, reason))
+
+    # -- what an instance asks of its runtime (through its ActorContext) ---------------------------
 
     async def spawn_child(
         self,
@@ -695,115 +679,28 @@ class Cell:
     ) -> ActorRef[Any]:
         if self.state in ("stopping", "stopped"):
             raise RuntimeError(f"actor {self.name!r} is stopping: it cannot spawn children")
-        return await self.system._spawn(self, factory, name, mailbox, shutdown)
+        runtime = self.system._new_runtime(self, factory, name, mailbox, shutdown)
+        error = await runtime.start_instance(None)
+        if error is not None:
+            raise error
+        return runtime.ref
 
-    # -- timers ------------------------------------------------------------------------------------
+    def add_child(self, child: ActorRuntime) -> None:
+        if self.children is None:
+            self.children = {}
+        self.children[child] = None
 
     def start_timer(
-        self,
-        delay: float,
-        message: Any,
-        key: Hashable | None,
-        repeat: bool,
-        *,
-        system: bool = False,
+        self, delay: float, message: Any, key: Hashable | None, repeat: bool, *, system: bool
     ) -> Hashable:
-        if isinstance(delay, bool) or not isinstance(delay, int | float) or not delay >= 0:
-            raise ValueError(f"a timer's delay must be a number >= 0, got {delay!r}")
-        if repeat and delay <= 0:
-            raise ValueError(f"send_every's interval must be > 0, got {delay!r}")
         if self.state in ("stopping", "stopped"):
             raise RuntimeError(f"actor {self.name!r} is stopping: it cannot start timers")
-        if key is None:
-            key = _TimerKey()
-        old = self.timers.pop(key, None)
-        if old is not None:
-            old.cancel()
-        timer = self.timers[key] = _Timer()
-        self.system._task_group().start_soon(
-            self._run_timer, timer, key, delay, message, repeat, system
-        )
-        return key
-
-    async def _run_timer(
-        self,
-        timer: _Timer,
-        key: Hashable,
-        delay: float,
-        message: Any,
-        repeat: bool,
-        system: bool,
-    ) -> None:
-        with anyio.CancelScope() as scope:
-            timer.scope = scope
-            if timer.cancelled:
-                return
-            clock = self.system.clock
-            due = clock.now() + delay
-            while True:
-                await clock.sleep_until(due)
-                if timer.is_cancelled():  # cancelled as the sleep ended: its cancel is late
-                    return
-                if not repeat and self.timers.get(key) is timer:
-                    del self.timers[key]
-                if system:  # the runtime's own (a supervisor's backoff): never refused
-                    self.mailbox.put_system(message)
-                    return
-                outcome = self.mailbox.put(message)
-                if outcome is FULL:
-                    self.dead_letter(message, DeadLetterReason.MAILBOX_FULL)
-                elif outcome is not ACCEPTED:
-                    self.dropped(outcome, message)
-                if not repeat:
-                    return
-                due += delay
+        if self.timers is None:
+            self.timers = Timers(self)
+        return self.timers.start(delay, message, key, repeat, system)
 
     def cancel_timer(self, key: Hashable) -> bool:
-        timer = self.timers.pop(key, None)
-        if timer is None:
-            return False
-        timer.cancel()
-        return True
-
-    def _cancel_timers(self) -> None:
-        timers, self.timers = self.timers, {}
-        for timer in timers.values():
-            timer.cancel()
-
-    # -- watches -----------------------------------------------------------------------------------
-
-    def monitor(self, target: Cell) -> None:
-        with target.guard:
-            notice = target.terminated.load()
-            if notice is None:
-                target.watchers[self] = None
-        if notice is not None:
-            self.mailbox.put_system(Notice(notice))
-            return
-        self.watching[target] = None
-
-    def demonitor(self, target: Cell) -> None:
-        with target.guard:
-            target.watchers.pop(self, None)
-        self.watching.pop(target, None)
-
-    def link(self, target: Cell) -> None:
-        if target is self:
-            raise ValueError(f"actor {self.name!r} cannot link to itself")
-        first, second = sorted((self, target), key=id)  # two guards: a fixed order
-        with first.guard, second.guard:
-            notice = target.terminated.load()
-            if notice is None and self.state != "stopped":
-                target.links[self] = None
-                self.links[target] = None
-        if notice is not None and notice.failed:
-            self.linked_failed(notice)
-
-    def unlink(self, target: Cell) -> None:
-        first, second = sorted((self, target), key=id)
-        with first.guard, second.guard:
-            target.links.pop(self, None)
-            self.links.pop(target, None)
+        return self.timers is not None and self.timers.cancel(key)
 
     # -- introspection -----------------------------------------------------------------------------
 
@@ -820,20 +717,5 @@ class Cell:
             failures=self.failures,
             restarts=self.restarts,
             dead_letters=self.dead_letters + stats.dropped + self.mailbox.lost,
-            children=tuple(child.snapshot() for child in self.children),
+            children=tuple(child.snapshot() for child in self.children or ()),
         )
-
-
-def raise_answer(cell: Cell, value: tuple[str, Any], message: Any) -> Any:
-    """Turn the answer to an ask of ``message`` into its result or its exception."""
-    kind, payload = value
-    if kind is REPLY:
-        if payload.__class__ is ErrorReply:
-            raise payload.error
-        return payload
-    if kind is RAISED:
-        raise payload
-    if kind is STOPPED:
-        raise ActorStopped(cell.name)
-    assert kind is DROPPED_ASK, kind
-    raise MessageDropped(cell.name, message, payload)

@@ -1,0 +1,143 @@
+"""``ActorContext``: what the framework gives a running actor, as one object.
+
+An actor reaches it as ``self.context`` (Akka's ``ActorContext`` is the model): its own ref and
+name, its system, children, timers, death watch and stopping. Keeping all of it on one attribute
+leaves every other attribute name to the actor's author: ``self.name = ...`` in ``__init__`` is
+the user's own field, never the framework's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, final
+
+from ._actor import DEFAULT, Actor, _Default
+from ._mailbox import Mailbox
+
+if TYPE_CHECKING:
+    from ._ref import ActorRef
+    from ._runtime import ActorRuntime
+    from ._system import ActorSystem
+
+__all__ = ["ActorContext"]
+
+M = TypeVar("M")
+N = TypeVar("N")
+
+
+@final
+class ActorContext(Generic[M]):
+    """The running actor's view of the framework (``self.context`` inside an actor).
+
+    Available from ``on_start`` on (not in ``__init__``), and for the actor's own task: its
+    methods are not safe to call from other tasks or threads (give those ``context.ref``).
+    """
+
+    __slots__ = ("_runtime",)
+
+    _runtime: ActorRuntime
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("ActorContext has no public constructor: use self.context in an Actor")
+
+    @classmethod
+    def _create(cls, runtime: ActorRuntime) -> Self:
+        self = object.__new__(cls)
+        self._runtime = runtime
+        return self
+
+    def __repr__(self) -> str:
+        return f"<ActorContext of {self._runtime.name!r}>"
+
+    # -- who and where -----------------------------------------------------------------------------
+
+    @property
+    def ref(self) -> ActorRef[M]:
+        """This actor's own reference (to pass to others so that they can reply)."""
+        return self._runtime.ref
+
+    @property
+    def name(self) -> str:
+        """This actor's name (given to ``spawn``, or made up from its type: ``"Counter#7"``)."""
+        return self._runtime.name
+
+    @property
+    def system(self) -> ActorSystem:
+        """The system it runs in."""
+        return self._runtime.system
+
+    # -- children ----------------------------------------------------------------------------------
+
+    async def spawn(
+        self,
+        factory: Callable[[], Actor[N]],
+        *,
+        name: str | None = None,
+        mailbox: Mailbox | None = None,
+        shutdown: float | _Default | None = DEFAULT,
+    ) -> ActorRef[N]:
+        """Start a child actor and return its ref once its ``on_start`` has returned. The child
+        is stopped (before this actor's ``on_stop``) when this one stops, appears under it in
+        snapshots, and is not supervised: if it fails, it ends (use a ``Supervisor`` for children
+        that are restarted). Arguments and errors as :meth:`ActorSystem.spawn`.
+
+        Cancellation: if cancelled while the child starts, the child is killed."""
+        if not callable(factory):
+            raise TypeError(f"factory must be a callable returning an Actor, got {factory!r}")
+        if mailbox is not None and not isinstance(mailbox, Mailbox):
+            raise TypeError(f"mailbox must be a fearless.Mailbox, got {mailbox!r}")
+        return await self._runtime.spawn_child(factory, name, mailbox, shutdown)
+
+    # -- timers ------------------------------------------------------------------------------------
+
+    def send_after(self, delay: float, message: M, *, key: Hashable | None = None) -> Hashable:
+        """Tell this actor ``message`` after ``delay`` seconds (on the system's clock).
+
+        Returns the timer's key (``key``, or a new one); starting a timer with the key of a
+        running one replaces it. Timers are cancelled when the actor stops or restarts. A timer
+        that finds the mailbox full under ``"block"`` sends its message to dead letters
+        (``MAILBOX_FULL``): a timer never waits.
+        """
+        return self._runtime.start_timer(delay, message, key, repeat=False, system=False)
+
+    def send_every(self, interval: float, message: M, *, key: Hashable | None = None) -> Hashable:
+        """Tell this actor ``message`` every ``interval`` seconds, the first after one interval.
+
+        Each delivery is scheduled ``interval`` after the previous one was due (a fixed rate, no
+        drift). Otherwise as :meth:`send_after`.
+        """
+        return self._runtime.start_timer(interval, message, key, repeat=True, system=False)
+
+    def cancel_timer(self, key: Hashable) -> bool:
+        """Cancel the timer with ``key``; ``False`` if there was none. A message the timer
+        already delivered stays delivered."""
+        return self._runtime.cancel_timer(key)
+
+    # -- death watch -------------------------------------------------------------------------------
+
+    def monitor(self, ref: ActorRef[Any]) -> None:
+        """Get ``on_terminated(notice)`` when ``ref`` stops (at once if it has stopped already)."""
+        self._runtime.watch.monitor(ref._runtime.watch)
+
+    def demonitor(self, ref: ActorRef[Any]) -> None:
+        """Stop monitoring ``ref`` (a notice already queued is still delivered)."""
+        self._runtime.watch.demonitor(ref._runtime.watch)
+
+    def link(self, ref: ActorRef[Any]) -> None:
+        """Link this actor and ``ref``: if either fails (or is killed), the other fails too, with
+        ``LinkedActorFailed`` (or, if it traps links, gets ``on_terminated``). A graceful stop
+        does not propagate. Linking to an actor that has already failed fails this one at once."""
+        self._runtime.watch.link(ref._runtime.watch)
+
+    def unlink(self, ref: ActorRef[Any]) -> None:
+        """Remove the link with ``ref`` (both directions)."""
+        self._runtime.watch.unlink(ref._runtime.watch)
+
+    # -- stopping ----------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """End this actor gracefully: messages already queued are handled first, as for
+        ``ref.stop()``. For an actor started with ``system.spawn`` (or ``context.spawn``) this is
+        final. Under an explicit ``Supervisor`` it is a normal exit, and the child's restart type
+        decides: a permanent child is started again (OTP's rule)."""
+        self._runtime.request_stop()
