@@ -31,6 +31,7 @@ from ._actors._mailbox import EMPTY, Mailbox, SystemMessage
 from ._actors._messages import DeadLetter
 from ._actors._ref import ActorRef
 from ._actors._system import ActorSystem
+from ._backend import wait_all_tasks_blocked
 from ._cells._atomic import AtomicInt
 
 __all__ = ["FakeClock", "Harness", "Probe", "TimerInfo"]
@@ -77,7 +78,7 @@ class FakeClock:
         to (at the last deadline reached), and the sleepers woken so far stay woken."""
         if not seconds >= 0:
             raise ValueError(f"a clock only moves forward, got {seconds!r}")
-        await anyio.wait_all_tasks_blocked()  # first, let everything due to sleep fall asleep
+        await wait_all_tasks_blocked()  # first, let everything due to sleep fall asleep
         target = self._now + seconds
         sleepers = self._sleepers
         while sleepers and sleepers[0][0] <= target:
@@ -85,9 +86,9 @@ class FakeClock:
             self._now = deadline
             while sleepers and sleepers[0][0] == deadline:
                 heapq.heappop(sleepers)[2].set()
-            await anyio.wait_all_tasks_blocked()
+            await wait_all_tasks_blocked()
         self._now = target
-        await anyio.wait_all_tasks_blocked()
+        await wait_all_tasks_blocked()
 
     def __repr__(self) -> str:
         return f"FakeClock(now={self._now})"
@@ -169,7 +170,7 @@ class Probe(Generic[T]):
 
         Deterministic: it does not wait for a length of time. It cannot see into OS threads.
         """
-        await anyio.wait_all_tasks_blocked()
+        await wait_all_tasks_blocked()
         if self._arrived.load() > len(self.received):
             message = self._take()
             raise AssertionError(f"probe {self.ref.name!r}: expected no message, got {message!r}")
