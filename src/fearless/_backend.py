@@ -17,6 +17,9 @@ Everything else in fearless is written against a few operations:
     Yield to the scheduler once; a cancel point.
 ``backend.new_waiter(shared=False)``
     A :class:`Waiter`: the handle by which one parked task is claimed once and woken.
+``is_own_cancellation(exc)``
+    Whether a caught cancellation exception is the task's own cancellation, or a stray asyncio
+    ``CancelledError`` (from awaiting a future that someone else cancelled), which is a failure.
 ``await wait_all_tasks_blocked()``
     For ``fearless.testing``: return once every other task of the loop is blocked, without
     anyio's 0.1 s polling on asyncio.
@@ -96,6 +99,7 @@ __all__ = [
     "check_timeout",
     "current",
     "enter",
+    "is_own_cancellation",
     "wait_all_tasks_blocked",
 ]
 
@@ -764,7 +768,7 @@ def current() -> Backend:
 
 
 # --------------------------------------------------------------------------------------------
-# Settling, for fearless.testing
+# Settling (for fearless.testing), and where a cancellation exception came from
 # --------------------------------------------------------------------------------------------
 
 # asyncio tasks inside wait_all_tasks_blocked() right now: they count as blocked for each other,
@@ -826,3 +830,49 @@ def _all_others_blocked(loop: AbstractEventLoop, this: Task[Any]) -> bool:
         if waiter is None or waiter.done():
             return False
     return True
+
+
+def is_own_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc``, caught in a task, is that task's own cancellation.
+
+    Call it in an ``except BaseException as exc`` block of the task that caught ``exc``, still
+    inside the cancel scopes that were around the failing ``await``. True if ``exc`` is the
+    running backend's cancellation exception and the task is being cancelled: on trio, every
+    ``trio.Cancelled`` (trio raises it only into a task whose cancel scope was cancelled); on
+    asyncio (and uvloop), an ``asyncio.CancelledError`` while an anyio cancel scope around this
+    point is cancelled (up to the nearest shield), or while the task has a native cancellation
+    request outstanding (``task.cancelling() > 0``: ``task.cancel()``, ``asyncio.timeout``, a
+    failing ``asyncio.TaskGroup``, and anyio, which cancels tasks that way too).
+
+    False for anything else, in particular a stray ``CancelledError``: the task awaited a future
+    (or a task) that someone else cancelled, and nothing cancelled the task itself. That is a
+    failure of the code that awaited it, not a cancellation, and must be handled as one (anyio's
+    task groups would otherwise take it for a cancellation and drop it). An exception group is
+    never a cancellation here: look inside it with ``split``.
+    """
+    if isinstance(exc, CancelledError):  # asyncio's (which uvloop raises too)
+        loop = _running_loop()
+        task = None if loop is None else _current_tasks.get(loop)
+        if task is None:
+            return False  # not in an asyncio task: not this backend's cancellation
+        return task.cancelling() > 0 or _anyio_scope_cancelled(task)
+    trio = sys.modules.get("trio")
+    return trio is not None and isinstance(exc, trio.Cancelled) and _in_trio()
+
+
+def _anyio_scope_cancelled(task: Task[Any]) -> bool:
+    """Whether an anyio cancel scope around the current point of ``task`` (the running one) is
+    cancelled: what ``enter()`` reads, without marking an await for ``guarded``'s debug mode."""
+    if not FAST_ASYNCIO_CANCEL_CHECK:  # pragma: no cover - depends on anyio's internals
+        import anyio
+
+        return anyio.current_effective_deadline() == _NEG_INF
+    state = _states_by_ref.get(_weak_ref(task))
+    scope = None if state is None else state.cancel_scope
+    while scope is not None:
+        if scope._cancel_called:
+            return True
+        if scope._shield:
+            return False
+        scope = scope._parent_scope
+    return False
