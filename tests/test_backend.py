@@ -229,3 +229,166 @@ def test_trio_as_a_guest_on_an_asyncio_loop_is_recognised_as_trio() -> None:
         return await done
 
     assert asyncio.run(host()) == [5]
+
+
+# --------------------------------------------------------------------------------------------
+# is_own_cancellation: the task's own cancellation, or a stray CancelledError (a failure)
+# --------------------------------------------------------------------------------------------
+
+
+async def test_a_cancellation_inside_a_cancelled_scope_is_the_tasks_own() -> None:
+    verdicts: list[bool] = []
+    with CancelScope() as scope:
+        scope.cancel()
+        try:
+            await anyio.sleep(3600)
+        except BaseException as exc:
+            verdicts.append(_backend.is_own_cancellation(exc))
+            raise
+    assert scope.cancelled_caught
+    assert verdicts == [True]
+
+
+async def test_a_cancellation_from_a_scope_cancelled_by_another_task_is_the_tasks_own() -> None:
+    verdicts: list[bool] = []
+
+    async def parked(task_status: anyio.abc.TaskStatus[CancelScope]) -> None:
+        with CancelScope() as scope:
+            task_status.started(scope)
+            try:
+                await anyio.sleep_forever()
+            except BaseException as exc:
+                verdicts.append(_backend.is_own_cancellation(exc))
+                raise
+
+    async with anyio.create_task_group() as tg:
+        scope = await tg.start(parked)
+        await anyio.wait_all_tasks_blocked()
+        scope.cancel()
+    assert verdicts == [True]
+
+
+async def test_a_native_cancellation_of_the_task_is_its_own(anyio_backend_name: str) -> None:
+    """asyncio's ``task.cancel()`` of the running task (and on trio, a trio cancel scope, its
+    native cancellation) is the task's own cancellation."""
+    verdicts: list[bool] = []
+    if anyio_backend_name == "trio":
+        import trio
+
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            try:
+                await trio.sleep(3600)
+            except BaseException as exc:
+                verdicts.append(_backend.is_own_cancellation(exc))
+                raise
+        assert scope.cancelled_caught
+    else:
+        import asyncio
+
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError as exc:
+            verdicts.append(_backend.is_own_cancellation(exc))
+            assert task.uncancel() == 0  # done with it: this test swallows its own request
+    assert verdicts == [True]
+
+
+async def test_a_cancelled_error_from_a_future_someone_else_cancelled_is_stray(
+    anyio_backend_name: str,
+) -> None:
+    """Awaiting a future that another task cancels raises CancelledError in a task nobody
+    cancelled: that is not the task's cancellation, and is_own_cancellation must say so."""
+    if anyio_backend_name == "trio":
+        pytest.skip(
+            "trio raises Cancelled only into a task whose own cancel scope was cancelled, and "
+            "has no future another task could cancel: a stray Cancelled cannot happen there"
+        )
+    import asyncio
+
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    verdicts: list[bool] = []
+
+    async def cancel_it() -> None:
+        await anyio.wait_all_tasks_blocked()
+        future.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(cancel_it)
+        with CancelScope():  # a scope around the await, not cancelled
+            try:
+                await future
+            except asyncio.CancelledError as exc:
+                verdicts.append(_backend.is_own_cancellation(exc))
+    assert verdicts == [False]
+
+
+async def test_a_stray_cancelled_error_in_a_shield_under_a_cancelled_scope_is_stray(
+    anyio_backend_name: str,
+) -> None:
+    """A shield hides the outer scope's cancellation: under it, a CancelledError from a cancelled
+    future is still stray."""
+    if anyio_backend_name == "trio":
+        pytest.skip("a stray Cancelled cannot happen on trio (see the test above)")
+    import asyncio
+
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.cancel()
+    verdicts: list[bool] = []
+    with CancelScope() as outer:
+        outer.cancel()
+        with CancelScope(shield=True):
+            try:
+                await future
+            except asyncio.CancelledError as exc:
+                verdicts.append(_backend.is_own_cancellation(exc))
+        await anyio.lowlevel.checkpoint()  # the outer scope's own cancellation, absorbed below
+    assert outer.cancelled_caught
+    assert verdicts == [False]
+
+
+async def test_any_cancelled_error_inside_a_cancelled_scope_is_the_tasks_own(
+    anyio_backend_name: str,
+) -> None:
+    """Right after the task cancels its own scope, before anyio has cancelled the task natively
+    (it does so at the task's next yield), the scope alone says the task is being cancelled: a
+    CancelledError raised there is its own, whatever raised it."""
+    if anyio_backend_name == "trio":
+        pytest.skip("a stray Cancelled cannot happen on trio (see the tests above)")
+    import asyncio
+
+    future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    future.cancel()
+    task = asyncio.current_task()
+    assert task is not None
+    verdicts: list[bool] = []
+    with CancelScope() as scope:
+        scope.cancel()
+        assert task.cancelling() == 0  # anyio has not cancelled the task natively yet
+        try:
+            await future  # done already: raises without yielding
+        except asyncio.CancelledError as exc:
+            verdicts.append(_backend.is_own_cancellation(exc))
+        await anyio.lowlevel.checkpoint()
+    assert verdicts == [True]
+
+
+async def test_an_exception_that_is_not_a_cancellation_is_never_the_tasks_own(
+    anyio_backend_name: str,
+) -> None:
+    """Only the backend's cancellation exception itself can be the task's own: not another
+    exception, and not a group holding a cancellation (the caller must look inside)."""
+    with CancelScope() as scope:
+        scope.cancel()
+        assert not _backend.is_own_cancellation(ValueError("not a cancellation"))
+        if anyio_backend_name != "trio":  # trio.Cancelled has no public constructor
+            import asyncio
+
+            group = BaseExceptionGroup("grouped", [asyncio.CancelledError()])
+            assert not _backend.is_own_cancellation(group)
+            assert _backend.is_own_cancellation(asyncio.CancelledError())
+        await anyio.lowlevel.checkpoint()
+    assert scope.cancelled_caught

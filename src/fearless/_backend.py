@@ -17,6 +17,12 @@ Everything else in fearless is written against a few operations:
     Yield to the scheduler once; a cancel point.
 ``backend.new_waiter(shared=False)``
     A :class:`Waiter`: the handle by which one parked task is claimed once and woken.
+``is_own_cancellation(exc)``
+    Whether a caught cancellation exception is the task's own cancellation, or a stray asyncio
+    ``CancelledError`` (from awaiting a future that someone else cancelled), which is a failure.
+``await wait_all_tasks_blocked()``
+    For ``fearless.testing``: return once every other task of the loop is blocked, without
+    anyio's 0.1 s polling on asyncio.
 
 Parking is two-sided. A party (a task, or a thread in a ``*_blocking`` call) registers a
 :class:`Waiter` in a channel's queue and parks. Whoever completes its operation *claims* the waiter
@@ -55,8 +61,9 @@ A thread parks on a :class:`ThreadWaiter` (a lock it blocks on); its timeout rev
 ``check_blocking_allowed`` refuses a blocking call on an event-loop thread, and :func:`bind`
 closes what a loop's tasks used when that loop shuts down (rule 12).
 
-This module reads a few private attributes of anyio (asyncio cancel scopes) and trio (a task's
-cancel status). Each read has a public fallback, the package pins anyio below 5, and
+This module reads a few private attributes of anyio (asyncio cancel scopes), trio (a task's
+cancel status) and asyncio (``Task._fut_waiter``, which anyio reads too). Each anyio and trio read
+has a public fallback, the package pins anyio below 5, and
 ``tests/test_backend.py`` checks that the fast paths are the ones in use.
 """
 
@@ -68,6 +75,7 @@ import types
 import weakref
 from asyncio import AbstractEventLoop, CancelledError, Task
 from asyncio import _get_running_loop as _running_loop
+from asyncio import all_tasks as _all_tasks
 from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]  # current_task(), minus a frame
 from collections.abc import AsyncGenerator, Callable, Generator
 from threading import get_ident as _get_ident
@@ -91,6 +99,8 @@ __all__ = [
     "check_timeout",
     "current",
     "enter",
+    "is_own_cancellation",
+    "wait_all_tasks_blocked",
 ]
 
 _NO_LOOP: Final = "fearless: no asyncio or trio event loop is running in this thread"
@@ -755,3 +765,114 @@ def current() -> Backend:
     if loop is not None and (_current_tasks.get(loop) is not None or not _in_trio()):
         return _ASYNCIO
     return _enter_trio()
+
+
+# --------------------------------------------------------------------------------------------
+# Settling (for fearless.testing), and where a cancellation exception came from
+# --------------------------------------------------------------------------------------------
+
+# asyncio tasks inside wait_all_tasks_blocked() right now: they count as blocked for each other,
+# so that two of them waiting at once cannot keep each other from ever returning.
+_settling: set[Task[Any]] = set()
+
+
+async def wait_all_tasks_blocked() -> None:
+    """Return once every other task of the running event loop is blocked.
+
+    On trio this is ``trio.testing.wait_all_tasks_blocked()``, which is exact: trio knows its run
+    queue, so on return no other task is runnable (and of several tasks waiting here at once, one
+    returns and the others wait until it blocks again).
+
+    On asyncio (and uvloop) the loop's tasks are looked at directly, without the 0.1 s sleeps of
+    ``anyio.wait_all_tasks_blocked()``: this task yields once (a zero sleep, letting every
+    callback already scheduled run), then checks that every other task of the loop is parked on
+    a future that is not done (a task that has not started, that yielded without blocking, or
+    whose future is done and whose wake-up is scheduled, is not blocked). It returns once that
+    check has held on two consecutive passes, with a yield between them, so a callback that was
+    already scheduled and is about to wake a task (setting its future) is seen. Other tasks
+    inside this function at the same time count as blocked.
+
+    Limits (both backends): OS threads are not seen, so work in ``to_thread``, a ``*_blocking``
+    call in another thread, or a wake-up another thread has sent but the loop has not run yet,
+    does not hold it back; a task waiting for a timer or for I/O counts as blocked, however soon
+    it is due. On asyncio, also: a chain of plain callbacks longer than two loop iterations (a
+    callback that schedules a callback that schedules the one that wakes a task) is not seen,
+    and a task that keeps yielding without ever blocking keeps this function waiting (so does
+    trio's).
+
+    Cancellation: a cancel point at every yield; cancelling it has no effect on other tasks.
+    """
+    if current() is not _ASYNCIO:
+        import trio.testing
+
+        await trio.testing.wait_all_tasks_blocked()
+        return
+    loop = _running_loop()
+    this = _current_tasks.get(loop)
+    assert loop is not None  # current() found an asyncio task
+    assert this is not None
+    _settling.add(this)
+    try:
+        passes = 0
+        while passes < 2:
+            await _yield_once()
+            passes = passes + 1 if _all_others_blocked(loop, this) else 0
+    finally:
+        _settling.discard(this)
+
+
+def _all_others_blocked(loop: AbstractEventLoop, this: Task[Any]) -> bool:
+    for task in _all_tasks(loop):  # the loop's tasks that are not done
+        if task is this or task in _settling:
+            continue
+        # What anyio reads too: the future the task is parked on, None while it is runnable.
+        waiter = task._fut_waiter  # type: ignore[attr-defined]
+        if waiter is None or waiter.done():
+            return False
+    return True
+
+
+def is_own_cancellation(exc: BaseException) -> bool:
+    """Whether ``exc``, caught in a task, is that task's own cancellation.
+
+    Call it in an ``except BaseException as exc`` block of the task that caught ``exc``, still
+    inside the cancel scopes that were around the failing ``await``. True if ``exc`` is the
+    running backend's cancellation exception and the task is being cancelled: on trio, every
+    ``trio.Cancelled`` (trio raises it only into a task whose cancel scope was cancelled); on
+    asyncio (and uvloop), an ``asyncio.CancelledError`` while an anyio cancel scope around this
+    point is cancelled (up to the nearest shield), or while the task has a native cancellation
+    request outstanding (``task.cancelling() > 0``: ``task.cancel()``, ``asyncio.timeout``, a
+    failing ``asyncio.TaskGroup``, and anyio, which cancels tasks that way too).
+
+    False for anything else, in particular a stray ``CancelledError``: the task awaited a future
+    (or a task) that someone else cancelled, and nothing cancelled the task itself. That is a
+    failure of the code that awaited it, not a cancellation, and must be handled as one (anyio's
+    task groups would otherwise take it for a cancellation and drop it). An exception group is
+    never a cancellation here: look inside it with ``split``.
+    """
+    if isinstance(exc, CancelledError):  # asyncio's (which uvloop raises too)
+        loop = _running_loop()
+        task = None if loop is None else _current_tasks.get(loop)
+        if task is None:
+            return False  # not in an asyncio task: not this backend's cancellation
+        return task.cancelling() > 0 or _anyio_scope_cancelled(task)
+    trio = sys.modules.get("trio")
+    return trio is not None and isinstance(exc, trio.Cancelled) and _in_trio()
+
+
+def _anyio_scope_cancelled(task: Task[Any]) -> bool:
+    """Whether an anyio cancel scope around the current point of ``task`` (the running one) is
+    cancelled: what ``enter()`` reads, without marking an await for ``guarded``'s debug mode."""
+    if not FAST_ASYNCIO_CANCEL_CHECK:  # pragma: no cover - depends on anyio's internals
+        import anyio
+
+        return anyio.current_effective_deadline() == _NEG_INF
+    state = _states_by_ref.get(_weak_ref(task))
+    scope = None if state is None else state.cancel_scope
+    while scope is not None:
+        if scope._cancel_called:
+            return True
+        if scope._shield:
+            return False
+        scope = scope._parent_scope
+    return False

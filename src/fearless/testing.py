@@ -35,6 +35,7 @@ from ._actors._ref import ActorRef
 from ._actors._runtime import ActorRuntime
 from ._actors._system import ActorSystem
 from ._actors._watch import Notice
+from ._backend import wait_all_tasks_blocked
 from ._cells._atomic import AtomicInt
 from ._channels._broadcast import Subscription
 
@@ -82,7 +83,7 @@ class FakeClock:
         to (at the last deadline reached), and the sleepers woken so far stay woken."""
         if not seconds >= 0:
             raise ValueError(f"a clock only moves forward, got {seconds!r}")
-        await anyio.wait_all_tasks_blocked()  # first, let everything due to sleep fall asleep
+        await wait_all_tasks_blocked()  # first, let everything due to sleep fall asleep
         target = self._now + seconds
         sleepers = self._sleepers
         while sleepers and sleepers[0][0] <= target:
@@ -90,9 +91,9 @@ class FakeClock:
             self._now = deadline
             while sleepers and sleepers[0][0] == deadline:
                 heapq.heappop(sleepers)[2].set()
-            await anyio.wait_all_tasks_blocked()
+            await wait_all_tasks_blocked()
         self._now = target
-        await anyio.wait_all_tasks_blocked()
+        await wait_all_tasks_blocked()
 
     def __repr__(self) -> str:
         return f"FakeClock(now={self._now})"
@@ -174,7 +175,7 @@ class Probe(Generic[T]):
 
         Deterministic: it does not wait for a length of time. It cannot see into OS threads.
         """
-        await anyio.wait_all_tasks_blocked()
+        await wait_all_tasks_blocked()
         if self._arrived.load() > len(self.received):
             message = self._take()
             raise AssertionError(f"probe {self.ref.name!r}: expected no message, got {message!r}")

@@ -155,3 +155,94 @@ async def test_a_closed_source_is_refused_when_the_block_starts() -> None:
     with tx, pytest.raises(anyio.ClosedResourceError, match="closed source"):
         async with fan_out(rx, work):
             pass
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    found: list[BaseException] = []
+    for exc in group.exceptions:
+        found.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return found
+
+
+async def test_a_stray_cancelled_error_raised_by_work_propagates_out_of_the_block(
+    anyio_backend_name: str,
+) -> None:
+    """On asyncio, work that awaits a future another task cancelled raises ``CancelledError``
+    although nothing cancelled the worker. That is a failure of ``work``: it must come out of the
+    block like any other error (a ``RuntimeError`` caused by the ``CancelledError``, in the
+    block's ``ExceptionGroup``), never end the block quietly with results missing."""
+    if anyio_backend_name == "trio":
+        pytest.skip(
+            "trio raises Cancelled only into a task whose own cancel scope was cancelled, and "
+            "has no future another task could cancel: a stray Cancelled cannot happen there"
+        )
+    import asyncio
+
+    shared = asyncio.get_running_loop().create_future()  # someone else's, cancelled by them
+    awaiting = anyio.Event()
+    tx, rx = channel[int](20)
+    for i in range(20):
+        tx.send_nowait(i)
+    tx.close()
+
+    async def work(x: int) -> int:
+        if x == 4:
+            awaiting.set()
+            await shared
+        return x
+
+    async def cancel_the_shared_future() -> None:
+        await awaiting.wait()
+        shared.cancel()
+
+    stray = pytest.RaisesExc(RuntimeError, match=r"work\(4\) raised CancelledError")
+    with pytest.RaisesGroup(stray, flatten_subgroups=True) as caught:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(cancel_the_shared_future)
+            async with fan_out(rx, work, workers=4) as results:
+                async for _ in results:
+                    pass
+    (error,) = _leaves(caught.value)
+    assert isinstance(error.__cause__, asyncio.CancelledError)
+
+
+async def test_work_cancelled_with_the_block_ends_quietly() -> None:
+    """A worker cancelled in the middle of ``work`` because the block is left is the worker's
+    own cancellation, not a failure: leaving the block raises nothing."""
+    tx, rx = channel[int](8)
+    in_work = 0
+    never = anyio.Event()
+
+    async def work(x: int) -> int:
+        nonlocal in_work
+        in_work += 1
+        await never.wait()
+        return x
+
+    for i in range(8):
+        tx.send_nowait(i)
+    with tx:
+        async with fan_out(rx, work, workers=3):
+            await anyio.wait_all_tasks_blocked()
+            assert in_work == 3  # every worker is inside work when the block is left
+
+
+async def test_work_cancelled_by_a_scope_around_the_block_ends_quietly() -> None:
+    """Cancelling a scope around the block cancels workers inside ``work``: their own
+    cancellation, absorbed by that scope, never reported as an error."""
+    tx, rx = channel[int](8)
+    in_work = anyio.Event()
+
+    async def work(x: int) -> int:
+        in_work.set()
+        await anyio.sleep_forever()
+        return x
+
+    for i in range(8):
+        tx.send_nowait(i)
+    with tx, anyio.CancelScope() as scope:
+        async with fan_out(rx, work, workers=3):
+            await in_work.wait()
+            scope.cancel()
+            await anyio.sleep_forever()
+    assert scope.cancelled_caught

@@ -11,6 +11,12 @@ Specification:
   ``ExceptionGroup`` holding the error (anyio's task-group rule). Nothing is swallowed. The body
   runs inside that task group too, so an exception raised in the body also comes out wrapped in
   an ``ExceptionGroup``: catch with ``except*``.
+- A cancellation exception raised by ``work`` when nothing cancelled its worker (on asyncio, a
+  ``CancelledError`` from awaiting a future or task that someone else cancelled) is such an error
+  too, not a cancellation: the task group would take it for one and end the block quietly, so it
+  comes out of the block as a ``RuntimeError`` naming the item, caused by (``__cause__``) that
+  ``CancelledError``. A worker's own cancellation (the block being left or cancelled) stays a
+  cancellation.
 - A source that is already closed raises ``ClosedResourceError`` when the block is entered.
 - Leaving the block (normally, by ``break``, or by an exception) cancels workers still running
   and closes ``source`` and ``results``: ``fan_out`` owns them. An item a worker had taken but not
@@ -22,13 +28,15 @@ Specification:
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import anyio
-from anyio import BrokenResourceError, ClosedResourceError, EndOfStream
+from anyio import BrokenResourceError, ClosedResourceError, EndOfStream, get_cancelled_exc_class
 
+from .._backend import is_own_cancellation
 from ._channel import ChannelReceiver, Receiver, Sender, channel, check_capacity
 
 __all__ = ["fan_out"]
@@ -65,7 +73,17 @@ async def fan_out(
                     item = await source.receive()
                 except (EndOfStream, ClosedResourceError):
                     return  # the source ended, or the block is closing it
-                result = await work(item)  # whatever work raises propagates: nothing is swallowed
+                # Whatever work raises propagates: nothing is swallowed.
+                try:
+                    result = await work(item)
+                except get_cancelled_exc_class() as exc:
+                    if is_own_cancellation(exc):
+                        raise
+                    raise RuntimeError(
+                        f"fan_out: work({reprlib.repr(item)}) raised {type(exc).__name__}, but "
+                        "nothing cancelled its worker (it awaited something that was cancelled "
+                        "elsewhere): a failure of work, not a cancellation"
+                    ) from exc
                 try:
                     await out.send(result)
                 except BrokenResourceError:
