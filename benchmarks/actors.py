@@ -37,7 +37,7 @@ loop's thread instead would block the loop but cost the same. It is measured on 
 that each table has its ratio, though the backend makes no difference to it. pykka comes with the
 ``bench`` extra; if it is not installed it is left out with a note.
 
-thespian (the other actor library the issue names) is not measured: its default system base runs
+thespian (another Python actor library) is not measured: its default system base runs
 every actor in the caller's thread (no concurrency), and its concurrent bases are OS processes
 talking over sockets, a different weight class again.
 """

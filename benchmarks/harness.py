@@ -239,13 +239,13 @@ def checked(contender: Contender) -> Callable[[int], Delivery]:
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """A goal from the issue: ``peer/fearless >= at_least`` on ``backend``."""
+    """A performance goal: ``peer/fearless >= at_least`` on ``backend``."""
 
     backend: str
     peer: str
     at_least: float
     wording: str = ""
-    """How the issue puts it, when not ``>= Nx`` (e.g. "aim to match")."""
+    """How the goal is worded, when not ``>= Nx`` (e.g. "aim to match")."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -3,18 +3,16 @@
 # private prefix, and prints the interpreter's path as its last line. Nothing is installed
 # system-wide; apt runs with private state folders. A finished build is reused.
 #
-#   PY=$(../shared/tools/free-threaded-python.sh | tail -n 1)
-#   "$PY" -m venv .venv-ft && .venv-ft/bin/pip install -e '.[test]'
+#   PY=$(tools/free-threaded-python.sh | tail -n 1)
 #
 # Environment: FT_PREFIX (default ~/.cache/fearless/py313t), FT_SUITES (Debian suites tried in
 # order, default "forky trixie sid"). About 25 MB of downloads and 3 minutes on 2 cores.
 #
-# Copied unchanged (but for this paragraph) from the team's shared/tools/free-threaded-python.sh,
-# which lives outside this repository, so that CI on a clean clone has it. Here it is run by
-# `python3 tools/dev.py test-ft`, which makes .venv-ft with it. Plain `pip install -e '.[test]'`
-# as above no longer works on 3.13t: hypothesis >= 6.156 has a Rust extension without a
-# free-threaded wheel, and its source build needs Rust crates that CI cannot fetch; tools/dev.py
-# passes --prefer-binary, which takes the newest pure-Python hypothesis instead.
+# `python3 tools/dev.py test-ft` runs it and makes .venv-ft with the interpreter it prints. A plain
+# `"$PY" -m venv .venv-ft && .venv-ft/bin/pip install -e '.[test]'` does not work on 3.13t:
+# hypothesis >= 6.156 has a Rust extension without a free-threaded wheel, and its source build
+# needs Rust crates that CI cannot fetch; tools/dev.py passes --prefer-binary, which takes the
+# newest pure-Python hypothesis instead.
 set -euo pipefail
 PREFIX=${FT_PREFIX:-$HOME/.cache/fearless/py313t}
 PY="$PREFIX/bin/python3.13t"

@@ -29,10 +29,11 @@ Parking is two-sided. A party (a task, or a thread in a ``*_blocking`` call) reg
 under the channel's lock (``claim(value)`` records what the party resumes with, and succeeds at
 most once) and *wakes* it after releasing the lock (``wake()``, from any thread: directly on the
 loop's own thread, else through ``call_soon_threadsafe`` / ``TrioToken.run_sync_soon``). Deciding
-under the lock and waking outside it is rule 10 of ``concurrency-rules.md``.
+under the lock and waking outside it: ``docs/design/concurrency.md``, "Wake outside the lock, and
+only those parked".
 
 Waking and cancelling a parked task race. A :class:`Waiter` settles the race so that callers can
-rely on one rule (the foundation of rule 3 in ``concurrency-rules.md``):
+rely on one rule (the foundation of ``docs/design/concurrency.md``, "Cancellation is atomic"):
 
     ``await waiter.wait(abort, undo)`` either returns the value of the one successful
     ``claim(value)``, or raises the backend's cancellation exception having left no trace:
@@ -59,7 +60,8 @@ instead, as asyncio does for any cancellation still pending when such a block st
 
 A thread parks on a :class:`ThreadWaiter` (a lock it blocks on); its timeout revokes the same way.
 ``check_blocking_allowed`` refuses a blocking call on an event-loop thread, and :func:`bind`
-closes what a loop's tasks used when that loop shuts down (rule 12).
+closes what a loop's tasks used when that loop shuts down (``docs/design/concurrency.md``, "Closing
+releases everyone").
 
 This module reads a few private attributes of anyio (asyncio cancel scopes), trio (a task's
 cancel status) and asyncio (``Task._fut_waiter``, which anyio reads too). Each anyio and trio read
@@ -110,9 +112,10 @@ _NEG_INF: Final = float("-inf")
 class Waiter:
     """One parked party (a task, or a thread): claimed at most once, then woken.
 
-    The two steps are apart so that a channel can keep rule 10 (``concurrency-rules.md``): it
-    decides whom to wake inside its critical section (``claim``, which records the value the party
-    will resume with) and wakes them after releasing its lock (``wake``).
+    The two steps are apart so that a channel can decide whom to wake inside its critical section
+    (``claim``, which records the value the party will resume with) and wake them after releasing
+    its lock (``wake``): ``docs/design/concurrency.md``, "Wake outside the lock, and only those
+    parked".
 
     ``claim`` and ``revoke`` run under the lock of the channel the party is parked on. A party
     parked on several channels at once (``merge``, ``select``) is ``shared``: its own small lock
@@ -303,7 +306,8 @@ class ThreadWaiter(Waiter):
 
 
 # --------------------------------------------------------------------------------------------
-# Event loops that shut down: what their tasks used counts as closed (rule 12)
+# Event loops that shut down: what their tasks used counts as closed (docs/design/concurrency.md,
+# "Closing releases everyone")
 # --------------------------------------------------------------------------------------------
 
 
@@ -321,8 +325,8 @@ _watchers: dict[object, Any] = {}  # asyncio loop -> its watch (an async generat
 
 def bind(endpoint: _Bound) -> None:
     """Record that tasks of the event loop running in this thread use ``endpoint``, so that its
-    ``_loop_shut_down()`` is called when that loop shuts down (rule 12: for threads, a loop that
-    has shut down counts as closed).
+    ``_loop_shut_down()`` is called when that loop shuts down (for threads, a loop that has shut
+    down counts as closed: ``docs/design/concurrency.md``, "Closing releases everyone").
 
     Cheap when the endpoint is bound here already; an endpoint moves to the loop that used it
     last. Shutting down means: on asyncio (and uvloop), ``asyncio.run``, ``asyncio.Runner`` or

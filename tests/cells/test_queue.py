@@ -1,7 +1,7 @@
 """``ArrayQueue`` and ``ConcurrentStack``: every method and error, a model check, and thread stress.
 
-The stress tests run on the default interpreter and on free-threaded CPython 3.13t (rule 13), where
-nothing but the structures' own atomicity keeps an element from being lost or duplicated.
+The stress tests run on the default interpreter and on free-threaded CPython 3.13t, where nothing
+but the structures' own atomicity keeps an element from being lost or duplicated.
 """
 
 from __future__ import annotations

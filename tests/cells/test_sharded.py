@@ -1,6 +1,7 @@
 """``ShardedCounter``: units, exact totals under 8 threads, and the lost ``+= 1`` it avoids.
 
-The thread tests run on the default interpreter and on free-threaded CPython 3.13t (rule 13).
+The thread tests run on the default interpreter and on free-threaded CPython 3.13t, where
+nothing may rely on the GIL.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Rule 3, cancellation is atomic, checked by randomized stress on every backend.
+"""Cancellation is atomic, checked by randomized stress on every backend.
 
 A cancelled ``send`` did not enqueue and a cancelled ``receive`` did not dequeue. Under native
 asyncio cancellation an operation may be completed by another task just before the cancellation

@@ -537,7 +537,7 @@ async def counting_turns() -> AsyncIterator[Callable[[], int]]:
 async def test_a_busy_sender_yields_at_least_every_yield_every_operations(
     yield_every: int,
 ) -> None:
-    """A sender that never has to wait still lets other tasks run (rule 4)."""
+    """A sender that never has to wait still lets other tasks run (the scheduling budget)."""
     tx, rx = channel[int](math.inf, yield_every=yield_every)
     with tx, rx:
         async with counting_turns() as turns:

@@ -6,8 +6,7 @@ operations that complete at once, async operations inside an already-cancelled c
 parked operations (``send``, ``send_many``, ``receive``, ``receive_many`` tasks that wait because
 the buffer is full or empty), which later steps complete, fail (by closing) or cancel. After every
 step each operation's result or exception (type and ``unsent`` items) and ``statistics()`` must
-match the model, which follows the specification in ``fearless._channels._channel`` (rules 1-5 of
-``concurrency-rules.md``).
+match the model, which follows the specification in ``fearless._channels._channel``.
 
 The machine is synchronous; each run owns one event loop in a thread (a blocking portal) on the
 backend under test. A step runs in one ``portal.call``, so everything it does happens in one go on

@@ -150,7 +150,7 @@ async def test_a_thread_and_a_task_sharing_one_subscription_each_item_reaches_on
 async def test_a_burst_from_a_thread_wakes_each_parked_subscription_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Rule 10: wake only those parked, once. Three tasks are parked on empty subscriptions; a
+    """Wake only those parked, once. Three tasks are parked on empty subscriptions; a
     thread sends 100 items while no task runs: three wakes in all, not one per item."""
     wakes = 0
     for cls in (_backend._AsyncioWaiter, _backend._TrioWaiter):
@@ -470,7 +470,7 @@ def test_closing_its_own_endpoint_releases_a_blocked_thread() -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_loop_that_shut_down_ends_the_stream_for_a_thread_it_fed(backend: Any) -> None:
-    """Rule 12: a sender used by tasks of a loop that has shut down counts as closed."""
+    """A sender used by tasks of a loop that has shut down counts as closed."""
     name, options = backend
     tx, rx = broadcast[int](4)
 
@@ -485,7 +485,7 @@ def test_a_loop_that_shut_down_ends_the_stream_for_a_thread_it_fed(backend: Any)
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_loop_that_shut_down_releases_a_thread_its_subscription_held_back(backend: Any) -> None:
-    """Rule 12: a subscription read by tasks of a loop that has shut down counts as closed, so
+    """A subscription read by tasks of a loop that has shut down counts as closed, so
     under "block" it no longer holds back a thread sending to it."""
     name, options = backend
     tx, rx = broadcast[int](1, on_lag="block")
@@ -565,8 +565,8 @@ async def test_stress_threads_and_tasks_on_one_blocking_broadcast_every_subscrib
     clone, take statistics and close it (a clone starts at the original's position, so under
     "block" it may be the slowest for a moment and hold the senders back). Every subscriber
     must receive exactly every item, each sender's in that sender's order, no party may be left
-    parked, and no party may ever be woken twice for one claim (rule 10: wake only those
-    parked; a second wake of a trio task is fatal to the run)."""
+    parked, and no party may ever be woken twice for one claim (a second wake of a trio task is
+    fatal to the run)."""
     woken: set[_backend.Waiter] = set()
     woken_twice: list[_backend.Waiter] = []
     woken_lock = threading.Lock()

@@ -1,18 +1,19 @@
 """Atomic cells: a value any thread may change and any task or thread may wait on.
 
-Specification (``concurrency-rules.md`` rules 8-14):
+Specification (``docs/cells.md`` is the user guide; ``docs/design/concurrency.md``, "Threads and
+cells", gives the reasons):
 
 - One ``threading.Lock`` per cell. Every change runs under it; ``load()`` reads without it (a
   single attribute read is atomic on every build, free-threaded included). Every operation is
-  sequentially consistent (rule 14).
-- Critical sections are synchronous callables (rule 8): ``update(fn)`` and ``modify(fn)`` run
-  ``fn`` under the lock. A coroutine function, or an ``fn`` that returns an awaitable, raises
+  sequentially consistent ("Memory ordering").
+- Critical sections are synchronous callables: ``update(fn)`` and ``modify(fn)`` run ``fn``
+  under the lock. A coroutine function, or an ``fn`` that returns an awaitable, raises
   ``TypeError`` and changes nothing. ``fn`` must not use the same cell (it would wait for the lock
   its own thread holds): that raises ``RuntimeError`` instead of deadlocking.
-- Waiting holds nothing (rule 9): ``wait_until(predicate)`` checks the predicate under the lock,
+- Waiting holds nothing: ``wait_until(predicate)`` checks the predicate under the lock,
   registers a waiter, releases the lock and parks; every change wakes the parties parked at that
-  moment (after releasing the lock, rule 10), and each re-checks its predicate when it runs. A
-  change with nobody waiting wakes nobody.
+  moment (after releasing the lock), and each re-checks its predicate when it runs. A change with
+  nobody waiting wakes nobody.
 - ``changes()`` follows tokio's ``watch``: it yields the value now, then, after each change, the
   latest value. A slow reader skips intermediate values, never the latest one.
 """
@@ -49,7 +50,7 @@ class CellStatistics:
 
 def _synchronous(fn: Callable[..., Any], what: str) -> None:
     if inspect.iscoroutinefunction(fn) or inspect.isasyncgenfunction(fn):
-        raise TypeError(f"{what} takes a synchronous function (rule 8), got {fn!r}")
+        raise TypeError(f"{what} takes a synchronous function, got {fn!r}")
 
 
 def _no_awaitable(result: object, what: str) -> None:
@@ -58,8 +59,8 @@ def _no_awaitable(result: object, what: str) -> None:
         if close is not None:
             close()  # never awaited on purpose: no "coroutine was never awaited" warning
         raise TypeError(
-            f"{what}'s function returned an awaitable: critical sections are synchronous "
-            "(rule 8), so no lock is ever held across an await"
+            f"{what}'s function returned an awaitable: critical sections are synchronous, "
+            "so no lock is ever held across an await"
         )
 
 

@@ -1,7 +1,8 @@
 """``Guarded[T]``: a value behind a lock, reachable only through synchronous critical sections.
 
-Rust's ``Mutex<T>`` for Python, keeping rule 8 of ``concurrency-rules.md``: the lock is only ever
-held by synchronous code, so it is never held across an ``await``.
+Rust's ``Mutex<T>`` for Python (``docs/design/concurrency.md``, "Critical sections are synchronous
+callables"): the lock is only ever held by synchronous code, so it is never held across an
+``await``.
 
 Specification
 -------------

@@ -11,13 +11,13 @@ Specification
     raise ``anyio.WouldBlock`` when empty) and ``len``.
 
 Why ``WouldBlock`` and not ``IndexError``
-    An empty queue is the case where a waiting operation would have to wait (STYLE habit 4, and
-    anyio's ``*_nowait`` methods): ``WouldBlock`` names that cause, and it is what the channels'
+    An empty queue is the case where a waiting operation would have to wait (anyio's
+    ``*_nowait`` methods name it so): ``WouldBlock`` names that cause, and it is what the channels'
     ``send_nowait`` and ``receive_nowait`` raise, so a caller moving between a channel and these
     structures handles "not now" one way. The stack follows the queue so that both say "empty" the
     same way.
 
-Thread safety (rule 13: no reliance on the GIL)
+Thread safety (no reliance on the GIL: ``docs/design/concurrency.md``, "No reliance on the GIL")
     Every method is safe from any number of threads at once, on GIL and free-threaded builds, and
     every operation is linearizable: it takes effect at one instant between its call and return.
     A single operation on a builtin container (``deque.append``, ``deque.popleft``, ``list.pop``)

@@ -9,7 +9,7 @@ Design
     ``threading.local`` and registered once, under the counter's lock, in a list the counter keeps.
     A thread only ever writes its own shard, so ``add`` takes no lock: ``shard.value += n`` is a
     read-modify-write, but with a single writer no other write can fall between the read and the
-    write, on GIL and free-threaded builds alike (rule 13). ``value()`` sums the shards. A shard
+    write, on GIL and free-threaded builds alike. ``value()`` sums the shards. A shard
     outlives its thread (the list keeps it after the ``threading.local`` drops it), so counts from
     threads that have finished still count; the cost is one small object per thread that ever added.
 

@@ -1,6 +1,7 @@
-"""Broadcast: one ring buffer, every subscriber sees every item (``concurrency-rules.md`` rule 7).
+"""Broadcast: one ring buffer, every subscriber sees every item.
 
-Specification (``docs/broadcast.md`` is the user guide):
+Specification (``docs/broadcast.md`` is the user guide; ``docs/design/concurrency.md``,
+"Broadcast shares one ring", gives the reasons):
 
 Creating
     ``broadcast[T](capacity, *, on_lag="error", yield_every=DEFAULT_YIELD_EVERY)`` returns a
@@ -67,7 +68,8 @@ Scheduling
     Every async operation is a cancel point, and yields once every ``yield_every`` operations on
     that endpoint and whenever it waits, as the core channel does. An endpoint binds to the event
     loop whose tasks use it (at its first async operation, then at every yield): when that loop
-    shuts down, the endpoint is closed (``concurrency-rules.md`` rule 12).
+    shuts down, the endpoint is closed (``docs/design/concurrency.md``, "Closing releases
+    everyone").
 
 Threads
     A broadcast is shared by tasks of any event loop and by OS threads alike. Threads use
@@ -80,7 +82,7 @@ Threads
     down while it held the turn hands the turn on, and a thread feeding a loop that shut down is
     released as if the endpoints used there had been closed.
 
-Locking (rules 8-13)
+Locking (``docs/design/concurrency.md``, "Threads and cells")
     One ``threading.Lock`` per broadcast guards everything its endpoints share: the ring, the
     positions, the counters, the queues of parked parties, the subscription registry. Critical
     sections are synchronous and short, and hold the lock across no ``await``; parties to wake

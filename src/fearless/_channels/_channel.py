@@ -1,6 +1,7 @@
 """The core channel: bounded, unbounded and rendezvous, with cloneable endpoints.
 
-Specification (``docs/channels.md`` is the user guide; ``concurrency-rules.md`` rules 1-5):
+Specification (``docs/channels.md`` is the user guide; ``docs/design/concurrency.md``,
+"Channels", gives the reasons):
 
 Capacity
     ``0``: rendezvous, a send completes only when a receiver takes the item. ``N >= 1``: at most N
@@ -547,10 +548,10 @@ def warn_unclosed(endpoint: object) -> None:
 
 
 class LoopBound(ClosesOnExit):
-    """What every endpoint of a shared state does for the scheduling budget (rule 4) and for
-    the event loop its tasks use (rule 12). The state has ``yield_every`` and ``threads`` (set
-    once a thread has made a blocking call on it). Weakly referenceable: a loop's watch holds
-    the endpoints its tasks used weakly."""
+    """What every endpoint of a shared state does for the scheduling budget and for the event
+    loop its tasks use (a loop that has shut down counts as closed). The state has ``yield_every``
+    and ``threads`` (set once a thread has made a blocking call on it). Weakly referenceable: a
+    loop's watch holds the endpoints its tasks used weakly."""
 
     __slots__ = ("__weakref__", "_budget", "_home")
 
@@ -567,8 +568,8 @@ class LoopBound(ClosesOnExit):
 
     def _loop_shut_down(self) -> None:
         """The event loop whose tasks used this endpoint has shut down: for the threads that use
-        its channel, that counts as closed (rule 12), so close it. A channel no thread has used
-        is left alone: tasks of a later loop may go on using it."""
+        its channel, that counts as closed, so close it. A channel no thread has used is left
+        alone: tasks of a later loop may go on using it."""
         if self._state.threads:
             self.close()
 

@@ -24,8 +24,8 @@ Specification:
   time may wait, task or thread (``RuntimeError`` otherwise).
 
 Locking: the state's critical sections run under a re-entrant lock (``threading.RLock``), and the
-receiver is woken after it is released (rule 10). Re-entrant because both halves close the state
-from ``__del__``, and a finalizer can run on a thread that already holds the lock: a collection
+receiver is woken after it is released. Re-entrant because both halves close the state from
+``__del__``, and a finalizer can run on a thread that already holds the lock: a collection
 may start at any allocation (CPython runs a pending one at the next call), and dropping a
 reference can free the other half at once. A plain lock would deadlock that thread against
 itself. The alternative, never waiting for the lock in ``__del__`` and leaving the close to

@@ -1,6 +1,7 @@
 """Select: wait on several channel operations at once and commit exactly one.
 
-Specification (``docs/select.md`` is the user guide; ``concurrency-rules.md`` rule 6):
+Specification (``docs/select.md`` is the user guide; ``docs/design/concurrency.md``, "Select
+commits exactly one", gives the reasons):
 
 Branches
     ``Recv(receiver)`` receives from a channel; ``Send(sender, item)`` sends ``item`` to one.
