@@ -21,7 +21,7 @@ Memory
     measured in runs of its own: tracing every allocation slows a run down several times, so no
     timed run is traced.
 
-The floors (``asyncio.Queue task`` on asyncio, ``trio channel task`` on trio)
+The floors (``floor``: a task draining an ``asyncio.Queue``, or a trio memory channel on trio)
     What an idle actor is at the least: one task draining its own queue, started the same way
     (one after the other from one task, each start awaited) and stopped the same way (a stop
     message, one actor at a time, in reverse start order). On asyncio, inside one
@@ -53,22 +53,23 @@ Every run is checked: each actor is alive once spawned and ended gracefully (fea
 floors: each task ended without error, having seen its stop).
 
 Repeats: every (backend, size) is a block of its own; within it the runs of its contenders are
-interleaved round-robin (repeat 1 of each, then repeat 2 ...), after one untimed warm-up run of
-each contender at the smallest size; each figure is the median of its repeats. Sizes from 50,000
-actors up run ``min(repeats, 3)`` timed repeats; memory runs ``min(repeats, 3)`` at every size (its
-figure barely moves between runs). The cyclic garbage collector stays on: its passes over the
-growing heap are part of what holding many actors costs, for the floor as for fearless.
+interleaved round-robin (repeat 1 of each, then repeat 2 ...), after one untimed warm-up run of each
+contender at the smallest size (at most 1,000); each figure is the median of its repeats. Sizes from
+50,000 actors up run ``min(repeats, 3)`` timed repeats; memory runs ``min(repeats, 3)`` at every
+size (its figure barely moves between runs). The cyclic garbage collector stays on: its passes over
+the growing heap are part of what holding many actors costs, for the floor as for fearless.
 
 Targets: spawn within 3x the floor per actor, shutdown within 5x, memory at most 1.6x; and the
 per-actor cost flat from the smallest size to the largest. The growth, ``per actor at the largest
-size / per actor at the smallest``, is printed for fearless and for the floor, and "flat" is
-judged against the floor: fearless's growth at most ``FLAT`` (1.5x, about the noise band of this
-shared machine) times the floor's. The floor itself is not flat with the garbage collector on: on
-the machine of ``docs/benchmarks.md`` its spawn cost about 10 us per task at 1,000 on asyncio and
-32-34 us at 100,000 (trio: 32-46 and 98-104 us), but 9-13 us (trio: 30-35 us) at every size with
-``gc.disable()``. A collection of the oldest generation walks every live object, and the objects
-of 1,000 tasks are too few beside the interpreter's own to set one off often. Growth beyond the
-floor's is fearless's own (a path that is not O(1) per actor).
+size / per actor at the smallest``, is printed for fearless and for the floor, and "flat" is judged
+against the floor: fearless's growth at most ``FLAT`` (1.5x, about the noise band of this shared
+machine) times the floor's. The floor itself is not flat with the garbage collector on. Its spawn,
+measured in one sitting on a shared 2-core VM (CPython 3.11.7, PGO off), cost 9.8, 22 and 34 us per
+task at 1,000, 10,000 and 100,000 tasks on asyncio (trio: 46, 78 and 98 us) with the collector on,
+and 9.4, 11 and 13 us (trio: 30, 31 and 35 us) with ``gc.disable()``. A collection of the oldest
+generation walks every live object, and the objects of 1,000 tasks are too few beside the
+interpreter's own to set one off often. Growth beyond the floor's is fearless's own (a path that is
+not O(1) per actor).
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ class Marks:
         self.at: list[float] = []
         self.bytes: list[int] = []
 
-    async def start(self) -> None:
+    def start(self) -> None:
         if self.traced:
             gc.collect()
             self.bytes.append(tracemalloc.get_traced_memory()[0])
@@ -154,7 +155,10 @@ class Marks:
             self.at.append(time.perf_counter())
 
     async def spawned(self) -> None:
-        """Cancellation: none expected (a checkpoint in a memory run); the run fails."""
+        """After the last spawn; a memory run lets the last tasks reach their wait first.
+
+        Cancellation: a memory run checkpoints here, so the run's deadline may cancel it (the
+        run then fails); a timed run does not await."""
         if self.traced:
             for _ in range(CHECKPOINTS):
                 await anyio.lowlevel.checkpoint()
@@ -197,7 +201,7 @@ async def fearless_idle(n: int, marks: Marks) -> None:
     refs: list[fearless.ActorRef[int]] = []
     with anyio.fail_after(deadline(n)):
         async with fearless.ActorSystem() as system:
-            await marks.start()
+            marks.start()
             spawn = system.spawn
             for _ in range(n):
                 refs.append(await spawn(Idle))  # noqa: PERF401  as the floors keep theirs
@@ -238,7 +242,7 @@ def asyncio_floor(*, at_once: bool) -> Body:
         actors: list[tuple[asyncio.Queue[object], asyncio.Task[None]]] = []
         async with asyncio.timeout(deadline(n)):
             async with asyncio.TaskGroup() as tg:
-                await marks.start()
+                marks.start()
                 create_future = loop.create_future
                 create_task = tg.create_task
                 for _ in range(n):
@@ -295,7 +299,7 @@ def trio_floor(*, at_once: bool) -> Body:
         stopped = [0]
         with trio.fail_after(deadline(n)):
             async with trio.open_nursery() as nursery:
-                await marks.start()
+                marks.start()
                 start = nursery.start
                 for _ in range(n):
                     send, receive = trio.open_memory_channel[object](CAPACITY)
