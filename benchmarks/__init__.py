@@ -24,11 +24,15 @@ Workloads (each in its own module, one small function per contender):
 ``actors``        one actor: ``tell`` into an unbounded mailbox, ``await send`` into a
                   ``Mailbox(128)``, and sequential asks, against a hand-written task reading an
                   ``asyncio.Queue`` (or an anyio stream) and against pykka's threading actors
+``actor-scale``   1,000 to 100,000 idle actors: spawn, shutdown and memory per actor against a
+                  task draining its own queue (``--sizes N,N`` and ``--skip-100k`` choose the
+                  sizes)
 """
 
 from __future__ import annotations
 
 from . import (
+    actor_scale,
     actors,
     batches,
     broadcasting,
@@ -40,13 +44,14 @@ from . import (
     threads,
     yield_every,
 )
+from .actor_scale import ActorScale
 from .cells import Cells
 from .harness import Group, Workload
 from .yield_every import Sweep
 
 __all__ = ["WORKLOADS"]
 
-WORKLOADS: dict[str, Workload | Sweep | Group | Cells] = {
+WORKLOADS: dict[str, Workload | Sweep | Group | Cells | ActorScale] = {
     workload.name: workload
     for workload in (
         one_to_one.WORKLOAD,
@@ -59,6 +64,7 @@ WORKLOADS: dict[str, Workload | Sweep | Group | Cells] = {
         threads.WORKLOAD,
         cells.WORKLOAD,
         actors.WORKLOAD,
+        actor_scale.WORKLOAD,
     )
 }
 """Every workload, by its ``--only`` name, in the order they run."""

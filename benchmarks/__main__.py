@@ -1,4 +1,5 @@
-"""``python -m benchmarks [--quick] [--only NAME] [--repeats N]``: run and print the tables."""
+"""``python -m benchmarks [--quick] [--only NAME] [--repeats N] [--sizes N,N] [--skip-100k]``: run
+and print the tables."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ import time
 from importlib.metadata import version
 
 from . import WORKLOADS
+from .actor_scale import DEFAULT_SIZES, QUICK_SIZES, ActorScale, parse_sizes
 from .harness import FULL, QUICK, Settings
+
+HUNDRED_K = 100_000
 
 
 def _positive_int(text: str) -> int:
@@ -22,8 +26,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def parse_settings(argv: list[str] | None) -> tuple[Settings, list[str]]:
-    """The settings and the workload names asked for on the command line."""
+def _sizes(text: str) -> tuple[int, ...]:
+    try:
+        return parse_sizes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parse_settings(argv: list[str] | None) -> tuple[Settings, list[str], tuple[int, ...]]:
+    """The settings, the workload names and the ``actor-scale`` sizes asked for on the command
+    line."""
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description="fearless against anyio, asyncio.Queue and trio, side by side.",
@@ -46,11 +58,29 @@ def parse_settings(argv: list[str] | None) -> tuple[Settings, list[str]]:
         metavar="N",
         help="timed runs per contender (median reported)",
     )
+    parser.add_argument(
+        "--sizes",
+        type=_sizes,
+        metavar="N,N",
+        help="actor-scale: the numbers of idle actors to measure at, comma-separated "
+        f"(default {','.join(map(str, DEFAULT_SIZES))}; with --quick "
+        f"{','.join(map(str, QUICK_SIZES))})",
+    )
+    parser.add_argument(
+        "--skip-100k",
+        action="store_true",
+        help=f"actor-scale: leave out every size of {HUNDRED_K:,} actors or more",
+    )
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
     if args.repeats is not None:
         settings = dataclasses.replace(settings, repeats=args.repeats)
-    return settings, args.only or list(WORKLOADS)
+    sizes: tuple[int, ...] = args.sizes or (QUICK_SIZES if args.quick else DEFAULT_SIZES)
+    if args.skip_100k:
+        sizes = tuple(n for n in sizes if n < HUNDRED_K)
+        if not sizes:
+            parser.error(f"--skip-100k leaves no actor-scale size below {HUNDRED_K:,}")
+    return settings, args.only or list(WORKLOADS), sizes
 
 
 def _cpu_model() -> str:
@@ -80,11 +110,14 @@ def describe_machine(settings: Settings) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings, names = parse_settings(argv)
+    settings, names, sizes = parse_settings(argv)
     print(describe_machine(settings), end="\n\n", flush=True)
     start = time.perf_counter()
     for name in names:
-        print(WORKLOADS[name].run(settings), flush=True)
+        workload = WORKLOADS[name]
+        if isinstance(workload, ActorScale):
+            workload = dataclasses.replace(workload, sizes=sizes)
+        print(workload.run(settings), flush=True)
     print(f"(all measured in {time.perf_counter() - start:.1f} s)")
     return 0
 

@@ -6,12 +6,15 @@ each contender of each workload delivers every item exactly once, with a tiny it
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 
 import anyio
 import benchmarks
 import pykka
 import pytest
+from benchmarks.__main__ import parse_settings
+from benchmarks.actor_scale import ActorScale, ScaleContender, parse_sizes
 from benchmarks.cells import Cells, CounterContender
 from benchmarks.harness import (
     FULL,
@@ -36,11 +39,11 @@ ITEMS = 203  # not a multiple of the 4 or 8 producers, nor of the capacity or th
 
 def _workloads() -> list[Workload | Sweep]:
     """Every workload, a group (``threads``) counting as the workloads it is made of; ``cells``
-    has no channel contenders (it has its own smoke test)."""
+    and ``actor-scale`` have no channel contenders (they have their own smoke tests)."""
     return [
         part
         for workload in benchmarks.WORKLOADS.values()
-        if not isinstance(workload, Cells)
+        if not isinstance(workload, Cells | ActorScale)
         for part in (workload.workloads if isinstance(workload, Group) else (workload,))
     ]
 
@@ -200,3 +203,56 @@ def test_the_actors_workload_runs_end_to_end_in_quick_mode() -> None:
     assert table.count("Targets:") == 3
     assert not pykka.ActorRegistry.get_all()
     assert not _benchmark_threads()
+
+
+SCALE_CONTENDERS = [
+    pytest.param(contender, id=f"{contender.backend.name}:{contender.label}")
+    for contender in benchmarks.actor_scale.WORKLOAD.contenders
+]
+
+
+@pytest.mark.parametrize("contender", SCALE_CONTENDERS)
+def test_every_actor_scale_contender_starts_and_gracefully_stops_every_actor(
+    contender: ScaleContender,
+) -> None:
+    """50 idle actors (or floor tasks): each alive once spawned and ended by its stop, checked
+    inside the run; the spawn and the shutdown are timed, and the idle actors hold memory."""
+    timing = contender.timed(50)
+    assert timing.spawn > 0
+    assert timing.shutdown > 0
+    assert contender.footprint(50) > 0
+
+
+def test_the_actor_scale_workload_runs_end_to_end_at_tiny_sizes() -> None:
+    """``--only actor-scale --sizes 20,60``: every backend and contender at both sizes, the
+    ratios against the floor, the growth from the smallest size to the largest, the targets."""
+    tiny = Settings(repeats=2)
+    workload = benchmarks.actor_scale.WORKLOAD
+    table = dataclasses.replace(workload, sizes=(20, 60)).run(tiny)
+    assert "### 10. Actors at scale" in table
+    for backend in ("asyncio", "trio"):
+        for label in ("fearless", "floor", "floor, all at once"):
+            assert f"| {backend} | 20 | {label} | 2 |" in table
+            assert f"| {backend} | 60 | {label} | 2 |" in table
+        assert f"- {backend}, 60 actors: memory fearless/floor <= 1.6x: measured " in table
+        assert f"- {backend}: fearless spawn per actor flat from 20 to 60: grew " in table
+    assert "Growth: per actor at 60 / per actor at 20" in table
+
+
+def test_actor_scale_sizes_come_from_the_command_line() -> None:
+    """The defaults, ``--quick``'s, ``--sizes`` (sorted, deduplicated) and ``--skip-100k``."""
+    assert parse_settings([])[2] == (1_000, 10_000, 100_000)
+    assert parse_settings(["--quick"])[2] == (100, 1_000)
+    assert parse_settings(["--sizes", "10_000, 1000,1000"])[2] == (1_000, 10_000)
+    assert parse_settings(["--skip-100k"])[2] == (1_000, 10_000)
+    assert parse_settings(["--sizes", "500,200000", "--skip-100k"])[2] == (500,)
+    with pytest.raises(SystemExit):
+        parse_settings(["--sizes", "100000", "--skip-100k"])  # nothing left to measure
+
+
+@pytest.mark.parametrize("text", ["0", "1000,-5", "1000,lots", ""])
+def test_a_bad_actor_count_is_refused_with_its_value_named(text: str) -> None:
+    """An actor count that is not a positive integer names the bad part."""
+    bad = text.split(",")[-1].strip()
+    with pytest.raises(ValueError, match=f"an actor count must be .*{bad}"):
+        parse_sizes(text)
