@@ -652,17 +652,18 @@ async def test_case_13_while_a_backoff_delays_the_retries_the_supervisor_answers
 # -- the root --------------------------------------------------------------------------------------
 
 
-async def test_the_root_supervisor_giving_up_ends_the_actor_system_block() -> None:
-    """Intensity, at the root: "At the root, the actor system surfaces it to the caller." The
-    block's body (waiting forever) is cancelled, the root stops its other children in reverse
-    start order, and the block raises ``RestartIntensityExceeded``."""
+async def test_with_escalate_a_top_level_actor_giving_up_ends_the_actor_system_block() -> None:
+    """``ActorSystem(escalate=True)``: a top-level actor that exhausts its restart budget fails
+    the whole system (opt-in). The block's body (waiting forever) is cancelled, the guardian stops
+    its other children in reverse start order, and the block raises
+    ``RestartIntensityExceeded``."""
     clock = FakeClock()
     world = World(clock)
     body_cancelled = False
 
     async def run() -> None:
         nonlocal body_cancelled
-        async with ActorSystem(clock=clock, max_restarts=1, within=5.0) as system:
+        async with ActorSystem(clock=clock, max_restarts=1, within=5.0, escalate=True) as system:
             for name in "ABC":
                 await system.spawn(world.worker(name), name=name)
             await fail(system, "A", 0.0)
@@ -670,7 +671,7 @@ async def test_the_root_supervisor_giving_up_ends_the_actor_system_block() -> No
             await at(clock, 1.0)
             a = system.lookup("A")
             assert a is not None
-            a.tell("boom")  # the root's second restart within 5 s, with intensity 1
+            a.tell("boom")  # A's second restart within 5 s, with intensity 1
             try:
                 await anyio.sleep_forever()
             except anyio.get_cancelled_exc_class():

@@ -68,21 +68,27 @@ class Worker(Actor[Any]):
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "field"),
+    ("kwargs", "field", "error"),
     [
-        ({"factory": 42}, "factory"),
-        ({"name": ""}, "name"),
-        ({"restart": "sometimes"}, "restart"),
-        ({"shutdown": -1}, "shutdown"),
-        ({"shutdown": math.nan}, "shutdown"),
-        ({"mailbox": 10}, "mailbox"),
-        ({"backoff": 0.1}, "backoff"),
-        ({"decider": "restart"}, "decider"),
+        ({"factory": 42}, "factory", TypeError),
+        ({"name": ""}, "name", ValueError),
+        ({"name": 7}, "name", TypeError),
+        ({"restart": "sometimes"}, "restart", ValueError),
+        ({"shutdown": -1}, "shutdown", ValueError),
+        ({"shutdown": math.nan}, "shutdown", ValueError),
+        ({"shutdown": "5"}, "shutdown", TypeError),
+        ({"mailbox": 10}, "mailbox", TypeError),
+        ({"backoff": 0.1}, "backoff", TypeError),
+        ({"decider": "restart"}, "decider", TypeError),
     ],
 )
-def test_a_bad_child_spec_names_the_field_and_the_value(kwargs: dict[str, Any], field: str) -> None:
+def test_a_bad_child_spec_names_the_field_and_the_value(
+    kwargs: dict[str, Any], field: str, error: type[Exception]
+) -> None:
+    """A value of the wrong type is a TypeError, a bad value of the right type a ValueError, as
+    everywhere else (``system.spawn`` raises the same for the same argument)."""
     arguments = {"factory": Worker, **kwargs}
-    with pytest.raises(ValueError, match=f"ChildSpec.{field}") as caught:
+    with pytest.raises(error, match=f"ChildSpec.{field}") as caught:
         ChildSpec(**arguments)
     assert repr(kwargs[field]) in str(caught.value)
 
@@ -112,8 +118,10 @@ def test_a_bad_supervisor_is_refused_when_made() -> None:
         Supervisor([ChildSpec(Worker, name="a"), ChildSpec(Worker, name="a")])
     with pytest.raises(ValueError, match="one_for_one"):
         Supervisor([ChildSpec(Worker, backoff=Backoff(0.1, 1))], strategy="one_for_all")
-    with pytest.raises(ValueError, match="ChildSpec"):
+    with pytest.raises(TypeError, match="ChildSpec"):
         Supervisor([Worker])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="max_restarts"):
+        Supervisor(max_restarts=2.5)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unnamed"):
         Supervisor.pool(ChildSpec(Worker, name="w"))
 
@@ -389,7 +397,9 @@ async def test_a_supervisor_spawned_by_spawn_waits_for_its_children_when_stoppin
         assert w._runtime.shutdown == 5.0
 
 
-async def test_a_restart_after_a_normal_end_is_counted_and_runs_on_start() -> None:
+async def test_a_permanent_childs_normal_end_is_restarted_counted_and_runs_on_start() -> None:
+    """Under an explicit Supervisor OTP's restart types rule: a permanent child that stops
+    itself is started again (on_start, not on_restart: there is no error), and counted."""
     starts: list[str] = []
 
     class Quitter(Actor[Any]):
@@ -405,21 +415,24 @@ async def test_a_restart_after_a_normal_end_is_counted_and_runs_on_start() -> No
             return message
 
     async with ActorSystem() as system:
-        ref = await system.spawn(Quitter, name="q")
+        await system.spawn(lambda: Supervisor([ChildSpec(Quitter, name="q")]), name="sup")
+        ref = system.lookup("q")
+        assert ref is not None
         await ref.ask("quit")
         assert await ref.ask("again") == "again"
-        [child] = system.snapshot().actors
+        [sup] = system.snapshot().actors
+        [child] = sup.children
         assert (child.restarts, child.failures) == (1, 0)
     assert starts == ["on_start", "on_start"]  # no error to give on_restart: on_start runs
 
 
-async def test_the_roots_failure_is_raised_even_when_the_body_leaves_with_its_own() -> None:
+async def test_the_guardians_failure_is_raised_even_when_the_body_leaves_with_its_own() -> None:
     class Crasher(Actor[Any]):
         async def handle(self, message: Any) -> None:
             raise RuntimeError(f"crashed on {message!r}")
 
     async def body() -> None:
-        async with ActorSystem(max_restarts=2, within=5.0) as system:
+        async with ActorSystem(max_restarts=2, within=5.0, escalate=True) as system:
             ref = await system.spawn(Crasher, name="crasher")
             for i in range(3):
                 ref.tell(i)
