@@ -163,7 +163,9 @@ class MailboxQueue:
         self.lock = threading.Lock()
         self.capacity = spec.capacity
         self.overflow = spec.overflow
-        self.items: deque[Any] = deque()
+        # The queue; an idle actor that never got a message holds none (a deque is ~760 B, and
+        # a service may hold 100k idle actors): ``_NO_ITEMS`` until the first put.
+        self.items: deque[Any] = _NO_ITEMS
         # Invariants (under the lock):
         #   system   = the SystemMessage instances in items
         #   reserved = slots promised to parked senders claimed with ROOM that have not put yet
@@ -171,7 +173,7 @@ class MailboxQueue:
         #   senders non-empty => no room (each is claimed as soon as a slot frees)
         self.system = 0
         self.reserved = 0
-        self.senders: deque[_backend.Waiter] = deque()
+        self.senders: deque[_backend.Waiter] | None = None  # made when the first one parks
         self.receiver: _backend.Waiter | None = None  # the actor's task, when parked
         self.closed = False
         self.peak = 0
@@ -183,9 +185,16 @@ class MailboxQueue:
     def _has_room(self) -> bool:
         return len(self.items) - self.system + self.reserved < self.capacity
 
+    def _queue(self) -> deque[Any]:
+        """Under the lock: the queue, made on first use."""
+        items = self.items
+        if items is _NO_ITEMS:
+            items = self.items = deque()
+        return items
+
     def _append(self, item: Any) -> _backend.Waiter | None:
         """Under the lock: enqueue a user message; return the receiver to wake, if any."""
-        items = self.items
+        items = self._queue()
         items.append(item)
         self.enqueued += 1
         depth = len(items) - self.system
@@ -213,6 +222,8 @@ class MailboxQueue:
             depth = len(items) - self.system
             if depth + self.reserved >= self.capacity:
                 return self._overflow(item)
+            if items is _NO_ITEMS:
+                items = self.items = deque()
             items.append(item)  # _append(), inlined: every tell comes through here
             self.enqueued += 1
             if depth >= self.peak:
@@ -253,9 +264,9 @@ class MailboxQueue:
             if self.closed:
                 return False
             if front:
-                self.items.appendleft(item)
+                self._queue().appendleft(item)
             else:
-                self.items.append(item)
+                self._queue().append(item)
             self.system += 1
             receiver = self.receiver
             self.receiver = None
@@ -284,6 +295,8 @@ class MailboxQueue:
             else:
                 outcome = self._overflow(item)
                 if outcome is FULL:
+                    if self.senders is None:
+                        self.senders = deque()
                     self.senders.append(waiter)
                 return outcome
         finally:
@@ -313,7 +326,8 @@ class MailboxQueue:
         with self.lock:
             outcome = waiter.revoke()
             try:
-                self.senders.remove(waiter)
+                if self.senders is not None:
+                    self.senders.remove(waiter)
             except ValueError:
                 pass  # claimed, and taken off already
             return outcome
@@ -382,10 +396,10 @@ class MailboxQueue:
         with self.lock:
             self.closed = True
             items = list(self.items)
-            self.items.clear()
+            self.items = _NO_ITEMS
             self.system = 0
-            senders = [waiter for waiter in self.senders if waiter.claim(CLOSED)]
-            self.senders.clear()
+            senders = [waiter for waiter in self.senders or () if waiter.claim(CLOSED)]
+            self.senders = None
             self.refused += len(senders)
             return items, senders
 
@@ -404,8 +418,13 @@ class MailboxQueue:
                 total_enqueued=self.enqueued,
                 dropped=self.dropped,
                 refused=self.refused,
-                waiting_senders=sum(1 for waiter in self.senders if waiter.alive()),
+                waiting_senders=sum(1 for waiter in self.senders or () if waiter.alive()),
             )
+
+
+_NO_ITEMS: Final[deque[Any]] = deque(maxlen=0)
+"""Every idle mailbox's queue until its first message (empty, and never appended to: a
+``maxlen=0`` deque would drop what it was given, so nothing may append to it)."""
 
 
 def _wake_all(woken: list[_backend.Waiter] | None) -> None:

@@ -62,7 +62,7 @@ def _needs_guard(runtime: ActorRuntime) -> bool:
     """Whether an ask's reply waiter needs its own lock: whoever answers it (the actor's task;
     under ``"drop_oldest"``, any thread whose message evicts it) may race with the asker revoking
     it (timed out, cancelled) only from another thread than the asker's."""
-    return runtime.thread != _get_ident() or runtime.mailbox.overflow == "drop_oldest"
+    return runtime.system._thread != _get_ident() or runtime.mailbox.overflow == "drop_oldest"
 
 
 @final
@@ -96,7 +96,7 @@ class ActorRef(Generic[M_contra]):
     @property
     def is_alive(self) -> bool:
         """False once the actor has stopped (a hint: it can stop right after you looked)."""
-        return self._runtime.watch.terminated.load() is None
+        return self._runtime.watch.notice is None
 
     def __repr__(self) -> str:
         return f"<ActorRef {self._runtime.name!r} {self._runtime.state}>"
@@ -197,7 +197,7 @@ class ActorRef(Generic[M_contra]):
         if backend.cancel_pending:
             await backend.checkpoint()
         cell = self._runtime
-        if cell.watch.terminated.load() is not None:
+        if cell.watch.notice is not None:
             raise ActorStopped(cell.name)
         reply = backend.new_waiter(shared=_needs_guard(cell))
         envelope = Ask(message, reply, chain_of(asker, reply))
@@ -241,7 +241,7 @@ class ActorRef(Generic[M_contra]):
         _backend.check_blocking_allowed("ask_blocking")
         deadline = None if wait < 0 else time.monotonic() + wait
         cell = self._runtime
-        if cell.watch.terminated.load() is not None:
+        if cell.watch.notice is not None:
             raise ActorStopped(cell.name)
         mailbox = cell.mailbox
         reply = _backend.ThreadWaiter(shared=True)

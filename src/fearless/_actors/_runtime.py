@@ -102,7 +102,19 @@ class _Nothing:
 
 NOTHING: Final = _Nothing()
 
-_SPECIAL: Final = frozenset({Ask, type(EMPTY)})  # with SYSTEM_TYPES: what _serve does not handle
+# What _serve does not hand to handle: these, and every runtime message class (SYSTEM_TYPES). One
+# set for every actor: a set per actor would cost ~470 B.
+_SPECIAL: Final[frozenset[type]] = frozenset({Ask, type(EMPTY)})
+_special: frozenset[type] = _SPECIAL | SYSTEM_TYPES
+
+
+def _special_types() -> frozenset[type]:
+    """Every class ``_serve`` does not hand to ``handle`` (remade if a runtime message class was
+    defined since)."""
+    global _special
+    if len(_special) != len(_SPECIAL) + len(SYSTEM_TYPES):
+        _special = _SPECIAL | SYSTEM_TYPES
+    return _special
 
 
 def _nothing_to_undo(_: object) -> bool:
@@ -116,6 +128,7 @@ class ActorRuntime:
 
     __slots__ = (
         "_context",
+        "_ended_waited",
         "actor_type",
         "chain",
         "child",
@@ -137,7 +150,6 @@ class ActorRuntime:
         "ref",
         "registered",
         "restarts",
-        "schedule",
         "scope",
         "shutdown",
         "shutdown_kill",
@@ -146,7 +158,6 @@ class ActorRuntime:
         "system",
         "task_id",
         "terminating",
-        "thread",
         "timers",
         "traps_links",
         "watch",
@@ -180,9 +191,8 @@ class ActorRuntime:
         self.timers: Timers | None = None  # made on the first timer
         self.traps_links = False
         self._context: ActorContext[Any] | None = None
-        # The loop this actor runs on: kill() from another thread hops onto it.
-        self.thread = threading.get_ident()
-        self.schedule = _backend.current().scheduler()
+        if system._thread is None:  # the loop every actor of the system runs on
+            system._bind_loop()
         self.scope: anyio.CancelScope | None = None
         self.kill_requested = False
         self.shutdown_kill = False  # the kill came from a parent's or the system's shutdown
@@ -201,7 +211,10 @@ class ActorRuntime:
         self.child: Child | None = None
         self.incarnation = 0  # instances started so far
         self.terminating: Terminating | None = None  # how it is being stopped, if it is
-        self.ended = AtomicInt(0)  # instances that have ended (a supervisor waits on it)
+        # Instances that have ended; a parent stopping it waits on ``_ended_waited``, made by the
+        # first that waits (all on the system's loop: no other thread touches these).
+        self.ended = 0
+        self._ended_waited: AtomicInt | None = None
         self.last_end: tuple[ExitReason, BaseException | None] = ("stopped", None)
         self.started: anyio.Event | None = None  # made by a get-or-spawn waiting for the start
 
@@ -323,7 +336,9 @@ class ActorRuntime:
                 self.state = "restarting"
                 if started and child is not None and self.terminating is None:
                     child.report(reason, error)
-            self.ended.increment()  # (after _finish: a final end is complete when seen)
+            self.ended += 1  # (after _finish: a final end is complete when seen)
+            if self._ended_waited is not None:
+                self._ended_waited.store(self.ended)
             if not started:  # spawn raises only now: the children are gone, the name is free
                 task_status.started(start_error or ActorStopped(self.name))
 
@@ -385,7 +400,7 @@ class ActorRuntime:
         mailbox = self.mailbox
         take = mailbox.take
         handle = instance.handle
-        special = _SPECIAL | SYSTEM_TYPES  # every runtime message class is defined by now
+        special = _special_types()
         yield_every = self.system.yield_every
         budget = yield_every
         waiter = backend.new_waiter()  # the one this task parks on, re-armed for each park
@@ -563,11 +578,12 @@ class ActorRuntime:
             return  # no instance running (a restarting one is its supervisor's to end)
         if shutdown:
             self.shutdown_kill = True
-        if threading.get_ident() == self.thread:
+        system = self.system
+        if threading.get_ident() == system._thread:
             self._cancel()
         else:
             try:
-                self.schedule(self._cancel)
+                system._schedule(self._cancel)
             except RuntimeError:  # the loop is gone, and the actor with it
                 pass
 
@@ -605,10 +621,7 @@ class ActorRuntime:
             if not restart:
                 self.finalize(*self.last_end)  # it ends as its last instance did
             return
-        ended = self.ended.load()
-
-        def instance_ended(count: int) -> bool:
-            return count > ended
+        ended = self.ended
 
         timeout = self.shutdown
         if isinstance(timeout, _Default):  # never built: no type to ask
@@ -621,7 +634,7 @@ class ActorRuntime:
                 clock = self.system.clock
                 if type(clock) is LoopClock:  # the loop's own timeout: no task needed
                     with anyio.move_on_after(timeout):
-                        await self.ended.wait_until(instance_ended)
+                        await self._instance_ended(ended)
                         return
                     self.kill(shutdown=True)
                 else:
@@ -633,9 +646,18 @@ class ActorRuntime:
                             self.kill(shutdown=True)
 
                         tg.start_soon(kill_when_due)
-                        await self.ended.wait_until(instance_ended)
+                        await self._instance_ended(ended)
                         tg.cancel_scope.cancel()
-        await self.ended.wait_until(instance_ended)
+        await self._instance_ended(ended)
+
+    async def _instance_ended(self, seen: int) -> None:
+        """Wait until more than ``seen`` instances have ended."""
+        if self.ended > seen:
+            return
+        waited = self._ended_waited
+        if waited is None:
+            waited = self._ended_waited = AtomicInt(self.ended)
+        await waited.wait_until(lambda count: count > seen)
 
     async def wait_stopped(self) -> Terminated:
         return await self.watch.wait()

@@ -77,7 +77,7 @@ import logging
 import math
 import random
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, final
 
 from .._exceptions import ActorNameTaken, ActorStartError, RestartIntensityExceeded
@@ -393,8 +393,7 @@ class Child:
     attempt: int = 0  # backoff restarts since the last reset
     started_at: float = 0.0  # the clock's time when its current instance started
     pending: _Pending | None = None  # the restart it waits for (backoff, or a retry), if any
-    window: Any = None  # the guardian's: times of this child's restarts counted
-    key: tuple[str, int] = field(default=("restart", 0))
+    window: list[float] | None = None  # the guardian's: times of this child's restarts counted
 
     def decide(self, error: BaseException) -> str:
         """Ask the decider what follows ``error`` (``"restart"`` without one); an invalid answer,
@@ -495,7 +494,6 @@ class Supervisor(Actor[SupervisorRequest]):
         self._by_name: dict[str, Child] = {}  # the named ones
         self._window: list[float] = []  # times of the restarts counted, oldest first
         self._rng = random.Random()
-        self._keys = 0
 
     @classmethod
     def pool(cls, spec: ChildSpec, *, max_restarts: int = 3, within: float = 5.0) -> Supervisor:
@@ -553,8 +551,7 @@ class Supervisor(Actor[SupervisorRequest]):
         runtime = supervisor.system._new_runtime(
             supervisor, factory, spec.name, spec.mailbox, spec.shutdown
         )
-        self._keys += 1
-        child = Child(spec, supervisor, runtime, factory, key=("restart", self._keys))
+        child = Child(spec, supervisor, runtime, factory)
         runtime.child = child
         self._add(child)
         try:
@@ -842,7 +839,7 @@ class Supervisor(Actor[SupervisorRequest]):
         for child in children:
             child.pending = pending
         _runtime_of(self).start_timer(
-            delay, _RestartDue(pending, error), children[0].key, repeat=False, system=True
+            delay, _RestartDue(pending, error), children[0], repeat=False, system=True
         )
 
     async def _restart_due(self, due: _RestartDue) -> None:

@@ -36,6 +36,7 @@ Specification (``docs/actors.md`` is the user guide):
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar, final
@@ -43,6 +44,7 @@ from typing import Any, TypeVar, final
 import anyio
 from anyio.abc import TaskGroup
 
+from .. import _backend
 from .._channels._broadcast import BroadcastSender, Subscription, broadcast
 from .._channels._channel import DEFAULT_YIELD_EVERY
 from .._exceptions import ActorNameTaken, SendClosedError
@@ -84,6 +86,10 @@ def _only(group: BaseExceptionGroup[Any], error: BaseException, also: BaseExcept
         any(leaf is w for w in wanted) or leaf is also or isinstance(leaf, cancelled)
         for leaf in leaves
     )
+
+
+def _no_loop(callback: Callable[[], object]) -> object:  # pragma: no cover - bound first
+    raise RuntimeError("the ActorSystem has no event loop yet")
 
 
 def _check_shutdown(shutdown: object) -> float | None:
@@ -149,6 +155,14 @@ class ActorSystem:
         self._root_failure: BaseException | None = None
         self._fatal_error: BaseException | None = None  # KeyboardInterrupt / SystemExit
         self._late_letters = 0  # dead letters after the system closed (logged, not published)
+        # The event loop its actors run on, and how to run a callback there from another thread
+        # (a kill from a thread hops onto it); set when the first actor is made.
+        self._thread: int | None = None
+        self._schedule: Callable[[Callable[[], object]], object] = _no_loop
+
+    def _bind_loop(self) -> None:
+        self._thread = threading.get_ident()
+        self._schedule = _backend.current().scheduler()
 
     def __repr__(self) -> str:
         return f"<ActorSystem {self.name!r} {self._state}>"

@@ -8,8 +8,8 @@
 
 Actors of other systems, on other threads, may watch this one, so each actor's watch state is
 guarded by its own lock; two actors' locks are always taken in one order (by ``id``). The notice
-is published (``terminated``) under that lock, so a watch registered concurrently either sees it
-or is told by :meth:`DeathWatch.publish`.
+is published (``notice``) under that lock, so a watch registered concurrently either sees it or is
+told by :meth:`DeathWatch.publish`.
 """
 
 from __future__ import annotations
@@ -43,12 +43,15 @@ def _not_none(value: object) -> bool:
 class DeathWatch:
     """One actor's watchers, the actors it watches, its links, and its ``Terminated`` notice."""
 
-    __slots__ = ("_runtime", "guard", "links", "terminated", "watchers", "watching")
+    __slots__ = ("_runtime", "_waited", "guard", "links", "notice", "watchers", "watching")
 
     def __init__(self, runtime: ActorRuntime) -> None:
         self._runtime = runtime
         self.guard = threading.Lock()
-        self.terminated: AtomicCell[Terminated | None] = AtomicCell(None)
+        # The notice, once the actor has ended (set under the guard; a plain read is a hint, as
+        # ``ref.is_alive`` is). Those who wait for it wait on ``_waited``, made by the first.
+        self.notice: Terminated | None = None
+        self._waited: AtomicCell[Terminated | None] | None = None
         # Ordered sets, made on first use (most actors are never watched).
         self.watchers: dict[DeathWatch, None] | None = None  # who monitors this actor
         self.watching: dict[DeathWatch, None] | None = None  # whom this actor monitors
@@ -56,7 +59,7 @@ class DeathWatch:
 
     def monitor(self, target: DeathWatch) -> None:
         with target.guard:
-            notice = target.terminated.load()
+            notice = target.notice
             if notice is None:
                 if target.watchers is None:
                     target.watchers = {}
@@ -80,8 +83,8 @@ class DeathWatch:
             raise ValueError(f"actor {self._runtime.name!r} cannot link to itself")
         first, second = sorted((self, target), key=id)  # two locks: a fixed order
         with first.guard, second.guard:
-            notice = target.terminated.load()
-            if notice is None and self.terminated.load() is None:
+            notice = target.notice
+            if notice is None and self.notice is None:
                 if target.links is None:
                     target.links = {}
                 if self.links is None:
@@ -107,10 +110,13 @@ class DeathWatch:
                 if watched.watchers is not None:
                     watched.watchers.pop(self, None)
         self.watching = None
-        with self.guard:  # against monitor() and link() from actors on other threads
-            self.terminated.store(notice)
+        with self.guard:  # against monitor(), link() and waiters on other threads
+            self.notice = notice
+            waited = self._waited
             watchers, self.watchers = self.watchers, None
             links, self.links = self.links, None
+        if waited is not None:
+            waited.store(notice)
         for watcher in watchers or ():
             watcher._runtime.mailbox.put_system(Notice(notice))
         for linked in links or ():
@@ -120,12 +126,23 @@ class DeathWatch:
             if notice.failed:
                 linked._runtime.linked_failed(notice)
 
+    def _waitable(self) -> AtomicCell[Terminated | None]:
+        with self.guard:
+            waited = self._waited
+            if waited is None:
+                waited = self._waited = AtomicCell(self.notice)
+            return waited
+
     async def wait(self) -> Terminated:
-        notice = await self.terminated.wait_until(_not_none)
-        assert notice is not None
+        notice = self.notice
+        if notice is None:
+            notice = await self._waitable().wait_until(_not_none)
+            assert notice is not None
         return notice
 
     def wait_blocking(self, timeout: float | None) -> Terminated:
-        notice = self.terminated.wait_until_blocking(_not_none, timeout)
-        assert notice is not None
+        notice = self.notice
+        if notice is None:
+            notice = self._waitable().wait_until_blocking(_not_none, timeout)
+            assert notice is not None
         return notice
