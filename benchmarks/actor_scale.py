@@ -84,8 +84,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
+import anyio.abc
 import anyio.lowlevel
 import trio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 import fearless
 
@@ -121,6 +123,7 @@ FLAT = 1.5
 FEARLESS = "fearless"
 FLOOR = "floor"
 FLOOR_AT_ONCE = "floor, all at once"
+FLOOR_ANYIO = "floor, anyio task"
 
 STOP = object()
 """The asyncio floor's stop sentinel."""
@@ -322,6 +325,56 @@ def trio_floor(*, at_once: bool) -> Body:
     return body
 
 
+# -- the anyio floor (either backend) ------------------------------------------------------------
+
+
+async def _anyio_actor(
+    receive: anyio.abc.ObjectReceiveStream[object],
+    stopped: list[int],
+    *,
+    task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    task_status.started()
+    async for message in receive:
+        if isinstance(message, anyio.Event):
+            stopped[0] += 1
+            message.set()
+            return
+        await _handle(message)
+
+
+async def anyio_floor(n: int, marks: Marks) -> None:
+    """Tasks started with anyio's ``TaskGroup.start`` (as fearless starts an actor), each
+    draining its own anyio memory object stream; stopped one at a time in reverse start order
+    with a stop event sent to each. What an anyio-native library pays for a task and a queue
+    before it adds anything of its own."""
+    actors: list[MemoryObjectSendStream[object]] = []
+    receivers: list[MemoryObjectReceiveStream[object]] = []
+    stopped = [0]
+    with anyio.fail_after(deadline(n)):
+        async with anyio.create_task_group() as tg:
+            marks.start()
+            start = tg.start
+            for _ in range(n):
+                send, receive = anyio.create_memory_object_stream[object](CAPACITY)
+                await start(_anyio_actor, receive, stopped)
+                actors.append(send)
+                receivers.append(receive)
+            await marks.spawned()
+            alive = n - stopped[0]
+            marks.stopping()
+            for send in reversed(actors):
+                done = anyio.Event()
+                send.send_nowait(done)
+                await done.wait()
+        marks.stopped()
+    for send in actors:
+        send.close()
+    for receive in receivers:
+        receive.close()
+    _check(FLOOR_ANYIO, n, alive, stopped[0])
+
+
 # -- measuring ------------------------------------------------------------------------------------
 
 
@@ -510,8 +563,8 @@ class ActorScale:
             "fearless / floor, per actor (targets: spawn <= 3x, shutdown <= 5x, memory <= 1.6x):",
             "",
             "| backend | actors | spawn | shutdown | memory | shutdown against the floor, "
-            "all at once |",
-            "| --- | ---: | ---: | ---: | ---: | ---: |",
+            "all at once | against the anyio-task floor: spawn, shutdown, memory |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         verdicts: list[str] = []
         for backend in self.backends():
@@ -530,6 +583,13 @@ class ActorScale:
                         f"{'met' if met else 'NOT met'}"
                     )
                 cells.append(f"{ours.shutdown / at_once.shutdown:.2f}x")
+                anyio_task = results[backend.name, FLOOR_ANYIO, n]
+                cells.append(
+                    ", ".join(
+                        f"{_value(ours, goal.what) / _value(anyio_task, goal.what):.2f}x"
+                        for goal in GOALS
+                    )
+                )
                 lines.append(f"| {backend.name} | {n:,} | " + " | ".join(cells) + " |")
         return lines, verdicts
 
@@ -587,6 +647,7 @@ def contenders_for(backends: Sequence[Backend]) -> tuple[ScaleContender, ...]:
             ScaleContender(backend, FEARLESS, fearless_idle),
             ScaleContender(backend, FLOOR, floor),
             ScaleContender(backend, FLOOR_AT_ONCE, at_once),
+            ScaleContender(backend, FLOOR_ANYIO, anyio_floor),
         ]
     return tuple(out)
 

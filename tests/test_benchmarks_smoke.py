@@ -231,7 +231,7 @@ def test_the_actor_scale_workload_runs_end_to_end_at_tiny_sizes() -> None:
     table = dataclasses.replace(workload, sizes=(20, 60)).run(tiny)
     assert "### 10. Actors at scale" in table
     for backend in ("asyncio", "trio"):
-        for label in ("fearless", "floor", "floor, all at once"):
+        for label in ("fearless", "floor", "floor, all at once", "floor, anyio task"):
             assert f"| {backend} | 20 | {label} | 2 |" in table
             assert f"| {backend} | 60 | {label} | 2 |" in table
         assert f"- {backend}, 60 actors: memory fearless/floor <= 1.6x: measured " in table

@@ -117,6 +117,9 @@ def _special_types() -> frozenset[type]:
     return _special
 
 
+_checked: set[type] = set()  # actor classes whose handle was found to be an async def
+
+
 def _nothing_to_undo(_: object) -> bool:
     return True  # the actor is woken without a message (it takes one itself): nothing to give back
 
@@ -382,8 +385,12 @@ class ActorRuntime:
             raise TypeError(
                 f"the factory of actor {self.name!r} returned {instance!r}, not an Actor"
             )
-        if not inspect.iscoroutinefunction(instance.handle):
-            raise TypeError(f"{type(instance).__name__}.handle must be an async def")
+        cls = type(instance)
+        if cls not in _checked or "handle" in getattr(instance, "__dict__", ()):
+            if not inspect.iscoroutinefunction(instance.handle):
+                raise TypeError(f"{cls.__name__}.handle must be an async def")
+            if "handle" not in getattr(instance, "__dict__", ()):
+                _checked.add(cls)  # a class's own handle is checked once
         instance._fearless_runtime = self
         self.instance = instance
         if self.shutdown is DEFAULT:
