@@ -311,11 +311,18 @@ class ActorRuntime:
             if scope.cancelled_caught and reason == "stopped":
                 reason, error = self._kill_reason()
                 final = self._end_is_final(reason)
-        except BaseException:  # cancelled from outside (the system is going down), or worse
-            if reason == "stopped":
-                reason, error = "shutdown", None
+        except BaseException as exc:  # cancelled from outside (the system is going down), or worse
             final = True
-            raise
+            if not isinstance(exc, KeyboardInterrupt | SystemExit):
+                if reason == "stopped":
+                    reason, error = "shutdown", None
+                raise
+            # Raised outside a hook's guard (a decider, or a Ctrl-C that trio delivered into the
+            # runtime's own code): it stops the whole system, whose block raises it, unwrapped.
+            # Not re-raised into the task group, which would wrap it (and asyncio would stop its
+            # loop with it).
+            self.system._fatal(exc)
+            reason, error = "failed", exc
         finally:
             self.scope = None
             self.kill_requested = False
@@ -468,6 +475,10 @@ class ActorRuntime:
                 except BaseException as exc:
                     if not self._is_failure(exc):
                         raise
+                    if cls is Notice:  # the user's handler of a notice: as for a message
+                        self.dead_letter(item.notice, DeadLetterReason.HANDLER_FAILED, exc)
+                        if self._resumes(exc):
+                            continue
                     return exc
 
     def _resumes(self, error: BaseException) -> bool:

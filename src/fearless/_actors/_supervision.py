@@ -546,7 +546,10 @@ class Supervisor(Actor[SupervisorRequest]):
         if name is not None and self._by_name.get(name) is child:
             del self._by_name[name]
 
-    async def _start_new(self, spec: ChildSpec, factory: Callable[[], Actor[Any]]) -> Child:
+    async def _start_new(self, spec: ChildSpec, factory: Callable[[], Actor[Any]]) -> ActorRuntime:
+        """Start a new child and return its runtime (whose ``child`` is its ``Child``). Started
+        from another task (the guardian's ``start_child``), it may have ended, and been
+        forgotten, by the time this returns: an actor that stops itself in ``on_start``."""
         supervisor = _runtime_of(self)
         runtime = supervisor.system._new_runtime(
             supervisor, factory, spec.name, spec.mailbox, spec.shutdown
@@ -565,7 +568,7 @@ class Supervisor(Actor[SupervisorRequest]):
             runtime.finalize("failed", error.__cause__)
             raise error
         child.started_at = self._now()
-        return child
+        return runtime
 
     def _now(self) -> float:
         return _runtime_of(self).system.clock.now()
@@ -627,7 +630,7 @@ class Supervisor(Actor[SupervisorRequest]):
                     "no spec"
                 )
             pool = self._pool
-            child = await self._start_new(pool, lambda: pool.factory(*args))
+            runtime = await self._start_new(pool, lambda: pool.factory(*args))
         else:
             if spec is None or args:
                 raise ValueError(
@@ -635,9 +638,8 @@ class Supervisor(Actor[SupervisorRequest]):
                     "(Supervisor.pool)"
                 )
             self._check_new(spec)
-            child = await self._start_new(spec, spec.factory)
-        assert child.runtime is not None
-        return child.runtime.ref
+            runtime = await self._start_new(spec, spec.factory)
+        return runtime.ref  # (the actor may have ended already: its ref says so)
 
     def _check_new(self, spec: ChildSpec) -> None:
         name = spec.name
@@ -693,14 +695,15 @@ class Supervisor(Actor[SupervisorRequest]):
         index = order.index(child)
         self._remove(child)
         try:
-            new = await self._start_new(child.spec, child.factory)
+            runtime = await self._start_new(child.spec, child.factory)
         except BaseException:
             self._add(child)  # the spec stays (OTP's {error, _})
             self._reorder([*order[:index], child, *order[index + 1 :]])
             raise
+        new = runtime.child
+        assert new is not None
         self._reorder([*order[:index], new, *order[index + 1 :]])  # its place in start order
-        assert new.runtime is not None
-        return new.runtime.ref
+        return runtime.ref
 
     def _reorder(self, order: list[Child]) -> None:
         """Put the children (and the runtime's list, which stopping and snapshots follow) in

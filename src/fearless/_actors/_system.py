@@ -7,12 +7,20 @@ Specification (``docs/actors.md`` is the user guide):
   task in it. ``await system.spawn(factory, name=..., mailbox=..., shutdown=...)`` starts an
   actor and returns its ``ActorRef`` once its ``on_start`` has returned.
 - Top-level actors are children of the system's guardian (``_supervision.Guardian``): a failure
-  restarts one, within a restart budget of its own (``max_restarts`` within ``within``); a
-  normal stop is final; one that exhausts its budget is stopped and the system goes on, unless
-  ``escalate=True`` makes that the system's failure (the block raises
-  ``RestartIntensityExceeded``).
-- ``KeyboardInterrupt`` or ``SystemExit`` raised in an actor stops the whole system; the block
-  raises it as it was, on every backend.
+  restarts one, within a restart budget of its own (``max_restarts`` within ``within``;
+  failures of different actors never add up); a normal stop (``ref.stop()``,
+  ``context.stop()``) is final; one that exhausts its budget (a crash loop) is stopped, as if
+  it had failed for good: an ERROR log with its name and last error, its queued messages to dead
+  letters, ``Terminated`` (reason ``"failed"``) to its watchers, its name free; the system and
+  every other actor go on. With ``backoff``, restarts are spaced out, and a crash loop whose
+  restarts stay within the budget keeps backing off instead. ``escalate=True`` makes a budget
+  exhausted the system's failure (the block raises ``RestartIntensityExceeded``).
+- What an actor's code raises (the factory, a hook, ``handle``): an ``Exception``, a
+  cancellation that is not the actor's own (on asyncio, awaiting a future that someone else
+  cancelled) or another ``BaseException`` fails that actor only. ``KeyboardInterrupt`` or
+  ``SystemExit`` raised there (or in a decider) stops the whole system (every actor is killed,
+  the body cancelled) and the block raises it as it was, not in an exception group, on every
+  backend. The actor's own cancellation (a kill, the system shutting down) is not a failure.
 - Leaving the block normally stops every top-level actor gracefully, one at a time, in reverse
   start order; each stops its own children first. An actor that is not stopped within its
   ``shutdown`` timeout (on the system's clock; default 5 s; ``None`` waits as long as it takes,
@@ -104,7 +112,17 @@ def _check_shutdown(shutdown: object) -> float | None:
 
 @final
 class ActorSystem:
-    """A home for actors; see the module docstring. Use it as ``async with ActorSystem() as s``."""
+    """A home for actors: ``async with ActorSystem() as system:`` (the specification is the
+    docstring of its module, ``fearless._actors._system``).
+
+    What ends what: an actor's failure (anything its code raises but ``KeyboardInterrupt`` and
+    ``SystemExit``, a stray ``CancelledError`` included) restarts a top-level actor within a
+    restart budget of its own; one over its budget is stopped (logged at ERROR) and everything
+    else goes on, unless ``escalate=True`` (then the block raises ``RestartIntensityExceeded``).
+    A normal stop is final. ``KeyboardInterrupt`` or ``SystemExit`` raised in any actor kills
+    every actor and leaves the block as it was raised. An exception of the body kills every
+    actor and leaves the block as it was raised (an exception group as that same group).
+    """
 
     def __init__(
         self,
@@ -126,7 +144,10 @@ class ActorSystem:
         ``max_restarts`` and ``within``: the restart budget of each top-level actor, its own
         (failures of different actors never add up): a top-level actor that fails more than
         ``max_restarts`` times within ``within`` seconds is stopped, logged at ERROR, and the
-        system goes on. ``escalate=True``: it fails the whole system instead (the block raises
+        system goes on. (OTP shares one budget among a supervisor's children and ends the
+        application when it runs out; Akka's user guardian restarts without limit. A budget per
+        actor keeps one crash loop, or a few unrelated failures, from ending a service.)
+        ``escalate=True``: it fails the whole system instead (the block raises
         ``RestartIntensityExceeded``), as an OTP application whose top supervisor gives up.
         """
         if mailbox is not None and not isinstance(mailbox, Mailbox):
@@ -284,11 +305,15 @@ class ActorSystem:
         to stop gracefully before being killed (``None``: no limit, ``0``: kill at once; default
         5 s, ``None`` for a supervisor).
 
-        Supervision: the system's guardian restarts it when it fails (``"permanent"``, the
-        default) within its own restart budget (the system's ``max_restarts`` within
-        ``within``), with ``backoff`` between restarts if given, and ``decider`` choosing per
-        exception (as in ``ChildSpec``); ``"temporary"``: never restarted. A normal stop
-        (``ref.stop()``, ``context.stop()``) is final.
+        Supervision: the system's guardian restarts it when it fails (``"permanent"`` or
+        ``"transient"``, the default being ``"permanent"``) within its own restart budget (the
+        system's ``max_restarts`` within ``within``), with ``backoff`` between restarts if
+        given, and ``decider`` choosing per exception (as in ``ChildSpec``); ``"temporary"``:
+        never restarted. A normal stop (``ref.stop()``, ``context.stop()``) and a kill by hand
+        are final. One more failure than its budget allows and it is stopped for good (see the
+        class docstring); the system goes on, unless made with ``escalate=True``. A decider's
+        ``"escalate"`` (or a decider that raises) fails the whole system: the block raises
+        that failure.
 
         Raises ``ActorStartError`` (the cause attached) if the factory or ``on_start`` raises; the
         actor never ran, its name is free again, and it does not count as a restart.
