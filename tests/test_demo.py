@@ -1,6 +1,6 @@
 """The README's demo runs on every backend: the pipeline gets every job back exactly once, the
 bank of actors conserves money, accounts for every transfer and publishes the dead letters it
-should, and the supervision tree restarts its flaky worker and contains its crash storm."""
+should, and the supervision tree restarts its flaky worker and contains its crash storms."""
 
 from __future__ import annotations
 
@@ -62,20 +62,28 @@ def test_the_demo_bank_conserves_money_and_reports_its_dead_letters(backend: str
 
 
 @pytest.mark.parametrize("backend", demo.BACKENDS)
-def test_the_demo_tree_restarts_the_flaky_worker_and_contains_the_storm(backend: str) -> None:
+def test_the_demo_tree_restarts_the_flaky_worker_and_contains_both_storms(backend: str) -> None:
+    """A supervisor that gives up escalates to its parent, which restarts it; a top-level actor
+    that exhausts its own restart budget is stopped, and the system goes on."""
     skip_if_missing(backend)
     out = io.StringIO()
     assert demo.run(backend, out=out, part="tree")
     text = out.getvalue()
     assert "jobs in" not in text
     assert "bank" not in text
-    # the tree, before: every actor fresh.
-    before, after = text.split("  before:\n")[1].split("  after:\n")
-    assert before.count("failures 0, restarts 0") == 6
-    assert "│   ├── flaky [Worker] running" in before
-    assert "└── storm [Subtree] running" in before
+    # the tree, before: every actor fresh, solo beside service at the top.
+    before, after = text.split("  before:\n")[1].split("  after")
+    assert before.count("failures 0, restarts 0") == 7
+    assert "├── service [Supervisor] running" in before
+    assert "│   │   ├── flaky [Worker] running" in before
+    assert "│   └── storm [Subtree] running" in before
+    assert "└── solo [Crasher] running" in before
     # the flaky worker: restarted after each failure, the next job handled by the new instance.
     assert "flaky: 12 jobs, one a second: 9 done, 3 failed (ConnectionError)" in text
+    assert (
+        "logged: 3 x ERROR fearless.actors: supervisor 'workers' restarts actor 'flaky' "
+        "(one_for_one), which ended: failed (ConnectionError"
+    ) in text
     assert (
         "steady refuses job -1 with ErrorReply: the asker gets ValueError: there is no job -1"
         in (text)
@@ -86,15 +94,32 @@ def test_the_demo_tree_restarts_the_flaky_worker_and_contains_the_storm(backend:
         "restart(s) within 5.0 s (last: RuntimeError: crashed on 'boom 2')"
     ) in text
     assert "logged: ERROR fearless.actors: actor 'crasher' failed (RuntimeError" in text
-    assert "Traceback" not in text
+    assert "supervisor 'service' restarts actor 'storm' (one_for_one)" in text
     assert "service restarted storm, which started a new crasher: running" in text
-    # the failing messages, in dead letters.
+    # solo: restarted within its own budget, then stopped for good; the system goes on.
+    assert (
+        "solo: 5 messages that each crash it, at once: restarted 3 times, then stopped for good "
+        "(failed: RuntimeError)"
+    ) in text
+    assert "logged: 3 x ERROR fearless.actors: supervisor '/' restarts actor 'solo'" in text
+    assert (
+        "logged: ERROR fearless.actors: actor 'solo' failed more than 3 time(s) within 5.0 s: "
+        "stopped for good (the system goes on)"
+    ) in text
+    assert "the system goes on: steady answers 'job 12 done" in text
+    assert "Traceback" not in text
+    # the failing messages, in dead letters, and the one still queued for solo.
     for job in (3, 7, 11):
         assert f"Job(number={job}) for flaky: handler_failed: ConnectionError(" in text
     for boom in range(3):
         assert f"'boom {boom}' for crasher: handler_failed: RuntimeError(" in text
-    # the tree, after.
-    assert "tree  (dead letters: 6)" in after
+    for crash in range(4):
+        assert f"'crash {crash}' for solo: handler_failed: RuntimeError(" in text
+    assert "'crash 4' for solo: actor_stopped\n" in text
+    # the tree, after: solo is gone, service and its tree are running.
+    assert "tree  (dead letters: 11)" in after
+    assert "solo" not in after.split("\n", 1)[1].split("  check:")[0]
+    assert "└── service [Supervisor] running" in after
     assert (
         "flaky [Worker] running, mailbox 0/1000 block, handled 9, failures 3, restarts 3" in after
     )
@@ -110,7 +135,8 @@ def test_the_demo_tree_restarts_the_flaky_worker_and_contains_the_storm(backend:
     )
     assert (
         "check: tree recovered (flaky restarted 3 times, storm gave up once and service restarted "
-        "it, workers untouched, 6 dead letters (expected 6))"
+        "it, solo failed 4 times and was stopped while the system went on, workers untouched, "
+        "11 dead letters (expected 11))"
     ) in text
 
 

@@ -1,5 +1,13 @@
 """fearless: Rust's fearless concurrency, for Python's async code (asyncio, uvloop and trio).
 
+Channels (``channel``, ``select``, ``broadcast``, ``oneshot``, ``merge``, ``fan_out``), atomic cells
+(``AtomicCell``, ``Guarded``, ``ShardedCounter``, ...), the same channels and cells from OS threads
+(the ``*_blocking`` calls), and actors: an ``Actor[M]`` handles its messages one at a time in its
+own task, reaches what the framework offers through ``self.context`` (an ``ActorContext``; every
+other attribute name is the user's), and lives in an ``ActorSystem``, restarted when it fails
+(within a restart budget of its own, or as a ``Supervisor`` tree says). The guides are in
+``docs/``; ``fearless.testing`` has a fake clock, a probe and a harness for testing actors.
+
 Every public name is re-exported here from a private module; ``tests/test_public_api.py`` pins the
 set.
 """

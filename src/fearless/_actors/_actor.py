@@ -56,11 +56,16 @@ class Actor(Generic[M]):
     Messages are handled one at a time, in mailbox order; the next is taken only when ``handle``
     has returned. ``handle``'s return value is the reply to an ``ask`` (ignored for ``tell``).
     If ``handle`` raises, the instance fails: the message goes to dead letters with the
-    exception (an asker gets the exception) and ``on_stop`` runs. Then its supervisor decides:
+    exception (an asker gets the exception) and ``on_stop`` runs. Any exception is a failure: an
+    ``Exception``, a cancellation that is not the actor's own (on asyncio, awaiting something
+    cancelled from elsewhere), another ``BaseException``; ``KeyboardInterrupt`` and
+    ``SystemExit`` also stop the whole system, whose block raises them. Then its parent decides:
     an actor started by ``system.spawn`` is restarted with a new instance from its factory,
     keeping its ref, name and mailbox, until it exhausts its own restart budget (then it is
-    stopped, and the system goes on); under a ``Supervisor`` its restart type decides; a
-    temporary one, or a plain actor's child (``context.spawn``), ends with reason ``"failed"``.
+    stopped, and the system goes on, unless the system was made with ``escalate=True``); under
+    a ``Supervisor`` its restart type decides; a temporary one, or a plain actor's child
+    (``context.spawn``), ends with reason ``"failed"``. A stop (``context.stop()``) is final,
+    except for a permanent child of a ``Supervisor``, which is started again.
 
     Hooks (all optional, all async, all run in the actor's task): ``on_start`` before the first
     message; ``on_stop`` when the instance stops, gracefully or by its own failure (not when
@@ -109,33 +114,48 @@ class Actor(Generic[M]):
 
     async def on_start(self) -> None:
         """Runs before the first message. If it raises, the actor never starts (``spawn`` raises
-        ``ActorStartError`` with this exception as its cause). Cancellation: a kill cancels it, and
-        ``spawn`` raises ``ActorStopped``."""
+        ``ActorStartError`` with this exception as its cause). Run again by the default
+        ``on_restart``, where raising is a failed restart instead (counted toward the restart
+        budget, and retried).
+
+        Cancellation: a kill cancels it, and ``spawn`` raises ``ActorStopped``."""
 
     async def handle(self, message: M) -> Any:
         """Handle one message; the return value is the reply to an ``ask``.
 
-        Ordering: one call at a time, in mailbox order. Cancellation: only a kill (or a linked
-        actor's failure) cancels it; the message then goes to dead letters as ``KILLED``.
+        Ordering: one call at a time, in mailbox order. If it raises, the actor fails (see the
+        class docstring); to refuse an ask without failing, return ``ErrorReply(error)``.
+
+        Cancellation: only a kill cancels it (``ref.kill()``, a linked actor's failure, or a
+        shutdown timeout that ran out); the message then goes to dead letters as ``KILLED``. A
+        ``CancelledError`` that reaches it from something else it awaited is a failure.
         """
         raise NotImplementedError(f"{type(self).__name__} must define async def handle(message)")
 
     async def on_stop(self) -> None:
         """Runs when the actor stops gracefully or its own code fails, after its children have
         stopped and its timers are cancelled. Not run when it is killed, nor when it fails
-        because a linked actor failed: both cancel it now, as an Erlang exit signal does. A kill
-        while it runs cancels it. Exceptions it raises are logged, not raised."""
+        because a linked actor failed: both cancel it now, as an Erlang exit signal does.
+        Exceptions it raises are logged, not raised (``KeyboardInterrupt`` and ``SystemExit``
+        still stop the system).
+
+        Cancellation: a kill while it runs (or a shutdown timeout that runs out) cancels it."""
 
     async def on_restart(self, error: BaseException) -> None:
         """Runs on the new instance after a restart caused by ``error``, instead of ``on_start``.
-        By default it calls ``on_start``. Cancellation: as ``on_start``."""
+        By default it calls ``on_start``. If it raises, the restart failed: that counts as a
+        restart, and the supervisor tries again (or gives up, over its budget).
+
+        Cancellation: a kill cancels it, as it would ``handle``."""
         await self.on_start()
 
     async def on_terminated(self, notice: Terminated) -> None:
         """An actor this one monitors has stopped, or (with ``trap_links``) a linked one failed.
 
-        Runs in mailbox order, like a message; if it raises, the actor fails. Cancellation: as
-        ``handle``. By default it does nothing.
+        Runs in mailbox order, like a message; if it raises, the actor fails. By default it
+        does nothing.
+
+        Cancellation: as ``handle``.
         """
 
     async def _runtime_message(self, message: object) -> None:

@@ -78,8 +78,10 @@ class ActorContext(Generic[M]):
     ) -> ActorRef[N]:
         """Start a child actor and return its ref once its ``on_start`` has returned. The child
         is stopped (before this actor's ``on_stop``) when this one stops, appears under it in
-        snapshots, and is not supervised: if it fails, it ends (use a ``Supervisor`` for children
-        that are restarted). Arguments and errors as :meth:`ActorSystem.spawn`.
+        snapshots, and is not supervised: if it fails, it ends with reason ``"failed"`` (monitor
+        it to know; use a ``Supervisor`` for children that are restarted). A stop of the child is
+        final. ``name``, ``mailbox`` and ``shutdown``, and the errors, as
+        :meth:`ActorSystem.spawn`; an actor that is stopping cannot spawn (``RuntimeError``).
 
         Cancellation: if cancelled while the child starts, the child is killed."""
         if not callable(factory):
@@ -94,9 +96,10 @@ class ActorContext(Generic[M]):
         """Tell this actor ``message`` after ``delay`` seconds (on the system's clock).
 
         Returns the timer's key (``key``, or a new one); starting a timer with the key of a
-        running one replaces it. Timers are cancelled when the actor stops or restarts. A timer
-        that finds the mailbox full under ``"block"`` sends its message to dead letters
-        (``MAILBOX_FULL``): a timer never waits.
+        running one replaces it. ``delay`` must be a number ``>= 0`` (``ValueError`` otherwise).
+        Timers are cancelled when the actor stops or restarts. A timer that finds the mailbox
+        full under ``"block"`` sends its message to dead letters (``MAILBOX_FULL``): a timer
+        never waits.
         """
         return self._runtime.start_timer(delay, message, key, repeat=False, system=False)
 
@@ -104,7 +107,7 @@ class ActorContext(Generic[M]):
         """Tell this actor ``message`` every ``interval`` seconds, the first after one interval.
 
         Each delivery is scheduled ``interval`` after the previous one was due (a fixed rate, no
-        drift). Otherwise as :meth:`send_after`.
+        drift); ``interval`` must be ``> 0``. Otherwise as :meth:`send_after`.
         """
         return self._runtime.start_timer(interval, message, key, repeat=True, system=False)
 
@@ -116,7 +119,8 @@ class ActorContext(Generic[M]):
     # -- death watch -------------------------------------------------------------------------------
 
     def monitor(self, ref: ActorRef[Any]) -> None:
-        """Get ``on_terminated(notice)`` when ``ref`` stops (at once if it has stopped already)."""
+        """Get ``on_terminated(notice)`` when ``ref`` stops, however it stops (at once if it has
+        stopped already). A restart is not a stop: it sends no notice."""
         self._runtime.watch.monitor(ref._runtime.watch)
 
     def demonitor(self, ref: ActorRef[Any]) -> None:
@@ -126,7 +130,8 @@ class ActorContext(Generic[M]):
     def link(self, ref: ActorRef[Any]) -> None:
         """Link this actor and ``ref``: if either fails (or is killed), the other fails too, with
         ``LinkedActorFailed`` (or, if it traps links, gets ``on_terminated``). A graceful stop
-        does not propagate. Linking to an actor that has already failed fails this one at once."""
+        does not propagate, nor does a restart. Linking to an actor that has already failed fails
+        this one at once; linking to itself is a ``ValueError``."""
         self._runtime.watch.link(ref._runtime.watch)
 
     def unlink(self, ref: ActorRef[Any]) -> None:
@@ -136,8 +141,9 @@ class ActorContext(Generic[M]):
     # -- stopping ----------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """End this actor gracefully: messages already queued are handled first, as for
-        ``ref.stop()``. For an actor started with ``system.spawn`` (or ``context.spawn``) this is
-        final. Under an explicit ``Supervisor`` it is a normal exit, and the child's restart type
+        """End this actor gracefully, as ``ref.stop()`` does: it returns at once, and the actor
+        stops once the messages queued before the stop are handled. For an actor started with
+        ``system.spawn`` (or ``context.spawn``) this is final: only failures restart a top-level
+        actor. Under an explicit ``Supervisor`` it is a normal exit, and the child's restart type
         decides: a permanent child is started again (OTP's rule)."""
         self._runtime.request_stop()

@@ -17,12 +17,16 @@ accounts), and ``system.snapshot()``. It ends with a check: no money was created
 transfer is accounted for, and exactly the expected dead letters were published. (The accounts
 are children of a plain actor, so they are not supervised: a failing account stays failed.)
 
-The tree: a ``service`` supervisor over a ``workers`` supervisor (a flaky worker that fails on
-every fourth job, and a steady one) and a ``storm`` supervisor (a worker that crashes on every
-message). On a fake clock, the flaky worker is restarted after each failure, its mailbox kept and
-the failing jobs in dead letters; the storm needs more restarts than its intensity allows, gives
-up with ``RestartIntensityExceeded``, and ``service`` restarts it. The tree is printed before and
-after, and a check ends it.
+The tree: two top-level actors. ``service`` is an explicit supervisor over a ``workers``
+supervisor (a flaky worker that fails on every fourth job, and a steady one) and a ``storm``
+supervisor (a worker that crashes on every message); ``solo`` is a lone actor that crashes on every
+message. On a fake clock, the flaky worker is restarted after each failure, its mailbox kept and
+the failing jobs in dead letters. The storm needs more restarts than its supervisor's intensity
+allows: ``storm`` gives up with ``RestartIntensityExceeded``, escalating to its parent, and
+``service`` restarts it. ``solo`` has the restart budget the system gives every top-level actor,
+its own (3 restarts in 5 s): the system restarts it three times, then stops it for good, logs
+it, and goes on, and ``service`` keeps answering. The tree is printed before and after, and a
+check ends it.
 """
 
 from __future__ import annotations
@@ -242,6 +246,36 @@ def _account(system: fearless.ActorSystem, name: str) -> fearless.ActorRef[Accou
     return ref
 
 
+def _logged(log: _Collect, since: int, out: TextIO) -> int:
+    """Write the log records from ``since`` on, one line each (a run of equal ones as one line,
+    with a count); return where the next call starts."""
+    lines: list[str] = []
+    for record in log.records[since:]:
+        error_type = record.exc_info[1].__class__.__name__ if record.exc_info else ""
+        lines.append(
+            f"{record.levelname} {record.name}: {record.getMessage()} "
+            f"({error_type}; traceback not shown)"
+        )
+    i = 0
+    while i < len(lines):
+        run = 1
+        while i + run < len(lines) and lines[i + run] == lines[i]:
+            run += 1
+        times = f"{run} x " if run > 1 else ""
+        out.write(f"        logged: {times}{lines[i]}\n")
+        i += run
+    return len(log.records)
+
+
+def _dead_letters(letters: fearless.Subscription[fearless.DeadLetter]) -> list[fearless.DeadLetter]:
+    taken: list[fearless.DeadLetter] = []
+    while True:
+        try:
+            taken.append(letters.receive_nowait())
+        except anyio.WouldBlock:
+            return taken
+
+
 async def bank(clients: int, transfers: int, out: TextIO, seed: int, log: _Collect) -> bool:
     ledger: dict[str, int] = {}
     opening = OPENING_BALANCE * len(ACCOUNTS)
@@ -304,12 +338,7 @@ async def bank(clients: int, transfers: int, out: TextIO, seed: int, log: _Colle
                     f"  fail: a buggy client asks dave to withdraw -50: ValueError: {error}\n"
                 )
             notice = await dave.wait_stopped()
-            for record in log.records:
-                error_type = record.exc_info[1].__class__.__name__ if record.exc_info else ""
-                out.write(
-                    f"        logged: {record.levelname} {record.name}: {record.getMessage()} "
-                    f"({error_type}; traceback not shown)\n"
-                )
+            _logged(log, 0, out)
             out.write(
                 f"        dave {notice.reason} (its on_stop still ran: it kept its balance)\n"
             )
@@ -320,13 +349,8 @@ async def bank(clients: int, transfers: int, out: TextIO, seed: int, log: _Colle
             out.write("        a deposit of 5 told to dave now goes to dead letters\n")
 
             out.write("  dead letters:\n")
-            dead = 0
-            while True:
-                try:
-                    letter = letters.receive_nowait()
-                except anyio.WouldBlock:
-                    break
-                dead += 1
+            dead = len(published := _dead_letters(letters))
+            for letter in published:
                 why = "" if letter.error is None else f": {letter.error!r}"
                 out.write(
                     f"    {letter.message} for {letter.recipient}: {letter.reason.value}{why}\n"
@@ -360,6 +384,9 @@ async def bank(clients: int, transfers: int, out: TextIO, seed: int, log: _Colle
 JOBS = 12
 FAIL_EVERY = 4  # the flaky worker fails on jobs 3, 7, 11
 STORM = 3  # crashing messages sent to the storm's worker at once: one more than it may restart
+SYSTEM_RESTARTS = 3  # the budget the system gives each top-level actor (within 5 s), its own
+SOLO = SYSTEM_RESTARTS + 2  # crashing messages sent to solo at once: it fails on all but the
+# last, one failure more than its budget, and the last is still queued when it is stopped
 
 
 @dataclass(frozen=True)
@@ -447,16 +474,25 @@ def _tree(system: fearless.ActorSystem, out: TextIO) -> None:
 async def tree(out: TextIO, log: _Collect) -> bool:
     clock = FakeClock()  # time moves only when the demo says: deterministic, and instant
     notes: list[BaseException] = []
-    async with fearless.ActorSystem(name="tree", clock=clock) as system:
+    async with fearless.ActorSystem(
+        name="tree", clock=clock, max_restarts=SYSTEM_RESTARTS, within=5.0
+    ) as system:
         with system.dead_letters() as letters:
             await system.spawn(lambda: _service(notes), name="service")
+            solo = await system.spawn(Crasher, name="solo")
             out.write(
-                "  service (one_for_one, 3 restarts in 5 s) supervises workers (flaky, steady)\n"
-                f"  and storm (crasher; {STORM - 1} restarts in 5 s); the clock is a FakeClock\n"
+                "  service, a supervisor (one_for_one, 3 restarts in 5 s), over workers (flaky,\n"
+                f"  steady) and storm (crasher; {STORM - 1} restarts in 5 s); beside it, solo, "
+                "a lone top-level actor.\n"
+                "  The system gives each top-level actor a restart budget of its own, "
+                f"{SYSTEM_RESTARTS} in 5 s\n"
+                "  ('/' in the log is the system's guardian, their parent). The clock is a "
+                "FakeClock.\n"
                 "  before:\n"
             )
             _tree(system, out)
 
+            seen = 0
             flaky = _running(system, "flaky")
             done = failed = 0
             for number in range(JOBS):
@@ -470,8 +506,10 @@ async def tree(out: TextIO, log: _Collect) -> bool:
                 f"  flaky: {JOBS} jobs, one a second: {done} done, {failed} failed "
                 "(ConnectionError), restarted after each\n"
             )
+            seen = _logged(log, seen, out)
+            steady = _running(system, "steady")
             try:
-                await _running(system, "steady").ask(Job(-1))
+                await steady.ask(Job(-1))
             except ValueError as error:
                 out.write(
                     f"  steady refuses job -1 with ErrorReply: the asker gets ValueError: {error}; "
@@ -488,36 +526,40 @@ async def tree(out: TextIO, log: _Collect) -> bool:
             out.write(f"  storm: {STORM} messages that each crash crasher, at once\n")
             for note in notes:
                 out.write(f"        storm gave up: {type(note).__name__}: {note}\n")
-            for record in log.records:
-                error_type = record.exc_info[1].__class__.__name__ if record.exc_info else ""
-                out.write(
-                    f"        logged: {record.levelname} {record.name}: {record.getMessage()} "
-                    f"({error_type}; traceback not shown)\n"
-                )
+            seen = _logged(log, seen, out)
             new = children[0].ref
             out.write(
                 f"        service restarted storm, which started a new {children[0].name}: "
                 f"{children[0].state}\n"
             )
 
+            for number in range(SOLO):
+                solo.tell(f"crash {number}")
+            notice = await solo.wait_stopped()
+            out.write(
+                f"  solo: {SOLO} messages that each crash it, at once: restarted "
+                f"{SYSTEM_RESTARTS} times, then stopped for good ({notice.reason}: "
+                f"{type(notice.error).__name__})\n"
+            )
+            seen = _logged(log, seen, out)
+            reply = await steady.ask(Job(JOBS))
+            out.write(f"        the system goes on: steady answers {reply!r}\n")
+
             out.write("  dead letters:\n")
-            dead = 0
-            while True:
-                try:
-                    letter = letters.receive_nowait()
-                except anyio.WouldBlock:
-                    break
-                dead += 1
+            dead = _dead_letters(letters)
+            for letter in dead:
                 why = "" if letter.error is None else f": {letter.error!r}"
                 out.write(
                     f"    {letter.message!r} for {letter.recipient}: {letter.reason.value}{why}\n"
                 )
-            out.write("  after:\n")
+            out.write("  after (solo has stopped, so it is no longer in the tree):\n")
             _tree(system, out)
             snapshot = system.snapshot().actors
+            service_now = _find(snapshot, "service")
             flaky_now = _find(snapshot, "flaky")
             storm_now = _find(snapshot, "storm")
             workers_now = _find(snapshot, "workers")
+            solo_gone = system.lookup("solo") is None and [a.name for a in snapshot] == ["service"]
     restarted = flaky_now.restarts == failed == JOBS // FAIL_EVERY and done == JOBS - failed
     escalated = (
         len(notes) == 1
@@ -526,15 +568,27 @@ async def tree(out: TextIO, log: _Collect) -> bool:
         and new is not None
         and new is not crasher
         and workers_now.restarts == 0
+        and service_now.restarts == 0
     )
-    expected = failed + STORM
-    letters_ok = dead == expected == system.dead_letter_count
-    ok = restarted and escalated and letters_ok
+    solo_failures = [
+        d
+        for d in dead
+        if d.recipient == "solo" and d.reason is fearless.DeadLetterReason.HANDLER_FAILED
+    ]
+    contained = (
+        notice.reason == "failed"
+        and isinstance(notice.error, RuntimeError)
+        and len(solo_failures) == SYSTEM_RESTARTS + 1
+        and solo_gone
+    )
+    expected = failed + STORM + SOLO
+    letters_ok = len(dead) == expected == system.dead_letter_count
+    ok = restarted and escalated and contained and letters_ok
     out.write(
         f"  check: {'tree recovered' if ok else 'MISMATCH'} (flaky restarted {flaky_now.restarts} "
         f"times, storm gave up {'once' if len(notes) == 1 else f'{len(notes)} times'} and "
-        "service restarted it, "
-        f"workers untouched, {dead} dead letters (expected {expected}))\n"
+        f"service restarted it, solo failed {len(solo_failures)} times and was stopped while the "
+        f"system went on, workers untouched, {len(dead)} dead letters (expected {expected}))\n"
     )
     return ok
 
