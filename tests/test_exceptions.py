@@ -24,6 +24,7 @@ from fearless import (
     AwaitInCriticalSectionError,
     DeadlockError,
     EventLoopBlockingError,
+    HandlerFailed,
     Lagged,
     LinkedActorFailed,
     MailboxFull,
@@ -66,6 +67,10 @@ EXAMPLES: dict[type[BaseException], list[Callable[[], BaseException]]] = {
         lambda: _linked_failed("linked", "failed", ValueError("boom")),
         lambda: _linked_failed("linked", "killed", None),
         lambda: _linked_failed("outer", "failed", _linked_failed("inner", "failed", KeyError(1))),
+    ],
+    HandlerFailed: [
+        lambda: HandlerFailed("worker"),
+        lambda: HandlerFailed("worker", KeyboardInterrupt()),
     ],
     ActorStartError: [
         lambda: ActorStartError("worker"),

@@ -35,6 +35,7 @@ EXPECTED = {
     "DeadLetter",
     "DeadLetterReason",
     "DeadlockError",
+    "HandlerFailed",
     "LinkedActorFailed",
     "Mailbox",
     "MailboxFull",

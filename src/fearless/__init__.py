@@ -82,6 +82,7 @@ from ._exceptions import ActorStopped as ActorStopped
 from ._exceptions import AwaitInCriticalSectionError as AwaitInCriticalSectionError
 from ._exceptions import DeadlockError as DeadlockError
 from ._exceptions import EventLoopBlockingError as EventLoopBlockingError
+from ._exceptions import HandlerFailed as HandlerFailed
 from ._exceptions import Lagged as Lagged
 from ._exceptions import LinkedActorFailed as LinkedActorFailed
 from ._exceptions import MailboxFull as MailboxFull
@@ -126,6 +127,7 @@ __all__ = [
     "GetOrStartChild",
     "Guarded",
     "GuardedSection",
+    "HandlerFailed",
     "Lagged",
     "LinkedActorFailed",
     "Mailbox",

@@ -17,6 +17,7 @@ were not sent), it subclasses the anyio type, so ``except anyio.BrokenResourceEr
     ├── MessageDropped               an ask whose message the mailbox's overflow policy dropped
     ├── LinkedActorFailed            why an actor failed: an actor linked to it failed
     ├── ActorStartError              an actor's factory or ``on_start`` raised (the cause)
+    ├── HandlerFailed                an ask's handler failed with a BaseException (the cause)
     └── RestartIntensityExceeded     a supervisor gave up: too many restarts too fast
     RuntimeError
     ├── EventLoopBlockingError       a ``*_blocking`` call on a thread that runs an event loop
@@ -43,6 +44,7 @@ __all__ = [
     "AwaitInCriticalSectionError",
     "DeadlockError",
     "EventLoopBlockingError",
+    "HandlerFailed",
     "Lagged",
     "LinkedActorFailed",
     "MailboxFull",
@@ -229,6 +231,24 @@ class ActorStartError(_FearlessError, Exception):
         why = "" if cause is None else f": {type(cause).__name__}: {cause}"
         super().__init__(f"actor {name!r} failed to start{why}")
         self.name = name
+
+
+class HandlerFailed(_FearlessError, Exception):
+    """What an asker gets when the handler failed with a ``BaseException`` that is not an
+    ``Exception``: a cancellation that was not the actor's own (on asyncio, the handler awaited
+    a future cancelled elsewhere), or another ``BaseException`` subclass. Raising that exception
+    itself in the asker would be mistaken for the asker's own cancellation (a task group drops
+    it) or escape its ``except Exception``; it is the ``__cause__`` instead. An ``Exception``
+    from the handler reaches the asker as it was raised."""
+
+    name: str
+    """The actor whose handler failed."""
+
+    def __init__(self, name: str, cause: BaseException | None = None) -> None:
+        why = "" if cause is None else f" with {type(cause).__name__}: {cause}"
+        super().__init__(f"the handler of actor {name!r} failed{why}")
+        self.name = name
+        self.__cause__ = cause
 
 
 class RestartIntensityExceeded(_FearlessError, Exception):

@@ -56,7 +56,8 @@ class Actor(Generic[M]):
     Messages are handled one at a time, in mailbox order; the next is taken only when ``handle``
     has returned. ``handle``'s return value is the reply to an ``ask`` (ignored for ``tell``).
     If ``handle`` raises, the instance fails: the message goes to dead letters with the
-    exception (an asker gets the exception) and ``on_stop`` runs. Any exception is a failure: an
+    exception (an asker gets the exception; ``HandlerFailed`` for a ``BaseException`` that is
+    not an ``Exception``) and ``on_stop`` runs. Any exception is a failure: an
     ``Exception``, a cancellation that is not the actor's own (on asyncio, awaiting something
     cancelled from elsewhere), another ``BaseException``; ``KeyboardInterrupt`` and
     ``SystemExit`` also stop the whole system, whose block raises them. Then its parent decides:

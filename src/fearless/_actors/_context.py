@@ -18,11 +18,20 @@ if TYPE_CHECKING:
     from ._ref import ActorRef
     from ._runtime import ActorRuntime
     from ._system import ActorSystem
+    from ._watch import DeathWatch
 
 __all__ = ["ActorContext"]
 
 M = TypeVar("M")
 N = TypeVar("N")
+
+
+def _watch_of(ref: object, what: str) -> DeathWatch:
+    from ._ref import ActorRef
+
+    if not isinstance(ref, ActorRef):
+        raise TypeError(f"{what} takes an ActorRef, got {ref!r}")
+    return ref._runtime.watch
 
 
 @final
@@ -121,22 +130,22 @@ class ActorContext(Generic[M]):
     def monitor(self, ref: ActorRef[Any]) -> None:
         """Get ``on_terminated(notice)`` when ``ref`` stops, however it stops (at once if it has
         stopped already). A restart is not a stop: it sends no notice."""
-        self._runtime.watch.monitor(ref._runtime.watch)
+        self._runtime.watch.monitor(_watch_of(ref, "monitor"))
 
     def demonitor(self, ref: ActorRef[Any]) -> None:
         """Stop monitoring ``ref`` (a notice already queued is still delivered)."""
-        self._runtime.watch.demonitor(ref._runtime.watch)
+        self._runtime.watch.demonitor(_watch_of(ref, "demonitor"))
 
     def link(self, ref: ActorRef[Any]) -> None:
         """Link this actor and ``ref``: if either fails (or is killed), the other fails too, with
         ``LinkedActorFailed`` (or, if it traps links, gets ``on_terminated``). A graceful stop
         does not propagate, nor does a restart. Linking to an actor that has already failed fails
         this one at once; linking to itself is a ``ValueError``."""
-        self._runtime.watch.link(ref._runtime.watch)
+        self._runtime.watch.link(_watch_of(ref, "link"))
 
     def unlink(self, ref: ActorRef[Any]) -> None:
         """Remove the link with ``ref`` (both directions)."""
-        self._runtime.watch.unlink(ref._runtime.watch)
+        self._runtime.watch.unlink(_watch_of(ref, "unlink"))
 
     # -- stopping ----------------------------------------------------------------------------------
 

@@ -53,7 +53,7 @@ from anyio.abc import TaskStatus
 
 from .. import _backend
 from .._cells._atomic import AtomicInt
-from .._exceptions import ActorStartError, ActorStopped, LinkedActorFailed
+from .._exceptions import ActorStartError, ActorStopped, HandlerFailed, LinkedActorFailed
 from ._actor import DEFAULT, DEFAULT_SHUTDOWN, Actor, _Default
 from ._ask import DROPPED_ASK, RAISED, REPLY, STOPPED, Ask, Chain, current_runtime
 from ._clock import LoopClock
@@ -450,7 +450,9 @@ class ActorRuntime:
                     self.current = NOTHING
                     self.chain = ()
                     self.dead_letter(item.message, DeadLetterReason.HANDLER_FAILED, exc)
-                    item.answer(RAISED, exc)
+                    item.answer(
+                        RAISED, exc if isinstance(exc, Exception) else HandlerFailed(self.name, exc)
+                    )
                     if self._resumes(exc):
                         continue
                     return exc
@@ -519,7 +521,9 @@ class ActorRuntime:
             if not isinstance(item, SystemMessage):
                 self._undelivered(item, DeadLetterReason.ACTOR_STOPPED, None)
 
-    def _finish(self, reason: ExitReason, error: BaseException | None) -> None:
+    def _finish(
+        self, reason: ExitReason, error: BaseException | None, *, logged: bool = False
+    ) -> None:
         """The end, however it came (its children have stopped): close the mailbox, account for
         every message, release the name, and tell the watchers and the links. Synchronous: it
         runs even under cancellation."""
@@ -531,13 +535,16 @@ class ActorRuntime:
         self.state = "stopped"
         self._set_started()  # (a get-or-spawn waiting for a start that failed: it ended)
         self.watch.publish(Terminated(self.ref, reason, error))
-        if reason == "failed":
+        if reason == "failed" and not logged:
             log.error("actor %r failed", self.name, exc_info=error)
 
-    def finalize(self, reason: ExitReason, error: BaseException | None) -> None:
-        """End an actor whose instance has already ended (its supervisor's call)."""
+    def finalize(
+        self, reason: ExitReason, error: BaseException | None, *, logged: bool = False
+    ) -> None:
+        """End an actor whose instance has already ended (its supervisor's call; ``logged``: the
+        supervisor has logged the failure already)."""
         if self.state != "stopped":
-            self._finish(reason, error)
+            self._finish(reason, error, logged=logged)
 
     def _drop_current(self, error: BaseException | None) -> None:
         """The instance was killed in the middle of a message: it goes to dead letters."""

@@ -798,10 +798,17 @@ class Supervisor(Actor[SupervisorRequest]):
             raise RestartIntensityExceeded(self._name, self.max_restarts, self.within, error)
         return True
 
-    def _ended(self, child: Child, reason: ExitReason, error: BaseException | None) -> None:
+    def _ended(
+        self,
+        child: Child,
+        reason: ExitReason,
+        error: BaseException | None,
+        *,
+        logged: bool = False,
+    ) -> None:
         """A child ends for good: finalize it; drop its spec if temporary or in a pool."""
         if child.runtime is not None:
-            child.runtime.finalize(reason, error)
+            child.runtime.finalize(reason, error, logged=logged)
             child.runtime = None
         child.pending = None
         if child.spec.restart == "temporary" or self._pool is not None:
@@ -952,11 +959,18 @@ class Guardian(Supervisor):
             error,
             exc_info=error,
         )
-        self._ended(child, reason, error)
+        self._ended(child, reason, error, logged=True)
         return False
 
-    def _ended(self, child: Child, reason: ExitReason, error: BaseException | None) -> None:
-        super()._ended(child, reason, error)
+    def _ended(
+        self,
+        child: Child,
+        reason: ExitReason,
+        error: BaseException | None,
+        *,
+        logged: bool = False,
+    ) -> None:
+        super()._ended(child, reason, error, logged=logged)
         self._remove(child)
 
     def __repr__(self) -> str:

@@ -58,7 +58,9 @@ class Timers:
     def start(
         self, delay: float, message: Any, key: Hashable | None, repeat: bool, system: bool
     ) -> Hashable:
-        if isinstance(delay, bool) or not isinstance(delay, int | float) or not delay >= 0:
+        if isinstance(delay, bool) or not isinstance(delay, int | float):
+            raise TypeError(f"a timer's delay must be a number >= 0, got {delay!r}")
+        if not delay >= 0:
             raise ValueError(f"a timer's delay must be a number >= 0, got {delay!r}")
         if repeat and delay <= 0:
             raise ValueError(f"send_every's interval must be > 0, got {delay!r}")
