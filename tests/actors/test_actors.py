@@ -13,7 +13,6 @@ from typing import Any
 
 import anyio
 import pytest
-from anyio import wait_all_tasks_blocked
 
 import fearless
 from fearless import (
@@ -30,7 +29,7 @@ from fearless import (
     Request,
     Terminated,
 )
-from fearless.testing import FakeClock, Probe
+from fearless.testing import FakeClock, Probe, wait_all_tasks_blocked
 
 pytestmark = pytest.mark.anyio
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import anyio
 import pytest
-from anyio import wait_all_tasks_blocked
 
 import fearless
 from fearless import (
@@ -20,6 +19,7 @@ from fearless import (
     MailboxFull,
     MessageDropped,
 )
+from fearless.testing import wait_all_tasks_blocked
 
 pytestmark = pytest.mark.anyio
 
