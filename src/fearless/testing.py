@@ -40,7 +40,7 @@ import anyio
 from anyio import EndOfStream, WouldBlock
 
 from ._actors._actor import Actor, _Default
-from ._actors._ask import RAISED, REPLY, STOPPED, Ask, ErrorReply
+from ._actors._ask import RAISED, REPLY, STOPPED, Ask, ErrorReply, current_runtime
 from ._actors._mailbox import EMPTY, Mailbox, SystemMessage
 from ._actors._messages import DeadLetter, DeadLetterReason, ExitReason, Request
 from ._actors._ref import ActorRef
@@ -374,7 +374,8 @@ class Harness(Generic[A]):
     ``harness.ref`` (what the actor sends itself, a notice, a stop) waits until
     ``await harness.run_queued()``; ``harness.queued`` shows the messages among it. Its timers wait
     in ``harness.timers`` until ``await harness.fire(key)``. ``harness.stand_in()`` makes a
-    stand-in for a collaborator. Spawning children needs a real :class:`ActorSystem`.
+    stand-in for a collaborator. Spawning children needs a real :class:`ActorSystem`. An ask
+    from the handler to the actor itself raises ``DeadlockError``, as in the actor's own task.
 
     The actor ends as a real one would: at a stop (``context.stop()``, ``harness.ref.stop()``)
     that ``run_queued`` reaches, after ``on_stop``; at once, without ``on_stop``, when killed
@@ -485,11 +486,14 @@ class Harness(Generic[A]):
         being handled, is in dead letters, and an ask being answered got ``ActorStopped``)."""
         runtime = self._started()
         runtime.current = current
+        runtime.task_id = anyio.get_current_task().id  # its asks are checked for deadlocks
+        token = current_runtime.set(runtime)
         try:
             with anyio.CancelScope() as scope:
                 runtime.scope = scope
                 result = await call()
         finally:
+            current_runtime.reset(token)
             runtime.scope = None
             if not runtime.kill_requested:
                 runtime.current = NOTHING

@@ -21,6 +21,7 @@ from fearless import (
     ActorStopped,
     ActorSystem,
     DeadLetterReason,
+    DeadlockError,
     ErrorReply,
     LinkedActorFailed,
     Request,
@@ -591,6 +592,22 @@ async def test_an_actor_that_kills_itself_in_a_handler_ends_there() -> None:
         [letter] = harness.dead_letters()
         assert (letter.message, letter.reason) == ("die", DeadLetterReason.KILLED)
     assert not harness.actor.stopped
+
+
+async def test_an_actor_asking_itself_in_a_harness_gets_deadlock_error_at_once() -> None:
+    """As in its own task: the reply could never come (nobody would run the queue while the
+    handler waits), so the ask raises ``DeadlockError`` instead of hanging the test."""
+
+    class Narcissus(Actor[Any]):
+        async def handle(self, message: Any) -> Any:
+            if message == "self":
+                return await self.context.ref.ask("inner")
+            return message
+
+    async with Harness(Narcissus, name="narcissus") as harness:
+        with anyio.fail_after(5), pytest.raises(DeadlockError, match="'narcissus' asked itself"):
+            await harness.handle("self")
+        assert await harness.handle("again") == "again"
 
 
 async def test_the_harness_refuses_children_clearly() -> None:
