@@ -1,4 +1,4 @@
-"""Test helpers for code built on fearless actors: a fake clock, a probe, and a harness.
+"""Test helpers for code built on fearless actors: a fake clock, a probe, a harness, and a wait.
 
 ``FakeClock``
     A clock for ``ActorSystem(clock=...)`` that moves only when the test says so:
@@ -11,8 +11,19 @@
 ``Harness``
     Runs one actor's handlers directly in the test's task, one call at a time: no actor task, no
     scheduling, nothing concurrent (``async with Harness(factory) as harness``). Messages the
-    actor sends itself and timers it starts are recorded, to be run when the test says; stand-in
-    refs (``harness.stand_in()``) record what the actor sends its collaborators.
+    actor sends itself and timers it starts are recorded, to be run when the test says; stand-ins
+    (``harness.stand_in()``) take the place of its collaborators and record what it sends them.
+``wait_all_tasks_blocked``
+    ``await wait_all_tasks_blocked()`` returns once every other task of the event loop is blocked
+    (waiting for a message, an event, a lock, a timer, I/O): whatever the tasks of the test could
+    do without outside help, they have done. It is how ``FakeClock`` and
+    ``Probe.expect_no_message`` settle, and it is what a test uses instead of a sleep to let the
+    actors it started get on with it. On trio it is trio's own; on asyncio and uvloop it looks at
+    the loop's tasks directly (anyio's ``wait_all_tasks_blocked`` polls every 0.1 s there, which
+    made fake-clock tests some 40 times slower than on trio). It cannot see OS threads: work in
+    ``anyio.to_thread``, a ``*_blocking`` call in another thread, or a wake-up that another
+    thread has sent and the loop has not run yet does not hold it back; wait for those with an
+    event. A task sleeping on a real timer counts as blocked, however soon the timer is due.
 """
 
 from __future__ import annotations
@@ -20,29 +31,42 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar, final
+from functools import partial
+from typing import Any, Generic, TypeVar, final, get_args, overload
 
 import anyio
-from anyio import WouldBlock
+from anyio import EndOfStream, WouldBlock
 
 from ._actors._actor import Actor, _Default
-from ._actors._ask import RAISED, REPLY, Ask, ErrorReply
+from ._actors._ask import RAISED, REPLY, STOPPED, Ask, ErrorReply, current_runtime
 from ._actors._mailbox import EMPTY, Mailbox, SystemMessage
-from ._actors._messages import DeadLetter, ExitReason
+from ._actors._messages import DeadLetter, DeadLetterReason, ExitReason, Request
 from ._actors._ref import ActorRef
-from ._actors._runtime import ActorRuntime
+from ._actors._runtime import NOTHING, STOP, ActorRuntime
 from ._actors._system import ActorSystem
 from ._actors._watch import Notice
 from ._backend import wait_all_tasks_blocked
 from ._cells._atomic import AtomicInt
 from ._channels._broadcast import Subscription
+from ._exceptions import ActorStopped, Lagged
 
-__all__ = ["FakeClock", "Harness", "Probe", "StandIn", "TimerInfo"]
+__all__ = ["FakeClock", "Harness", "Probe", "StandIn", "TimerInfo", "wait_all_tasks_blocked"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 A = TypeVar("A", bound=Actor[Any])
+
+_EXIT_REASONS: tuple[str, ...] = get_args(ExitReason)
+
+
+def _check_time(what: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{what} must be a number of seconds, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{what} must be finite, got {value!r}")
+    return float(value)
 
 
 @final
@@ -50,11 +74,12 @@ class FakeClock:
     """A monotonic clock that stands still until :meth:`advance` moves it."""
 
     def __init__(self, start: float = 0.0) -> None:
-        self._now = float(start)
+        self._now = _check_time("start", start)
         self._sleepers: list[tuple[float, int, anyio.Event]] = []
         self._order = itertools.count()
 
     def now(self) -> float:
+        """The time on this clock, in seconds (``start`` until the first :meth:`advance`)."""
         return self._now
 
     async def sleep_until(self, deadline: float) -> None:
@@ -70,19 +95,23 @@ class FakeClock:
         await event.wait()
 
     async def sleep(self, seconds: float) -> None:
-        """:meth:`sleep_until` ``now() + seconds``; cancellation as there."""
+        """:meth:`sleep_until` ``now() + seconds``.
+
+        Cancellation: as :meth:`sleep_until`."""
         await self.sleep_until(self._now + seconds)
 
     async def advance(self, seconds: float) -> None:
         """Move the clock forward by ``seconds``: first wait until every task is blocked (so each
         sleep that is about to start has started), then stop at each deadline due on the way,
         waking its sleepers and waiting until every task is blocked again (so a timer that
-        re-arms within the window fires again, exactly on time).
+        re-arms within the window fires again, exactly on time). See
+        :func:`wait_all_tasks_blocked` for what "blocked" can and cannot see.
 
         Cancellation: a cancel point at each settling; if cancelled, the clock stays where it got
         to (at the last deadline reached), and the sleepers woken so far stay woken."""
-        if not seconds >= 0:
-            raise ValueError(f"a clock only moves forward, got {seconds!r}")
+        seconds = _check_time("advance", seconds)
+        if seconds < 0:
+            raise ValueError(f"a clock only moves forward, got advance({seconds!r})")
         await wait_all_tasks_blocked()  # first, let everything due to sleep fall asleep
         target = self._now + seconds
         sleepers = self._sleepers
@@ -137,7 +166,11 @@ class Probe(Generic[T]):
         name: str | None = None,
         reply: Callable[[T], Any] | None = None,
     ) -> Probe[T]:
-        """Spawn the probe's actor in ``system``. Cancellation: as ``ActorSystem.spawn``."""
+        """Spawn the probe's actor in ``system``.
+
+        Cancellation: as ``ActorSystem.spawn``."""
+        if reply is not None and not callable(reply):
+            raise TypeError(f"reply must be a callable (message -> answer) or None, got {reply!r}")
         inbox: list[Any] = []
         arrived = AtomicInt(0)
         ref: ActorRef[Any] = await system.spawn(
@@ -164,6 +197,7 @@ class Probe(Generic[T]):
 
     async def expect(self, expected: T, *, timeout: float = 5.0) -> T:  # noqa: ASYNC109
         """The next message, which must equal ``expected`` (``AssertionError`` otherwise).
+
         Cancellation: as :meth:`receive`."""
         message = await self.receive(timeout=timeout)
         if message != expected:
@@ -171,10 +205,12 @@ class Probe(Generic[T]):
         return message
 
     async def expect_no_message(self) -> None:
-        """Let every task run until all are blocked, then check that nothing has arrived.
+        """Let every task run until all are blocked (:func:`wait_all_tasks_blocked`), then check
+        that nothing has arrived (``AssertionError`` naming the message otherwise).
 
         Deterministic: it does not wait for a length of time. It cannot see into OS threads.
-        """
+
+        Cancellation: a cancel point; a cancelled check took nothing."""
         await wait_all_tasks_blocked()
         if self._arrived.load() > len(self.received):
             message = self._take()
@@ -191,8 +227,15 @@ class TimerInfo:
     repeat: bool
 
 
+def _kill_reason(runtime: ActorRuntime) -> tuple[ExitReason, BaseException | None]:
+    error = runtime.exit_error  # set by a link: the actor fails with LinkedActorFailed
+    return ("killed", None) if error is None else ("failed", error)
+
+
 class _HarnessRuntime(ActorRuntime):
-    """A runtime that never runs a task: its harness drives it. Timers are recorded."""
+    """A runtime that never runs a task: its :class:`Harness` drives it. Timers are recorded. A
+    kill cancels the actor's code that is running (the harness runs it in ``scope``), or ends the
+    actor at once if none is."""
 
     __slots__ = ("harness_timers",)
 
@@ -221,37 +264,45 @@ class _HarnessRuntime(ActorRuntime):
             "parent in an ActorSystem, with a Probe for what the children would receive"
         )
 
+    def kill(self, *, shutdown: bool = False, by_hand: bool = False) -> None:
+        super().kill(shutdown=shutdown, by_hand=by_hand)  # cancels the scope, if code is running
+        if self.kill_requested and self.scope is None:
+            self.end_killed()
+
+    def end_killed(self) -> None:
+        """End the actor after a kill: no ``on_stop``; what was queued goes to dead letters."""
+        self.harness_timers.clear()
+        self.finalize(*_kill_reason(self))
+
 
 class _Unused(Actor[Any]):
     async def handle(self, message: Any) -> None:  # pragma: no cover - a stand-in never runs
         raise AssertionError("a stand-in's actor never runs")
 
 
-@final
-class StandIn(Generic[T]):
-    """A stand-in for another actor, in a :class:`Harness`: give its :attr:`ref` to the actor
-    under test. What is told to it is recorded in :attr:`received`; the actor under test may
-    ``monitor`` or ``link`` it; :meth:`stop` ends it, so that a monitor's ``on_terminated`` is
-    queued in the harness."""
+class _StandInRuntime(ActorRuntime):
+    """A stand-in's runtime: never runs; keeps what it was sent; a stop or a kill ends it at
+    once (it is idle)."""
 
-    def __init__(self, runtime: ActorRuntime) -> None:
-        self._runtime = runtime
+    __slots__ = ("kept",)
 
-    @property
-    def ref(self) -> ActorRef[T]:
-        """Its ref (an ``ActorRef``: tell, send and ask work; asks are never answered)."""
-        ref: ActorRef[T] = self._runtime.ref
-        return ref
+    kept: list[Any]  # user messages taken out of the mailbox when it ended
 
-    @property
-    def received(self) -> list[Any]:
-        """What was sent to it so far (asks shown as their messages), oldest first."""
-        return _user_messages(self._runtime)
+    def request_stop(self, *, urgent: bool = False, by_hand: bool = False) -> None:
+        self.finalize("stopped", None)
 
-    def stop(self, reason: ExitReason = "stopped", error: BaseException | None = None) -> None:
-        """End it, as if it had stopped with ``reason`` (and ``error``): its monitors and links
-        are told. Asks waiting on it raise ``ActorStopped``."""
-        self._runtime.finalize(reason, error)
+    def kill(self, *, shutdown: bool = False, by_hand: bool = False) -> None:
+        self.finalize("shutdown" if shutdown else "killed", None)
+
+    def finalize(self, reason: ExitReason, error: BaseException | None) -> None:
+        if self.state != "stopped":
+            while (item := self.mailbox.take()) is not EMPTY:
+                if isinstance(item, Ask):
+                    item.answer(STOPPED, None)  # the asker gets ActorStopped
+                    self.kept.append(item.message)
+                elif not isinstance(item, SystemMessage):
+                    self.kept.append(item)  # received: not a dead letter
+        super().finalize(reason, error)
 
 
 def _user_messages(runtime: ActorRuntime) -> list[Any]:
@@ -265,6 +316,50 @@ def _user_messages(runtime: ActorRuntime) -> list[Any]:
 
 
 @final
+class StandIn(Generic[T]):
+    """A stand-in for another actor, in a :class:`Harness` (``harness.stand_in()``): give its
+    :attr:`ref` to the actor under test, which may tell, send or ask it, ``monitor`` or ``link``
+    it, and stop or kill it.
+
+    What it is sent is recorded in :attr:`received`; asks are never answered (an ask to it waits
+    until it ends, then raises ``ActorStopped``). It ends when :meth:`stop` is called, when its
+    ref is stopped or killed (at once: it is idle), or when the harness's block ends; then the
+    actors monitoring it get their ``Terminated`` notice (in the harness: queued, delivered by
+    ``run_queued``) and a failure fails the actors linked to it. Use it from the test's task.
+    """
+
+    def __init__(self, runtime: _StandInRuntime) -> None:
+        self._runtime = runtime
+
+    def __repr__(self) -> str:
+        return f"<StandIn {self._runtime.name!r} {self._runtime.state}>"
+
+    @property
+    def ref(self) -> ActorRef[T]:
+        """Its ref, an ``ActorRef`` like any other."""
+        ref: ActorRef[T] = self._runtime.ref
+        return ref
+
+    @property
+    def received(self) -> list[T]:
+        """What was sent to it so far, oldest first (an ask shown as its message)."""
+        runtime = self._runtime
+        return [*runtime.kept, *_user_messages(runtime)]
+
+    def stop(self, reason: ExitReason = "stopped", error: BaseException | None = None) -> None:
+        """End it now, as if it had ended with ``reason`` (``"stopped"``, ``"shutdown"``,
+        ``"killed"`` or ``"failed"``) and ``error``: its monitors are told, and ``"killed"`` or
+        ``"failed"`` fails the actors linked to it (with ``LinkedActorFailed``; one that traps
+        links gets the notice instead). Asks waiting on it raise ``ActorStopped``. A stand-in
+        that has ended already stays as it ended."""
+        if reason not in _EXIT_REASONS:
+            raise ValueError(f"reason must be one of {', '.join(_EXIT_REASONS)}, got {reason!r}")
+        if error is not None and not isinstance(error, BaseException):
+            raise TypeError(f"error must be an exception or None, got {error!r}")
+        self._runtime.finalize(reason, error)
+
+
+@final
 class Harness(Generic[A]):
     """One actor, driven step by step from the test (see the module docstring)::
 
@@ -275,69 +370,157 @@ class Harness(Generic[A]):
 
     ``await harness.handle(message)`` runs its handler now and returns the reply, as an ask
     would: the handler's exception propagates, an ``ErrorReply``'s error is raised, and the actor
-    keeps its state (no supervision here). ``harness.actor`` is the instance. What the actor
-    sends itself (``context.ref.tell``) waits in ``harness.queued`` until
-    ``await harness.run_queued()``, which also delivers ``on_terminated`` notices; its timers wait
-    in ``harness.timers`` until ``await harness.fire(key)``. ``harness.stand_in()`` makes a ref
-    for a collaborator. Spawning children needs a real :class:`ActorSystem`.
+    keeps its state (no supervision here). ``harness.actor`` is the instance. What is told to
+    ``harness.ref`` (what the actor sends itself, a notice, a stop) waits until
+    ``await harness.run_queued()``; ``harness.queued`` shows the messages among it. Its timers wait
+    in ``harness.timers`` until ``await harness.fire(key)``. ``harness.stand_in()`` makes a
+    stand-in for a collaborator. Spawning children needs a real :class:`ActorSystem`. An ask
+    from the handler to the actor itself raises ``DeadlockError``, as in the actor's own task.
+
+    The actor ends as a real one would: at a stop (``context.stop()``, ``harness.ref.stop()``)
+    that ``run_queued`` reaches, after ``on_stop``; at once, without ``on_stop``, when killed
+    (``ref.kill()``, or a linked actor failing); else when the block ends (``on_stop`` runs then
+    if the block raised nothing). Once it has ended, ``handle`` and ``fire`` raise
+    ``ActorStopped``, what was queued is in dead letters, and ``await harness.ref.wait_stopped()``
+    says how it ended. The instance, ``queued``, ``timers`` and ``dead_letters()`` can still be
+    read after the block.
     """
 
     def __init__(self, factory: Callable[[], A], *, name: str = "harness") -> None:
         if not callable(factory):
             raise TypeError(f"factory must be a callable returning an Actor, got {factory!r}")
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"name must be a non-empty str, got {name!r}")
         self._factory = factory
         self._name = name
-        self._system = ActorSystem(name=f"{name} harness")
+        self._system: ActorSystem | None = None  # made on entry (it holds a channel to close)
         self._runtime: _HarnessRuntime | None = None
         self._actor: A | None = None
         self._letters: Subscription[DeadLetter] | None = None
-        self._stand_ins = 0
+        self._released_letters: list[DeadLetter] = []
+        self._stand_ins: list[_StandInRuntime] = []
+        self._released = False
+
+    def __repr__(self) -> str:
+        runtime = self._runtime
+        state = "not entered" if runtime is None else runtime.state
+        return f"<Harness {self._name!r} {state}>"
 
     async def __aenter__(self) -> Harness[A]:
-        """Build the actor and run its ``on_start`` in this task. Cancellation: cancels
-        ``on_start``; the harness is released."""
+        """Build the actor and run its ``on_start`` in this task (a failure propagates, and the
+        harness is released).
+
+        Cancellation: cancels ``on_start``; the harness is released."""
         if self._runtime is not None:
-            raise RuntimeError("a Harness can be entered only once")
+            raise RuntimeError("a Harness can be entered only once: make a new one for each test")
+        system = self._system = ActorSystem(name=f"{self._name} harness")
+        self._letters = system.dead_letters()
         factory = self._factory
-        runtime = _HarnessRuntime(
-            self._system, None, factory, self._name, False, Mailbox(math.inf), None
-        )
+        runtime = _HarnessRuntime(system, None, factory, self._name, False, Mailbox(math.inf), None)
         runtime.harness_timers = {}
         self._runtime = runtime
-        self._letters = self._system.dead_letters()
         try:
-            actor = runtime.adopt(factory())
+            self._actor = runtime.adopt(factory())
             runtime.state = "running"
-            await actor.on_start()
-        except BaseException:
+            if await self._run(self._actor.on_start, NOTHING) is NOTHING:
+                raise ActorStopped(runtime.name)  # killed while starting, as spawn says
+        except BaseException as exc:
+            if isinstance(exc, Exception):
+                runtime.finalize("failed", exc)  # (a no-op if a kill ended it)
+            else:
+                runtime.finalize("shutdown", None)
             self._release()
             raise
-        self._actor = actor
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        """Run ``on_stop`` and release the harness. Cancellation: the harness is released even
-        if ``on_stop`` is cancelled."""
+    async def __aexit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        """Run ``on_stop`` if the actor is still running and the block raised nothing, end the
+        actor (what is still queued goes to dead letters, and waiting asks raise
+        ``ActorStopped``), end the stand-ins, and release the harness.
+
+        Cancellation: cancels ``on_stop``; the actor ends and the harness is released anyway."""
         runtime = self._started()
-        runtime.state = "stopping"
         try:
-            await self.actor.on_stop()
+            if runtime.kill_requested and runtime.scope is None:
+                runtime.end_killed()  # killed from another thread
+            if runtime.state != "stopped" and exc_type is None:
+                await self._wind_down(runtime)
         finally:
+            runtime.finalize("shutdown", None)  # (if it is still running: the block raised)
             self._release()
 
     def _release(self) -> None:
-        runtime = self._runtime
-        if runtime is not None:
-            runtime.state = "stopped"
-        if self._letters is not None:
-            self._letters.close()
-        self._system._close()
+        self._released = True
+        for stand_in in self._stand_ins:
+            stand_in.finalize("shutdown", None)
+        letters = self._letters
+        if letters is not None:
+            self._released_letters = self._drain(letters)
+            letters.close()
+        if self._system is not None:
+            self._system._close()
 
     def _started(self) -> _HarnessRuntime:
         runtime = self._runtime
         if runtime is None or self._actor is None:
-            raise RuntimeError("use the Harness in 'async with Harness(factory) as harness'")
+            raise RuntimeError(
+                "this Harness has not started: use it as 'async with Harness(factory) as harness'"
+            )
         return runtime
+
+    def _live(self) -> _HarnessRuntime:
+        """The runtime, for running the actor's code: inside the block only."""
+        runtime = self._started()
+        if self._released:
+            raise RuntimeError(
+                f"the block of Harness {self._name!r} has ended: it runs no more of the actor's "
+                "code (its instance, queued, timers and dead_letters() can still be read)"
+            )
+        if runtime.kill_requested and runtime.scope is None:
+            runtime.end_killed()  # killed from another thread
+        return runtime
+
+    async def _run(self, call: Callable[[], Awaitable[Any]], current: Any) -> Any:
+        """Run the actor's code where a kill lands, as the actor's task would. Returns the
+        result, or ``NOTHING`` if the actor was killed (it has ended: ``current``, the message
+        being handled, is in dead letters, and an ask being answered got ``ActorStopped``)."""
+        runtime = self._started()
+        runtime.current = current
+        runtime.task_id = anyio.get_current_task().id  # its asks are checked for deadlocks
+        token = current_runtime.set(runtime)
+        try:
+            with anyio.CancelScope() as scope:
+                runtime.scope = scope
+                result = await call()
+        finally:
+            current_runtime.reset(token)
+            runtime.scope = None
+            if not runtime.kill_requested:
+                runtime.current = NOTHING
+        if runtime.kill_requested:
+            runtime.end_killed()
+            return NOTHING
+        return result
+
+    async def _wind_down(self, runtime: _HarnessRuntime) -> None:
+        """A graceful stop: ``on_stop``, then the end (``"stopped"``)."""
+        runtime.state = "stopping"
+        runtime.harness_timers.clear()
+        try:
+            await self._run(self.actor.on_stop, NOTHING)
+        finally:
+            runtime.finalize("stopped", None)  # (unless a kill ended it already)
+
+    @staticmethod
+    def _drain(letters: Subscription[DeadLetter]) -> list[DeadLetter]:
+        drained = []
+        while True:
+            try:
+                drained.append(letters.receive_nowait())
+            except Lagged:
+                continue  # (more letters than the system keeps: the oldest are gone)
+            except (WouldBlock, EndOfStream):
+                return drained
 
     @property
     def actor(self) -> A:
@@ -348,88 +531,130 @@ class Harness(Generic[A]):
 
     @property
     def ref(self) -> ActorRef[Any]:
-        """The actor's ref: what is told through it waits in :attr:`queued`."""
+        """The actor's ref: what is told through it waits for :meth:`run_queued`."""
         return self._started().ref
 
     @property
     def timers(self) -> dict[Hashable, TimerInfo]:
-        """The timers the actor has started and not cancelled, by key."""
+        """The timers the actor has started and not cancelled, by key (none once it has
+        ended)."""
         return dict(self._started().harness_timers)
 
     @property
     def queued(self) -> list[Any]:
-        """The messages waiting in the actor's mailbox (asks shown as their messages): the
-        user's messages only, not the runtime's (a stop, a notice)."""
+        """The messages waiting in the actor's mailbox, oldest first (an ask shown as its
+        message): the user's messages only, not the runtime's (a stop, a notice)."""
         return _user_messages(self._started())
 
     def stand_in(self, name: str | None = None) -> StandIn[Any]:
-        """A stand-in for a collaborator (see :class:`StandIn`)."""
-        self._started()
-        self._stand_ins += 1
-        runtime = ActorRuntime(
-            self._system,
-            None,
-            _Unused,
-            name or f"stand-in#{self._stand_ins}",
-            False,
-            Mailbox(math.inf),
-            None,
-        )
+        """A new stand-in for a collaborator, called ``name`` (default ``"stand-in#N"``): see
+        :class:`StandIn`."""
+        if name is not None and (not isinstance(name, str) or not name):
+            raise ValueError(f"name must be a non-empty str or None, got {name!r}")
+        self._live()
+        system = self._system
+        assert system is not None
+        name = name or f"stand-in#{len(self._stand_ins) + 1}"
+        runtime = _StandInRuntime(system, None, _Unused, name, False, Mailbox(math.inf), None)
+        runtime.kept = []
         runtime.state = "running"
+        self._stand_ins.append(runtime)
         return StandIn(runtime)
+
+    @overload
+    async def handle(self, message: Request[R]) -> R: ...
+
+    @overload
+    async def handle(self, message: Any) -> Any: ...
 
     async def handle(self, message: Any) -> Any:
         """Run the handler on ``message`` now, in this task, and return its reply, as an ask
-        would (an ``ErrorReply``'s error is raised). Cancellation: cancelling the caller cancels
-        the handler, as a kill would."""
-        runtime = self._started()
-        result = await self.actor.handle(message)
+        would: the handler's exception propagates, an ``ErrorReply``'s error is raised, and
+        ``ActorStopped`` is raised if the actor has ended (or is killed while handling it).
+
+        Cancellation: cancelling the caller cancels the handler where it is (the actor stays as
+        the handler left it)."""
+        runtime = self._live()
+        if runtime.state == "stopped":
+            raise ActorStopped(runtime.name)
+        result = await self._run(partial(self.actor.handle, message), message)
+        if result is NOTHING:
+            raise ActorStopped(runtime.name)
         runtime.handled += 1
-        if isinstance(result, ErrorReply):
+        if result.__class__ is ErrorReply:
             raise result.error
         return result
 
     async def run_queued(self) -> int:
-        """Handle what is queued, including what handling it queues, in order, and deliver
-        ``on_terminated`` notices; return how many messages and notices it handled.
-        Cancellation: as :meth:`handle`; a cancelled message is not put back."""
-        runtime = self._started()
+        """Deliver what is queued, in order, as the actor's loop would, including what handling
+        it queues: messages to the handler (an ask is answered; an ``ErrorReply`` raises in its
+        asker), ``Terminated`` notices to ``on_terminated``. A stop ends the actor there:
+        ``on_stop`` runs, and what was queued after it goes to dead letters. Returns how many
+        messages and notices it delivered (``0`` once the actor has ended).
+
+        A handler's exception propagates (an asker gets it too), and what is still queued stays
+        queued. Cancellation: cancels the handler running; that message is not put back (an
+        asker waiting for it gets ``ActorStopped``), and what is still queued stays queued."""
+        runtime = self._live()
         count = 0
-        while True:
+        while runtime.state != "stopped":
             item = runtime.mailbox.take()
             if item is EMPTY:
-                return count
+                break
             if isinstance(item, Ask):
                 try:
-                    result = await self.handle(item.message)
-                except Exception as exc:
-                    item.answer(RAISED, exc)  # the asker gets it too, as from a real actor
+                    result = await self._run(partial(self.actor.handle, item.message), item)
+                except BaseException as exc:
+                    if isinstance(exc, Exception):
+                        item.answer(RAISED, exc)  # the asker gets it too, as from a real actor
+                    else:
+                        item.answer(STOPPED, None)
                     raise
-                item.answer(REPLY, result)
+                if result is NOTHING:
+                    break  # killed: its asker got ActorStopped
+                runtime.handled += 1
+                if not item.answer(REPLY, result):
+                    runtime.dead_letter(result, DeadLetterReason.REPLY_UNDELIVERED)
             elif isinstance(item, Notice):
-                await self.actor.on_terminated(item.notice)
-            elif isinstance(item, SystemMessage):
-                continue  # a stop, or the runtime's own: nothing for the handler
+                if (
+                    await self._run(partial(self.actor.on_terminated, item.notice), NOTHING)
+                    is NOTHING
+                ):
+                    break
+            elif item.__class__ is STOP.__class__:  # a stop: the actor ends here
+                await self._wind_down(runtime)
+                break
+            elif isinstance(item, SystemMessage):  # pragma: no cover - a supervisor's own
+                continue
             else:
-                await self.handle(item)
+                if await self._run(partial(self.actor.handle, item), item) is NOTHING:
+                    break
+                runtime.handled += 1
             count += 1
+        return count
 
     async def fire(self, key: Hashable) -> Any:
-        """Deliver timer ``key``'s message to the handler now (a one-shot timer is then gone).
+        """Deliver timer ``key``'s message to the handler now, as :meth:`handle` does (a one-shot
+        timer is then gone). ``KeyError`` naming the key if the actor has no such timer.
+
         Cancellation: as :meth:`handle`."""
-        runtime = self._started()
-        timer = runtime.harness_timers[key]
+        runtime = self._live()
+        timer = runtime.harness_timers.get(key)
+        if timer is None:
+            raise KeyError(
+                f"actor {runtime.name!r} has no timer {key!r} (its timers: "
+                f"{list(runtime.harness_timers)!r})"
+            )
         if not timer.repeat:
             del runtime.harness_timers[key]
         return await self.handle(timer.message)
 
     def dead_letters(self) -> list[DeadLetter]:
-        """Dead letters published since the last call."""
+        """The dead letters published since the last call (after the block: those published
+        until it ended, once)."""
         self._started()
+        if self._released:
+            letters, self._released_letters = self._released_letters, []
+            return letters
         assert self._letters is not None
-        letters = []
-        while True:
-            try:
-                letters.append(self._letters.receive_nowait())
-            except WouldBlock:
-                return letters
+        return self._drain(self._letters)

@@ -13,7 +13,6 @@ from typing import Any
 
 import anyio
 import pytest
-from anyio import wait_all_tasks_blocked
 
 import fearless
 from fearless import (
@@ -30,7 +29,7 @@ from fearless import (
     Request,
     Terminated,
 )
-from fearless.testing import FakeClock, Probe
+from fearless.testing import FakeClock, Probe, wait_all_tasks_blocked
 
 pytestmark = pytest.mark.anyio
 
@@ -128,7 +127,8 @@ async def test_ask_returns_the_handlers_value_and_raises_its_exception() -> None
 
 
 async def test_a_late_reply_goes_to_dead_letters_and_never_to_the_next_ask() -> None:
-    # Spec case 22: the ask times out; the next ask gets its own reply, never the stale one.
+    """docs/design/supervision.md, case 22: the ask times out; the next ask gets its own reply,
+    never the stale one, which goes to dead letters."""
     async with ActorSystem() as system:
         letters = system.dead_letters()
         echo = await system.spawn(Echo, name="slow")
@@ -142,6 +142,22 @@ async def test_a_late_reply_goes_to_dead_letters_and_never_to_the_next_ask() -> 
         assert letter.message is release
         assert letter.recipient == "slow"
         letters.close()
+
+
+async def test_a_handlers_own_timeout_error_is_not_taken_for_the_asks_timeout() -> None:
+    """A ``TimeoutError`` raised by the handler reaches the asker as it was raised, not as the
+    ask's own timeout (whose message says the reply goes to dead letters)."""
+    error = TimeoutError("upstream database timed out")
+
+    class Flaky(Actor[Any]):
+        async def handle(self, message: Any) -> None:
+            raise error
+
+    async with ActorSystem() as system:
+        ref = await system.spawn(Flaky)
+        with pytest.raises(TimeoutError) as caught:
+            await ref.ask("q", timeout=10)
+        assert caught.value is error
 
 
 async def test_a_cancelled_ask_leaves_its_message_to_be_handled() -> None:
@@ -165,7 +181,7 @@ async def test_a_cancelled_ask_leaves_its_message_to_be_handled() -> None:
 
 
 async def test_an_ask_to_a_stopped_actor_raises_at_once() -> None:
-    # Spec case 23: ActorStopped at once, never a timeout.
+    """docs/design/supervision.md, case 23: ``ActorStopped`` at once, never a timeout."""
     async with ActorSystem() as system:
         ref = await system.spawn(Echo)
         ref.stop()
@@ -201,7 +217,9 @@ async def test_asks_still_queued_when_the_actor_stops_raise_actor_stopped() -> N
 
 
 async def test_an_actor_asking_itself_gets_an_error_at_once() -> None:
-    # Spec case 24.
+    """docs/design/supervision.md, case 24: an actor asking itself from its own handler gets
+    ``DeadlockError`` at once instead of waiting for ever."""
+
     class Narcissus(Actor[str]):
         async def handle(self, message: str) -> str:
             if message == "self":
@@ -241,6 +259,48 @@ async def test_an_ask_cycle_through_another_actor_is_refused() -> None:
         await b.ask(a)
         with anyio.fail_after(5):
             assert await a.ask("start") == "cycle refused"
+
+
+async def test_an_ask_whose_asker_gave_up_does_not_count_as_a_deadlock() -> None:
+    """X asks A, then gives up (cancelled); A, still handling X's ask, then asks X, which is
+    idle by now: that is no deadlock, and A gets X's answer (while A's own reply to X's
+    abandoned ask goes to dead letters)."""
+    release = anyio.Event()
+    asking = anyio.CancelScope()
+
+    class X(Actor[Any]):
+        async def handle(self, message: Any) -> Any:
+            if isinstance(message, fearless.ActorRef):
+                with asking:
+                    await message.ask("slow")
+                return "gave up"
+            return f"x answers {message}"
+
+    class A(Actor[Any]):
+        async def handle(self, message: Any) -> Any:
+            await release.wait()
+            x = self.context.system.lookup("x")
+            assert x is not None
+            return await x.ask("ping")
+
+    async with ActorSystem() as system:
+        letters = system.dead_letters()
+        x = await system.spawn(X, name="x")
+        a = await system.spawn(A, name="a")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(x.ask, a)
+            await wait_all_tasks_blocked()
+            asking.cancel()  # X stops waiting for A's reply
+            await wait_all_tasks_blocked()
+            release.set()
+        await wait_all_tasks_blocked()
+        assert a.is_alive
+        letter = letters.receive_nowait()  # A's answer to X's abandoned ask
+        assert (letter.message, letter.reason) == (
+            "x answers ping",
+            DeadLetterReason.REPLY_UNDELIVERED,
+        )
+        letters.close()
 
 
 async def test_an_ask_from_a_task_the_handler_started_is_not_a_deadlock() -> None:
@@ -308,6 +368,43 @@ async def test_a_failing_on_start_makes_spawn_raise_and_frees_the_name() -> None
         assert caught.value.name == "db"
         assert system.lookup("db") is None
         await system.spawn(Echo, name="db")  # the name is free again
+
+
+async def test_killing_an_actor_during_on_start_makes_spawn_raise_actor_stopped() -> None:
+    """A kill that lands while ``on_start`` runs: ``spawn`` raises ``ActorStopped``, the name
+    is free, and a message told to it meanwhile is a dead letter."""
+    started = anyio.Event()
+
+    class SlowStart(Actor[Any]):
+        async def on_start(self) -> None:
+            started.set()
+            await anyio.sleep_forever()
+
+        async def handle(self, message: Any) -> None:
+            pass
+
+    async with ActorSystem() as system:
+        letters = system.dead_letters()
+        outcome: list[BaseException] = []
+
+        async def spawn() -> None:
+            try:
+                await system.spawn(SlowStart, name="slow")
+            except ActorStopped as exc:
+                outcome.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(spawn)
+            await started.wait()
+            ref = system.lookup("slow")
+            assert ref is not None
+            ref.tell("early")
+            ref.kill()
+        assert len(outcome) == 1
+        assert system.lookup("slow") is None
+        letter = letters.receive_nowait()
+        assert (letter.message, letter.reason) == ("early", DeadLetterReason.ACTOR_STOPPED)
+        letters.close()
 
 
 async def test_factory_errors_are_reported_clearly() -> None:
@@ -406,6 +503,38 @@ async def test_kill_cancels_now_and_skips_on_stop() -> None:
         letters.close()
 
 
+async def test_an_ask_to_an_actor_that_is_winding_down_raises_at_once() -> None:
+    """A child's ``on_stop`` asks its parent, which is waiting for that very child to stop: the
+    parent will never handle it, so the ask raises ``ActorStopped`` at once instead of hanging."""
+    outcome: list[str] = []
+
+    class Child(Actor[Any]):
+        async def handle(self, message: Any) -> None:
+            pass
+
+        async def on_stop(self) -> None:
+            parent = self.context.system.lookup("parent")
+            assert parent is not None
+            try:
+                await parent.ask("are you there?")
+            except ActorStopped:
+                outcome.append("ActorStopped")
+
+    class Parent(Actor[Any]):
+        async def on_start(self) -> None:
+            await self.context.spawn(Child, shutdown=None)
+
+        async def handle(self, message: Any) -> None:
+            pass
+
+    async with ActorSystem() as system:
+        parent = await system.spawn(Parent, name="parent", shutdown=None)
+        parent.stop()
+        with anyio.fail_after(10):
+            assert (await parent.wait_stopped()).reason == "stopped"
+    assert outcome == ["ActorStopped"]
+
+
 async def test_a_failed_actor_runs_on_stop_and_is_logged(caplog: pytest.LogCaptureFixture) -> None:
     stopped: list[str] = []
 
@@ -496,6 +625,36 @@ async def test_an_error_in_the_block_kills_every_actor() -> None:
     assert [(await r.wait_stopped()).reason for r in refs] == ["shutdown"] * 3
 
 
+async def test_cancelling_the_block_while_it_stops_actors_still_closes_the_system() -> None:
+    """The block is cancelled while it waits for an actor whose ``on_stop`` hangs: the system
+    still ends closed, and a dead-letter subscriber sees the end of the stream instead of
+    waiting for ever."""
+
+    class Hang(Actor[Any]):
+        async def handle(self, message: Any) -> None:
+            pass
+
+        async def on_stop(self) -> None:
+            await anyio.sleep_forever()
+
+    letters: list[fearless.Subscription[fearless.DeadLetter]] = []
+    with anyio.CancelScope() as outer:
+
+        async def cancel_when_stuck() -> None:
+            await wait_all_tasks_blocked()
+            outer.cancel()
+
+        async with anyio.create_task_group() as tg, ActorSystem() as system:
+            letters.append(system.dead_letters())
+            await system.spawn(Hang, shutdown=None)
+            tg.start_soon(cancel_when_stuck)
+    assert outer.cancelled_caught
+    assert repr(system) == "<ActorSystem 'actors' closed>"
+    with pytest.raises(anyio.EndOfStream):
+        letters[0].receive_nowait()
+    letters[0].close()
+
+
 async def test_children_stop_before_their_parent_in_reverse_order() -> None:
     order: list[str] = []
 
@@ -543,6 +702,77 @@ async def test_killing_a_parent_kills_its_children() -> None:
         parent.kill()
         assert (await leaf.wait_stopped()).reason == "shutdown"
         assert (await parent.wait_stopped()).reason == "killed"
+
+
+async def test_a_killed_parent_reports_terminated_only_after_its_children_are_gone() -> None:
+    """When a killed parent's ``wait_stopped`` returns, its children have stopped too and their
+    names are free."""
+
+    class Leaf(Actor[Any]):
+        async def handle(self, message: Any) -> None:
+            pass
+
+    class Parent(Actor[Any]):
+        async def on_start(self) -> None:
+            await self.context.spawn(Leaf, name="child")
+
+        async def handle(self, message: Any) -> None:
+            pass
+
+    async with ActorSystem() as system:
+        parent = await system.spawn(Parent)
+        child = system.lookup("child")
+        assert child is not None
+        parent.kill()
+        await parent.wait_stopped()
+        assert not child.is_alive
+        assert system.lookup("child") is None
+        await system.spawn(Leaf, name="child")  # the name is free
+
+
+async def test_a_parent_that_fails_to_start_takes_its_children_with_it() -> None:
+    """Children spawned in an ``on_start`` that then fails are gone before ``spawn`` raises."""
+
+    class Leaf(Actor[Any]):
+        async def handle(self, message: Any) -> None:
+            pass
+
+    class Doomed(Actor[Any]):
+        async def on_start(self) -> None:
+            await self.context.spawn(Leaf, name="kid")
+            raise OSError("no disk")
+
+        async def handle(self, message: Any) -> None:
+            pass
+
+    async with ActorSystem() as system:
+        with pytest.raises(ActorStartError):
+            await system.spawn(Doomed, name="doomed")
+        assert system.lookup("kid") is None
+        assert system.snapshot().actors == ()
+
+
+async def test_a_stopping_actor_cannot_spawn_children() -> None:
+    """``context.spawn`` from ``on_stop`` raises a ``RuntimeError`` naming the actor: a child
+    started then would outlive its parent."""
+    seen: list[BaseException] = []
+
+    class Late(Actor[Any]):
+        async def handle(self, message: Any) -> None:
+            pass
+
+        async def on_stop(self) -> None:
+            try:
+                await self.context.spawn(Late)
+            except RuntimeError as exc:
+                seen.append(exc)
+
+    async with ActorSystem() as system:
+        ref = await system.spawn(Late, name="late")
+        ref.stop()
+        await ref.wait_stopped()
+    assert len(seen) == 1
+    assert "'late' is stopping" in str(seen[0])
 
 
 # -- names -----------------------------------------------------------------------------------------
@@ -607,7 +837,8 @@ async def test_monitor_delivers_terminated_with_the_reason() -> None:
 
 
 async def test_monitoring_a_stopped_actor_delivers_the_notice_at_once() -> None:
-    # Spec case 20.
+    """docs/design/supervision.md, case 20: monitoring an actor that has already stopped
+    delivers its ``Terminated`` notice at once."""
     async with ActorSystem() as system:
         probe = await Probe[Any].spawn(system)
         watcher = await system.spawn(lambda: Watcher(probe.ref))
@@ -631,7 +862,8 @@ async def test_demonitor_stops_the_notices() -> None:
 
 
 async def test_a_link_propagates_failure_but_not_a_graceful_stop() -> None:
-    # Spec case 21.
+    """docs/design/supervision.md, case 21: a failure of A fails B, linked to it; a graceful
+    stop does not."""
     async with ActorSystem() as system:
         probe = await Probe[Any].spawn(system)
         a = await system.spawn(Echo, name="a")
@@ -651,6 +883,15 @@ async def test_a_link_propagates_failure_but_not_a_graceful_stop() -> None:
         assert isinstance(notice.error, LinkedActorFailed)
         assert notice.error.__cause__ is boom
         assert notice.error.terminated.name == "a2"
+
+
+def test_shutdown_is_not_an_abnormal_end() -> None:
+    """Only ``"failed"`` and ``"killed"`` are abnormal (what a link propagates); a
+    ``"shutdown"``, like a graceful stop, is not."""
+    assert [
+        Terminated(None, reason).failed  # type: ignore[arg-type]
+        for reason in ("stopped", "shutdown", "killed", "failed")
+    ] == [False, False, True, True]
 
 
 async def test_an_actor_that_traps_links_gets_the_notice_instead() -> None:

@@ -8,7 +8,6 @@ from typing import Any
 
 import anyio
 import pytest
-from anyio import wait_all_tasks_blocked
 
 import fearless
 from fearless import (
@@ -20,6 +19,7 @@ from fearless import (
     MailboxFull,
     MessageDropped,
 )
+from fearless.testing import wait_all_tasks_blocked
 
 pytestmark = pytest.mark.anyio
 
@@ -213,6 +213,40 @@ async def test_drop_oldest_evicts_the_oldest_message() -> None:
         await ref.ask("last")  # evicts 2: the mailbox holds [2, 3] when it arrives
         assert handled == [3, "last"]
         letters.close()
+
+
+@pytest.mark.parametrize("overflow", ["drop_newest", "drop_oldest"])
+async def test_message_dropped_names_the_policy_the_same_way_on_both_paths(overflow: Any) -> None:
+    """An ask dropped by the policy raises ``MessageDropped`` naming the policy, whether it was
+    the new message refused (``drop_newest``) or a queued one evicted (``drop_oldest``)."""
+
+    class Stuck(Actor[Any]):
+        async def handle(self, message: Any) -> None:
+            if isinstance(message, anyio.Event):
+                await message.wait()
+
+    async with ActorSystem() as system:
+        gate = anyio.Event()
+        ref = await system.spawn(Stuck, mailbox=Mailbox(1, overflow=overflow))
+        ref.tell(gate)
+        await wait_all_tasks_blocked()
+        errors: list[MessageDropped] = []
+
+        async def ask(message: str) -> None:
+            try:
+                await ref.ask(message)
+            except MessageDropped as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(ask, "first")
+            await wait_all_tasks_blocked()
+            tg.start_soon(ask, "second")
+            await wait_all_tasks_blocked()
+            gate.set()
+        [error] = errors
+        assert f"({overflow})" in str(error)
+        assert error.message == ("second" if overflow == "drop_newest" else "first")
 
 
 @pytest.mark.parametrize("overflow", ["block", "drop_newest", "drop_oldest"])

@@ -13,8 +13,8 @@ dead letters saw.
 
 Ask test: many concurrent asks (tasks and threads) with random timeouts and random cancellation
 against echo actors that sometimes raise and are sometimes killed: each ask returns its own reply
-(the reply carries the ask's id), or raises what the specification allows, and each outcome comes
-with the dead letters it implies (a late reply is ``REPLY_UNDELIVERED``, never another ask's).
+(the reply carries the ask's id), or raises what ``ActorRef.ask`` documents, and each outcome
+comes with the dead letters it implies (a late reply is ``REPLY_UNDELIVERED``, never another ask's).
 
 The actors here are temporary (a failure ends them, as without a supervisor): restarts have their
 own chaos test in ``test_supervision_chaos.py``. Seeds are parametrized

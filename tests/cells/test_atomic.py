@@ -8,13 +8,14 @@ from typing import Any
 
 import anyio
 import pytest
-from anyio import CancelScope, wait_all_tasks_blocked
+from anyio import CancelScope
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from fearless import EventLoopBlockingError
 from fearless._cells._atomic import AtomicBool, AtomicCell, AtomicInt
+from fearless.testing import wait_all_tasks_blocked
 
 from ..threads.support import Worker, running, wait_for
 

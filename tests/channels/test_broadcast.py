@@ -21,7 +21,6 @@ from anyio import (
     ClosedResourceError,
     EndOfStream,
     WouldBlock,
-    wait_all_tasks_blocked,
 )
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
@@ -35,6 +34,7 @@ from fearless import (
     SubscriptionStatistics,
     broadcast,
 )
+from fearless.testing import wait_all_tasks_blocked
 from tests.conftest import BACKENDS
 
 pytestmark = pytest.mark.anyio
@@ -764,7 +764,7 @@ async def test_block_policy_a_collected_slow_subscription_releases_the_sender() 
         assert [fast.receive_nowait(), fast.receive_nowait()] == [0, 1]
         async with anyio.create_task_group() as tg:
             tg.start_soon(tx.send, 2)
-            await anyio.wait_all_tasks_blocked()
+            await wait_all_tasks_blocked()
             assert tx.statistics().tasks_waiting_send == 1
             with pytest.warns(ResourceWarning, match="Unclosed <Subscription"):
                 del rx  # CPython collects it here, by reference count

@@ -20,12 +20,12 @@ from anyio import (
     ClosedResourceError,
     EndOfStream,
     WouldBlock,
-    wait_all_tasks_blocked,
 )
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
 
 import fearless
 from fearless import SendBrokenError, SendClosedError, channel
+from fearless.testing import wait_all_tasks_blocked
 
 pytestmark = pytest.mark.anyio
 

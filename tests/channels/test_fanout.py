@@ -9,6 +9,7 @@ import pytest
 
 import fearless
 from fearless import channel, fan_out
+from fearless.testing import wait_all_tasks_blocked
 
 pytestmark = pytest.mark.anyio
 
@@ -54,7 +55,7 @@ async def test_work_is_spread_over_the_workers() -> None:
     async with anyio.create_task_group() as tg:
         tg.start_soon(_produce, tx, 4)
         async with fan_out(rx, work, workers=4) as results:
-            await anyio.wait_all_tasks_blocked()
+            await wait_all_tasks_blocked()
             assert most == 4  # all four workers hold an item at once
             release.set()
             assert sorted([y async for y in results]) == [0, 1, 2, 3]
@@ -105,7 +106,7 @@ async def test_results_apply_backpressure_to_the_workers() -> None:
         return x
 
     async with fan_out(rx, work, workers=2, capacity=3) as results:
-        await anyio.wait_all_tasks_blocked()
+        await wait_all_tasks_blocked()
         stats = results.statistics()
         assert isinstance(stats, fearless.ChannelStatistics)
         assert stats.current_buffer_used == 3
@@ -223,7 +224,7 @@ async def test_work_cancelled_with_the_block_ends_quietly() -> None:
         tx.send_nowait(i)
     with tx:
         async with fan_out(rx, work, workers=3):
-            await anyio.wait_all_tasks_blocked()
+            await wait_all_tasks_blocked()
             assert in_work == 3  # every worker is inside work when the block is left
 
 

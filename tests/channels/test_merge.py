@@ -6,10 +6,11 @@ from collections import Counter
 
 import anyio
 import pytest
-from anyio import CancelScope, ClosedResourceError, EndOfStream, WouldBlock, wait_all_tasks_blocked
+from anyio import CancelScope, ClosedResourceError, EndOfStream, WouldBlock
 
 import fearless
 from fearless import channel, merge
+from fearless.testing import wait_all_tasks_blocked
 
 pytestmark = pytest.mark.anyio
 

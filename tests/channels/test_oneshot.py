@@ -6,9 +6,10 @@ import gc
 
 import anyio
 import pytest
-from anyio import ClosedResourceError, EndOfStream, WouldBlock, wait_all_tasks_blocked
+from anyio import ClosedResourceError, EndOfStream, WouldBlock
 
 from fearless import OneshotReceiver, OneshotSender, SendBrokenError, SendClosedError, oneshot
+from fearless.testing import wait_all_tasks_blocked
 
 pytestmark = pytest.mark.anyio
 

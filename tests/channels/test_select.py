@@ -8,10 +8,11 @@ from collections import Counter
 
 import anyio
 import pytest
-from anyio import ClosedResourceError, EndOfStream, WouldBlock, wait_all_tasks_blocked
+from anyio import ClosedResourceError, EndOfStream, WouldBlock
 
 import fearless
 from fearless import Recv, Send, SendBrokenError, channel, select, select_nowait
+from fearless.testing import wait_all_tasks_blocked
 
 from .test_channel import counting_turns
 

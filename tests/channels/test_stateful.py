@@ -50,6 +50,7 @@ from fearless import (
     Sender,
     channel,
 )
+from fearless.testing import wait_all_tasks_blocked
 
 uvloop: Any
 try:
@@ -133,11 +134,7 @@ async def run_op(op: Op, call: Callable[[], Awaitable[object]]) -> None:
 
 async def settle() -> None:
     """Let every task that can run, run, until all are blocked again."""
-    # A few plain checkpoints first: anyio's asyncio ``wait_all_tasks_blocked`` polls every 0.1 s
-    # once it sees a runnable task, and after these nothing is left runnable.
-    for _ in range(3):
-        await anyio.lowlevel.checkpoint()
-    await anyio.wait_all_tasks_blocked()
+    await wait_all_tasks_blocked()
 
 
 # -- the model ----------------------------------------------------------------------------------

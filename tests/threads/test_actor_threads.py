@@ -11,7 +11,7 @@ from typing import Any
 
 import anyio
 import pytest
-from anyio import to_thread, wait_all_tasks_blocked
+from anyio import to_thread
 
 from fearless import (
     Actor,
@@ -23,6 +23,7 @@ from fearless import (
     Mailbox,
     MailboxFull,
 )
+from fearless.testing import wait_all_tasks_blocked
 
 from .support import Worker, until
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import anyio
 import pytest
-from anyio import ClosedResourceError, EndOfStream, WouldBlock, wait_all_tasks_blocked
+from anyio import ClosedResourceError, EndOfStream, WouldBlock
 
 from fearless import (
     BroadcastSender,
@@ -31,6 +31,7 @@ from fearless import (
     _backend,
     broadcast,
 )
+from fearless.testing import wait_all_tasks_blocked
 
 from ..conftest import BACKENDS
 from .support import Worker, running, until, wait_for

@@ -16,7 +16,7 @@ from typing import Any
 
 import anyio
 import pytest
-from anyio import CancelScope, ClosedResourceError, EndOfStream, WouldBlock, wait_all_tasks_blocked
+from anyio import CancelScope, ClosedResourceError, EndOfStream, WouldBlock
 
 import fearless
 from fearless import (
@@ -29,6 +29,7 @@ from fearless import (
     merge,
     select,
 )
+from fearless.testing import wait_all_tasks_blocked
 
 from ..conftest import BACKENDS
 from .support import Worker, running, wait_for

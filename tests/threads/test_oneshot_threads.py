@@ -17,7 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
-from anyio import ClosedResourceError, EndOfStream, WouldBlock, wait_all_tasks_blocked
+from anyio import ClosedResourceError, EndOfStream, WouldBlock
 
 from fearless import (
     EventLoopBlockingError,
@@ -26,6 +26,7 @@ from fearless import (
     SendClosedError,
     oneshot,
 )
+from fearless.testing import wait_all_tasks_blocked
 
 from .support import DEADLINE, Worker, running, until, wait_for
 
