@@ -1,6 +1,7 @@
 """Mailboxes: bounded by default, with an overflow policy chosen at spawn.
 
-Specification (``docs/actors.md`` is the user guide; rule 16 of ``concurrency-rules.md``):
+Specification (``docs/actors.md`` is the user guide; ``docs/design/concurrency.md``, "Nothing is
+lost silently"):
 
 Capacity
     An ``int >= 1`` or ``math.inf``; anything else raises ``ValueError`` naming the value. The
@@ -23,7 +24,8 @@ Closing
 
 Only one party takes from a mailbox: its actor's task. Senders are any tasks of any event loop and
 any threads. Every field is guarded by ``lock``; parties to wake are claimed under it and woken
-after it is released (rule 10).
+after it is released (``docs/design/concurrency.md``, "Wake outside the lock, and only those
+parked").
 """
 
 from __future__ import annotations

@@ -51,7 +51,9 @@ __all__ = ["ActorRef"]
 M_contra = TypeVar("M_contra", contravariant=True)
 R = TypeVar("R")
 
-_YIELD_EVERY = 32  # sends a ref completes without waiting before it yields once (rule 4)
+# Sends a ref completes without waiting before it yields once (docs/design/concurrency.md, "The
+# scheduling budget").
+_YIELD_EVERY = 32
 
 
 def _reply_stands(_: object) -> bool:
