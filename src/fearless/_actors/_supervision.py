@@ -165,12 +165,17 @@ class Backoff:
         at most ``max_backoff * (1 + jitter)`` for any ``attempt``."""
         if attempt < 0:
             raise ValueError(f"attempt must be >= 0, got {attempt!r}")
-        # Past this many doublings every delay is the cap; comparing first means 2.0**attempt is
-        # only computed for small attempts (it overflows from 1024 on).
-        if attempt >= math.log2(self.max_backoff / self.min_backoff):
+        # Past this many doublings every delay is the cap; comparing first means the doubling is
+        # only computed for attempts below it (2.0**attempt overflows from 1024 on). In logs,
+        # because max_backoff / min_backoff itself can overflow (1e300 / 1e-300); and by
+        # ldexp, which scales without the intermediate 2.0**attempt.
+        if attempt >= math.log2(self.max_backoff) - math.log2(self.min_backoff):
             base = self.max_backoff
         else:
-            base = min(self.min_backoff * 2.0**attempt, self.max_backoff)
+            try:
+                base = min(math.ldexp(self.min_backoff, attempt), self.max_backoff)
+            except OverflowError:  # pragma: no cover - rounding at the very top of the floats
+                base = self.max_backoff
         return base * (1.0 + self.jitter * rng.random())
 
     @property
