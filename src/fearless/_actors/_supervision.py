@@ -30,15 +30,18 @@ Strategies
     restarted (12). ``rest_for_one``: stop those started after it in reverse order, then restart
     it and them in start order; the earlier ones are untouched (10). Siblings stopped for a
     restart get the stop message at the front of their mailbox, keep the rest of it, and count
-    as one restart together (6). A dynamic pool (``Supervisor.pool``) is one_for_one over
-    identical children added at run time (OTP's ``simple_one_for_one``).
+    as one restart together (6). A child that has ended (terminated, or not restarted by its
+    type) stays down through a sibling's group restart (32; OTP starts it again). A dynamic pool
+    (``Supervisor.pool``) is one_for_one over identical children added at run time (OTP's
+    ``simple_one_for_one``).
 Failed restarts
     A failed restart (the factory or ``on_restart`` raised) counts as a restart and is retried
     through the mailbox, so that a request queued meanwhile is handled first (13). As in OTP,
     ``one_for_all`` retries the whole group (the members started in the failed round are stopped
     again); ``rest_for_one`` retries from the child that failed to start, leaving the children
     before it, already restarted, running. ``TerminateChild`` on a child whose restart is pending
-    cancels the pending restart of every child of its group: they stay down.
+    cancels it, and the pending restart of the children after it in its group: they stay down
+    (OTP); those before it in the group are started as planned.
 Intensity
     At most ``max_restarts`` restarts within any ``within`` seconds (defaults 3 and 5.0), counted
     per supervisor, shared by all its children (5), on the system's monotonic clock, with no
@@ -289,7 +292,8 @@ class GetOrStartChild(Request["ActorRef[Any]"]):
 class TerminateChild(Request[None]):
     """Stop a child by its shutdown, without restarting or counting it (19). Its spec is kept
     (``RestartChild`` starts it again) unless it is temporary or in a pool. A restart pending
-    for it (and for the rest of its group) is cancelled."""
+    for it is cancelled, and so is that of the children after it in its restart group (they
+    stay down until a ``RestartChild``)."""
 
     child: str | ActorRef[Any]
 
@@ -684,8 +688,11 @@ class Supervisor(Actor[SupervisorRequest]):
         if child.runtime is not None:
             await child.runtime.stop_and_wait()
             self._ended(child, "stopped", None)
-        if pending is not None:  # its group waited on its restart: they stay down (OTP)
-            for other in pending.children:
+        if pending is not None:
+            # The children after it in the pending group were down only to start after it: they
+            # stay down (OTP). Those before it do not wait on it: their restart goes ahead.
+            members = pending.children
+            for other in members[members.index(child) + 1 :]:
                 if other.pending is pending and other.runtime is not None:
                     self._ended(other, *other.runtime.last_end)
 
