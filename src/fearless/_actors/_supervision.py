@@ -342,6 +342,21 @@ _REQUESTS: Final = (
 )
 
 
+def _check_again(request: SupervisorRequest) -> None:
+    """Run the checks of a request, and of the spec (and backoff) it carries, again: a frozen
+    dataclass can be built around its ``__post_init__`` (``object.__new__``, a careless copy),
+    and a bad field found later, in the middle of a restart, would fail the supervisor instead
+    of the asker."""
+    check = getattr(request, "__post_init__", None)
+    if check is not None:
+        check()
+    spec = getattr(request, "spec", None)
+    if spec is not None:
+        spec.__post_init__()
+        if spec.backoff is not None:
+            spec.backoff.__post_init__()
+
+
 # -- a supervised child ---------------------------------------------------------------------------
 
 
@@ -594,9 +609,7 @@ class Supervisor(Actor[SupervisorRequest]):
                 )
             )
         try:
-            check = getattr(message, "__post_init__", None)
-            if check is not None:
-                check()  # (again: a request can be built around its checks)
+            _check_again(message)
             return await self._request(message)
         except (ActorStartError, RuntimeError, TypeError, ValueError) as exc:
             return ErrorReply(exc)  # the asker's mistake, or its child's: raised there, not here
