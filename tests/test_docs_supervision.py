@@ -54,10 +54,7 @@ async def test_the_connections_example_stops_only_the_actor_that_keeps_failing(
     with caplog.at_level(logging.CRITICAL, logger="fearless.actors"):
         await doc_test("connections")()
     assert capsys.readouterr().out == (
-        "ok: hello ok: hello\n"
-        "failed ValueError('a client sent garbage')\n"
-        "ok: still there?\n"
-        "None\n"
+        "ok: hello ok: hello\nfailed ValueError('a client sent garbage')\nok: still there?\nNone\n"
     )
 
 
