@@ -504,3 +504,44 @@ async def test_get_or_spawn_refuses_a_missing_name() -> None:
         for name in (None, "", 7):
             with pytest.raises(TypeError, match=repr(name)):
                 await system.get_or_spawn(Worker, name=name)  # type: ignore[arg-type]
+
+
+async def test_get_or_spawn_while_a_restart_fails_returns_the_actor_without_its_backoff() -> None:
+    """A caller that arrives while a top-level actor is restarting (its ``on_restart`` still
+    running), when that restart then fails and the next attempt waits out a 30 s backoff, gets
+    the actor's ref as soon as the failed attempt is over: the actor is between instances, the
+    same actor, and the caller does not wait out the backoff."""
+    gate = anyio.Event()
+    attempts = [0]
+
+    class Fragile(Worker):
+        async def on_restart(self, error: BaseException) -> None:
+            attempts[0] += 1
+            if attempts[0] == 1:
+                await gate.wait()
+                raise OSError("the first restart fails")
+
+    got: list[ActorRef[Any]] = []
+    clock = FakeClock()
+    async with ActorSystem(clock=clock, max_restarts=10) as system:
+        ref = await system.spawn(
+            Fragile, name="room", backoff=Backoff(0.5, 30.0, jitter=0.0, reset_after=60.0)
+        )
+        ref.tell("boom")
+        await clock.advance(0.5)  # the first restart is due, and hangs in on_restart
+        assert attempts == [1]
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+
+                async def call() -> None:
+                    got.append(await system.get_or_spawn(Fragile, name="room"))
+
+                tg.start_soon(call)
+                await clock.advance(0)
+                assert got == []  # it waits for the start in progress
+                gate.set()
+        assert got == [ref]
+        assert clock.now() == 0.5  # not after the next delay
+        await clock.advance(1.0)  # the second restart, 1 s after the failed one, succeeds
+        assert attempts == [2]
+        assert await ref.ask("who") > 0
