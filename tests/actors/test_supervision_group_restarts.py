@@ -9,6 +9,7 @@ log of ``(hook, child)``; which instance answers is a number each instance gets 
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -186,6 +187,30 @@ async def test_one_for_all_retries_a_failed_restart_of_the_whole_group() -> None
         lookup(system, "A").tell("boom")
         await clock.advance(0)
         assert await gave_up(sup)
+
+
+async def test_every_failed_restart_attempt_is_logged_with_its_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A restart loop is never silent: each failed restart attempt (C's factory raising twice
+    under ``rest_for_one``) is an ERROR on ``fearless.actors`` naming the supervisor and the
+    actor, with the factory's exception attached, as OTP reports each failed start."""
+    clock = FakeClock()
+    world = World()
+    world.broken["C"] = lambda call: call in (2, 3)
+    async with ActorSystem(clock=clock) as system:
+        await spawn_supervisor(system, world, "rest_for_one", max_restarts=5)
+        with caplog.at_level(logging.ERROR, logger="fearless.actors"):
+            lookup(system, "B").tell("boom")
+            await clock.advance(0)
+        failed = [r for r in caplog.records if "failed to restart" in r.getMessage()]
+        prefix = "supervisor 'sup' failed to restart actor 'C': "
+        assert [r.getMessage() for r in failed] == [
+            prefix + repr(OSError(f"C's factory call {n} failed")) for n in (2, 3)
+        ]
+        assert all(r.levelno == logging.ERROR for r in failed)
+        assert [type(r.exc_info[1]) for r in failed if r.exc_info] == [OSError, OSError]
+        assert world.built["C"] == 4
 
 
 async def test_a_superseded_group_retry_does_not_start_a_second_instance() -> None:

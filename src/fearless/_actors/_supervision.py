@@ -69,9 +69,10 @@ Decider (optional, per child)
 Requests, by ``ask``
     :class:`StartChild`, :class:`GetOrStartChild`, :class:`TerminateChild`,
     :class:`RestartChild`, :class:`DeleteChild`, :class:`WhichChildren`. Each is validated when
-    made; one that cannot be carried out (a duplicate name, restarting a running child, a message
-    that is no request) raises in the asker, never in the supervisor, and leaves the supervisor
-    and its children as they were.
+    made, and again (with the spec it carries) when handled; one that cannot be carried out (a
+    malformed request, a duplicate name, restarting a running child, a message that is no
+    request) raises in the asker, never in the supervisor, and leaves the supervisor and its
+    children as they were.
 """
 
 from __future__ import annotations
@@ -903,6 +904,13 @@ class Supervisor(Actor[SupervisorRequest]):
                 started.append(child)
                 continue
             cause = start_error.__cause__
+            log.error(
+                "supervisor %r failed to restart actor %r: %r",
+                self._name,
+                runtime.name,
+                cause,
+                exc_info=cause,
+            )
             if not self._count(child, "failed", cause):
                 continue  # (the guardian stopped it for good: the others go on)
             if self._strategy == "one_for_all" and self._pool is None:
