@@ -170,13 +170,14 @@ async def test_a_malformed_request_raises_in_the_asker_and_leaves_the_supervisor
 
 async def test_a_request_for_a_missing_or_running_child_raises_in_the_asker() -> None:
     """A request that is well formed but cannot be carried out (terminating a child that does
-    not exist, restarting or deleting a running one) raises in the asker, names the child, and
-    leaves the supervisor running with its children as they were."""
+    not exist, restarting or deleting a running one) raises in the asker, names the child and
+    the way out (``WhichChildren``, ``TerminateChild``), and leaves the supervisor running with
+    its children as they were."""
     clock = FakeClock()
     async with ActorSystem(clock=clock) as system:
         sup = await system.spawn(lambda: Supervisor([ChildSpec(Worker, name="w")]), name="sup")
         before = await children(sup)
-        with pytest.raises(ValueError, match="'ghost'"):
+        with pytest.raises(ValueError, match=r"'ghost'.*WhichChildren"):
             await sup.ask(TerminateChild("ghost"))
         with pytest.raises(RuntimeError, match=r"'w'.*TerminateChild"):
             await sup.ask(RestartChild("w"))

@@ -750,7 +750,9 @@ class Supervisor(Actor[SupervisorRequest]):
             if found is not None and (found not in self._children or found.runtime is not runtime):
                 found = None
         if found is None:
-            raise ValueError(f"no child {key!r} under supervisor {self._name!r}")
+            raise ValueError(
+                f"no child {key!r} under supervisor {self._name!r} (WhichChildren lists them)"
+            )
         return found
 
     @staticmethod
