@@ -1,5 +1,5 @@
-"""docs/supervision.md is real code: its first example runs on every backend, so does its
-FakeClock test, and every example compiles."""
+"""docs/supervision.md is real code: its first example runs on every backend, so do its
+top-level example and its FakeClock test, and every example compiles."""
 
 from __future__ import annotations
 
@@ -45,6 +45,16 @@ async def test_the_cache_example_restarts_the_cache_and_keeps_its_mailbox(
         "Put(key='b', value=-1) handler_failed\n"
         "[('cache', 'running'), ('sessions', 'running')]\n"
         "1\n"
+    )
+
+
+async def test_the_connections_example_stops_only_the_actor_that_keeps_failing(
+    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.CRITICAL, logger="fearless.actors"):
+        await doc_test("connections")()
+    assert capsys.readouterr().out == (
+        "ok: hello ok: hello\nfailed ValueError('a client sent garbage')\nok: still there?\nNone\n"
     )
 
 

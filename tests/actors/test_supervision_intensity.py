@@ -1,6 +1,6 @@
-"""Supervision: restart intensity, restart types and failed restarts (spec cases 1-9 and 13 of
-``shared/specs/supervision.md``), and the root supervisor giving up. Every test runs on asyncio,
-uvloop and trio.
+"""Supervision: restart intensity, restart types and failed restarts (cases 1-9 and 13 of
+``docs/design/supervision.md``), and a top-level actor giving up under ``escalate=True`` (case
+28). Every test runs on asyncio, uvloop and trio.
 
 Time is a ``FakeClock``: a failure "at t = 6.5" is a message whose handler raises, told once the
 clock reads exactly 6.5; ``clock.advance(0)`` then lets the system settle. What the children did
@@ -109,7 +109,7 @@ async def fail(system: ActorSystem, name: str, when: float, message: str = "boom
 async def spawn_supervisor(
     system: ActorSystem, children: list[ChildSpec], **options: Any
 ) -> ActorRef[Any]:
-    """A supervisor ``"sup"`` under the root, temporary: when it gives up, the system goes on."""
+    """A supervisor ``"sup"`` at the top level, temporary: when it gives up, it is not restarted."""
     return await system.spawn(
         lambda: Supervisor(children, **options), name="sup", restart="temporary"
     )
@@ -649,7 +649,7 @@ async def test_case_13_while_a_backoff_delays_the_retries_the_supervisor_answers
         assert world.log[-1] == ("stop", "B", 1.5)
 
 
-# -- the root --------------------------------------------------------------------------------------
+# -- the top level ---------------------------------------------------------------------------------
 
 
 async def test_with_escalate_a_top_level_actor_giving_up_ends_the_actor_system_block() -> None:

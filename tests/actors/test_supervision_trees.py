@@ -1,5 +1,5 @@
-"""Supervision trees: cases 10-12, 14-25 of the supervision spec (``/work/shared/specs``,
-``fearless/_actors/_supervisor.py``'s docstring). Every test runs on asyncio, uvloop and trio.
+"""Supervision trees: cases 10-12 and 14-25 of ``docs/design/supervision.md`` (summed up in the
+docstring of ``fearless/_actors/_supervision.py``). Every test runs on asyncio, uvloop and trio.
 
 Time runs on ``fearless.testing.FakeClock``: every event is asserted at its exact clock time. Order
 is asserted on a log the actors write in ``on_start`` / ``on_stop``; instance identity through an

@@ -1,6 +1,7 @@
-"""Supervisor features beyond the spec's numbered cases: validation, restart keeping the mailbox,
-timers of a failed instance, deciders, pools, requests, ErrorReply. The numbered cases are in
-test_supervision_intensity.py and test_supervision_trees.py."""
+"""Supervisor features beyond the numbered cases of ``docs/design/supervision.md``: validation,
+restart keeping the mailbox, timers of a failed instance, deciders, pools, requests, ErrorReply.
+The numbered cases are in test_supervision_intensity.py and test_supervision_trees.py (1-25),
+test_supervision_group_restarts.py (30-32) and test_supervision_backoff.py (35)."""
 
 from __future__ import annotations
 

@@ -344,6 +344,11 @@ class ActorRuntime:
                 self.last_end = (reason, error)  # the actor's end, if no instance follows
                 self._drop_current(error)  # killed in the middle of it (a link, a shutdown)
                 self.state = "restarting"
+                if self.incarnation > 1:
+                    # A restart that failed: the actor lives on, between instances, so a
+                    # get-or-spawn waiting for this start has its answer. (A first start that
+                    # failed is settled only when its supervisor ends it.)
+                    self._set_started()
                 if started and child is not None and self.terminating is None:
                     child.report(reason, error)
             self.ended += 1  # (after _finish: a final end is complete when seen)

@@ -30,15 +30,18 @@ Strategies
     restarted (12). ``rest_for_one``: stop those started after it in reverse order, then restart
     it and them in start order; the earlier ones are untouched (10). Siblings stopped for a
     restart get the stop message at the front of their mailbox, keep the rest of it, and count
-    as one restart together (6). A dynamic pool (``Supervisor.pool``) is one_for_one over
-    identical children added at run time (OTP's ``simple_one_for_one``).
+    as one restart together (6). A child that has ended (terminated, or not restarted by its
+    type) stays down through a sibling's group restart (32; OTP starts it again). A dynamic pool
+    (``Supervisor.pool``) is one_for_one over identical children added at run time (OTP's
+    ``simple_one_for_one``).
 Failed restarts
     A failed restart (the factory or ``on_restart`` raised) counts as a restart and is retried
     through the mailbox, so that a request queued meanwhile is handled first (13). As in OTP,
     ``one_for_all`` retries the whole group (the members started in the failed round are stopped
     again); ``rest_for_one`` retries from the child that failed to start, leaving the children
     before it, already restarted, running. ``TerminateChild`` on a child whose restart is pending
-    cancels the pending restart of every child of its group: they stay down.
+    cancels it, and the pending restart of the children after it in its group: they stay down
+    (OTP); those before it in the group are started as planned.
 Intensity
     At most ``max_restarts`` restarts within any ``within`` seconds (defaults 3 and 5.0), counted
     per supervisor, shared by all its children (5), on the system's monotonic clock, with no
@@ -66,9 +69,10 @@ Decider (optional, per child)
 Requests, by ``ask``
     :class:`StartChild`, :class:`GetOrStartChild`, :class:`TerminateChild`,
     :class:`RestartChild`, :class:`DeleteChild`, :class:`WhichChildren`. Each is validated when
-    made; one that cannot be carried out (a duplicate name, restarting a running child, a message
-    that is no request) raises in the asker, never in the supervisor, and leaves the supervisor
-    and its children as they were.
+    made, and again (with the spec it carries) when handled; one that cannot be carried out (a
+    malformed request, a duplicate name, restarting a running child, a message that is no
+    request) raises in the asker, never in the supervisor, and leaves the supervisor and its
+    children as they were.
 """
 
 from __future__ import annotations
@@ -165,12 +169,17 @@ class Backoff:
         at most ``max_backoff * (1 + jitter)`` for any ``attempt``."""
         if attempt < 0:
             raise ValueError(f"attempt must be >= 0, got {attempt!r}")
-        # Past this many doublings every delay is the cap; comparing first means 2.0**attempt is
-        # only computed for small attempts (it overflows from 1024 on).
-        if attempt >= math.log2(self.max_backoff / self.min_backoff):
+        # Past this many doublings every delay is the cap; comparing first means the doubling is
+        # only computed for attempts below it (2.0**attempt overflows from 1024 on). In logs,
+        # because max_backoff / min_backoff itself can overflow (1e300 / 1e-300); and by
+        # ldexp, which scales without the intermediate 2.0**attempt.
+        if attempt >= math.log2(self.max_backoff) - math.log2(self.min_backoff):
             base = self.max_backoff
         else:
-            base = min(self.min_backoff * 2.0**attempt, self.max_backoff)
+            try:
+                base = min(math.ldexp(self.min_backoff, attempt), self.max_backoff)
+            except OverflowError:  # pragma: no cover - rounding at the very top of the floats
+                base = self.max_backoff
         return base * (1.0 + self.jitter * rng.random())
 
     @property
@@ -284,7 +293,8 @@ class GetOrStartChild(Request["ActorRef[Any]"]):
 class TerminateChild(Request[None]):
     """Stop a child by its shutdown, without restarting or counting it (19). Its spec is kept
     (``RestartChild`` starts it again) unless it is temporary or in a pool. A restart pending
-    for it (and for the rest of its group) is cancelled."""
+    for it is cancelled, and so is that of the children after it in its restart group (they
+    stay down until a ``RestartChild``)."""
 
     child: str | ActorRef[Any]
 
@@ -331,6 +341,21 @@ _REQUESTS: Final = (
     DeleteChild,
     WhichChildren,
 )
+
+
+def _check_again(request: SupervisorRequest) -> None:
+    """Run the checks of a request, and of the spec (and backoff) it carries, again: a frozen
+    dataclass can be built around its ``__post_init__`` (``object.__new__``, a careless copy),
+    and a bad field found later, in the middle of a restart, would fail the supervisor instead
+    of the asker."""
+    check = getattr(request, "__post_init__", None)
+    if check is not None:
+        check()
+    spec = getattr(request, "spec", None)
+    if spec is not None:
+        spec.__post_init__()
+        if spec.backoff is not None:
+            spec.backoff.__post_init__()
 
 
 # -- a supervised child ---------------------------------------------------------------------------
@@ -585,9 +610,7 @@ class Supervisor(Actor[SupervisorRequest]):
                 )
             )
         try:
-            check = getattr(message, "__post_init__", None)
-            if check is not None:
-                check()  # (again: a request can be built around its checks)
+            _check_again(message)
             return await self._request(message)
         except (ActorStartError, RuntimeError, TypeError, ValueError) as exc:
             return ErrorReply(exc)  # the asker's mistake, or its child's: raised there, not here
@@ -678,8 +701,11 @@ class Supervisor(Actor[SupervisorRequest]):
         if child.runtime is not None:
             await child.runtime.stop_and_wait()
             self._ended(child, "stopped", None)
-        if pending is not None:  # its group waited on its restart: they stay down (OTP)
-            for other in pending.children:
+        if pending is not None:
+            # The children after it in the pending group were down only to start after it: they
+            # stay down (OTP). Those before it do not wait on it: their restart goes ahead.
+            members = pending.children
+            for other in members[members.index(child) + 1 :]:
                 if other.pending is pending and other.runtime is not None:
                     self._ended(other, *other.runtime.last_end)
 
@@ -724,7 +750,9 @@ class Supervisor(Actor[SupervisorRequest]):
             if found is not None and (found not in self._children or found.runtime is not runtime):
                 found = None
         if found is None:
-            raise ValueError(f"no child {key!r} under supervisor {self._name!r}")
+            raise ValueError(
+                f"no child {key!r} under supervisor {self._name!r} (WhichChildren lists them)"
+            )
         return found
 
     @staticmethod
@@ -885,6 +913,13 @@ class Supervisor(Actor[SupervisorRequest]):
                 started.append(child)
                 continue
             cause = start_error.__cause__
+            log.error(
+                "supervisor %r failed to restart actor %r: %r",
+                self._name,
+                runtime.name,
+                cause,
+                exc_info=cause,
+            )
             if not self._count(child, "failed", cause):
                 continue  # (the guardian stopped it for good: the others go on)
             if self._strategy == "one_for_all" and self._pool is None:

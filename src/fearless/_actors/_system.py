@@ -44,8 +44,10 @@ Specification (``docs/actors.md`` is the user guide):
 from __future__ import annotations
 
 import math
+import operator
 import threading
 from collections.abc import Callable
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar, final
 
@@ -368,7 +370,9 @@ class ActorSystem:
                     runtime.started = anyio.Event()
                 await runtime.started.wait()
             elif not runtime.is_running():
-                await runtime.wait_stopped()  # ending: its name is free once it has ended
+                # Winding down: for good (its name is free once it has ended), or to be
+                # restarted (a restart is no end: then it is the actor asked for).
+                await runtime.ended.wait_until(partial(operator.lt, runtime.ended.load()))
             if runtime.is_running():
                 ref: ActorRef[M] = runtime.ref
                 return ref
