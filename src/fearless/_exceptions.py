@@ -254,8 +254,9 @@ class HandlerFailed(_FearlessError, Exception):
 class RestartIntensityExceeded(_FearlessError, Exception):
     """A supervisor gave up: its children needed more than ``max_restarts`` restarts within
     ``within`` seconds. It has stopped its remaining children, and fails with this; its own
-    supervisor handles that as a child failure (escalation), and at the root the
-    ``ActorSystem`` block raises it."""
+    supervisor handles that as a child failure (escalation). At the top, an actor that exhausts
+    its own budget is stopped and the system goes on, unless it was made with
+    ``ActorSystem(escalate=True)``: then the block raises this."""
 
     supervisor: str
     """The supervisor that gave up."""

@@ -294,7 +294,9 @@ class _StandInRuntime(ActorRuntime):
     def kill(self, *, shutdown: bool = False, by_hand: bool = False) -> None:
         self.finalize("shutdown" if shutdown else "killed", None)
 
-    def finalize(self, reason: ExitReason, error: BaseException | None) -> None:
+    def finalize(
+        self, reason: ExitReason, error: BaseException | None, *, logged: bool = False
+    ) -> None:
         if self.state != "stopped":
             while (item := self.mailbox.take()) is not EMPTY:
                 if isinstance(item, Ask):
@@ -302,7 +304,7 @@ class _StandInRuntime(ActorRuntime):
                     self.kept.append(item.message)
                 elif not isinstance(item, SystemMessage):
                     self.kept.append(item)  # received: not a dead letter
-        super().finalize(reason, error)
+        super().finalize(reason, error, logged=logged)
 
 
 def _user_messages(runtime: ActorRuntime) -> list[Any]:

@@ -664,7 +664,7 @@ class ActorRuntime:
                 clock = self.system.clock
                 if type(clock) is LoopClock:  # the loop's own timeout: no task needed
                     with anyio.move_on_after(timeout):
-                        await self._instance_ended(ended)
+                        await self.instance_ended(ended)
                         return
                     self.kill(shutdown=True)
                 else:
@@ -676,11 +676,11 @@ class ActorRuntime:
                             self.kill(shutdown=True)
 
                         tg.start_soon(kill_when_due)
-                        await self._instance_ended(ended)
+                        await self.instance_ended(ended)
                         tg.cancel_scope.cancel()
-        await self._instance_ended(ended)
+        await self.instance_ended(ended)
 
-    async def _instance_ended(self, seen: int) -> None:
+    async def instance_ended(self, seen: int) -> None:
         """Wait until more than ``seen`` instances have ended."""
         if self.ended > seen:
             return

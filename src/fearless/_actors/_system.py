@@ -44,10 +44,8 @@ Specification (``docs/actors.md`` is the user guide):
 from __future__ import annotations
 
 import math
-import operator
 import threading
 from collections.abc import Callable
-from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar, final
 
@@ -372,7 +370,7 @@ class ActorSystem:
             elif not runtime.is_running():
                 # Winding down: for good (its name is free once it has ended), or to be
                 # restarted (a restart is no end: then it is the actor asked for).
-                await runtime.ended.wait_until(partial(operator.lt, runtime.ended.load()))
+                await runtime.instance_ended(runtime.ended)
             if runtime.is_running():
                 ref: ActorRef[M] = runtime.ref
                 return ref
