@@ -36,7 +36,7 @@ from fearless import (
     DeadLetterReason,
     Terminated,
 )
-from fearless.testing import FakeClock, Probe
+from fearless.testing import FakeClock, Probe, wait_all_tasks_blocked
 
 pytestmark = pytest.mark.anyio
 
@@ -649,7 +649,7 @@ async def test_a_kill_is_the_actors_own_cancellation_not_a_failure(
         probe = await Probe[Any].spawn(system)
         ref = await system.spawn(factory, name="hanger")
         ref.tell("hang")
-        await anyio.wait_all_tasks_blocked()
+        await wait_all_tasks_blocked()
         ref.kill()
         notice = await ref.wait_stopped()
         assert (notice.reason, notice.error) == ("killed", None)
@@ -691,7 +691,7 @@ async def test_the_system_shutting_down_is_the_actors_own_cancellation_not_a_fai
                 ref = await system.spawn(factory)
                 ref.tell("hang")
                 refs.append(ref)
-            await anyio.wait_all_tasks_blocked()
+            await wait_all_tasks_blocked()
             raise LookupError("leaving")
 
     with pytest.raises(LookupError):

@@ -61,7 +61,7 @@ from fearless import (
     Supervisor,
     WhichChildren,
 )
-from fearless.testing import FakeClock
+from fearless.testing import FakeClock, wait_all_tasks_blocked
 
 pytestmark = pytest.mark.anyio
 
@@ -711,14 +711,14 @@ async def test_sibling_that_ends_otherwise_while_stopped_for_a_restart(
             assert a is not None
             assert b is not None
             b.tell("slow boom")  # b waits on the gate, inside its handler
-            await anyio.wait_all_tasks_blocked()
+            await wait_all_tasks_blocked()
             a.tell("boom")  # a fails: the supervisor stops b, to restart a and b
-            await anyio.wait_all_tasks_blocked()
+            await wait_all_tasks_blocked()
             if ends == "raises":
                 gate.set()  # b's handler raises instead of taking the stop message
             else:
                 await clock.advance(1.0)  # b's shutdown timeout: killed in its handler
-            await anyio.wait_all_tasks_blocked()
+            await wait_all_tasks_blocked()
             assert sup.is_alive, await sup.wait_stopped()
             infos = await sup.ask(WhichChildren())
             assert [(info.name, info.ref, info.state) for info in infos] == [
@@ -767,9 +767,9 @@ async def test_message_of_a_child_killed_and_restarted_is_dead_lettered() -> Non
             w = system.lookup("w")
             assert w is not None
             w.tell("x")
-            await anyio.wait_all_tasks_blocked()
+            await wait_all_tasks_blocked()
             x.tell("boom")
-            await anyio.wait_all_tasks_blocked()
+            await wait_all_tasks_blocked()
             await w.ask("ping")  # the new instance handles a message: nothing left over
             letters = drain(letters_sub)  # before the system's shutdown
             snap = {actor.name: actor for actor in system.snapshot().actors}["s"]

@@ -4,7 +4,7 @@ docstring of ``fearless/_actors/_supervision.py``). Every test runs on asyncio, 
 Time runs on ``fearless.testing.FakeClock``: every event is asserted at its exact clock time. Order
 is asserted on a log the actors write in ``on_start`` / ``on_stop``; instance identity through an
 id each instance gets from a counter when it is built (a restart builds a new one). A wait for
-something to happen is ``anyio.wait_all_tasks_blocked()`` or ``clock.advance``, never a sleep
+something to happen is ``wait_all_tasks_blocked()`` or ``clock.advance``, never a sleep
 (except case 22, whose ask timeout is on the event loop's clock).
 """
 
@@ -17,7 +17,6 @@ from typing import Any
 
 import anyio
 import pytest
-from anyio import wait_all_tasks_blocked
 from anyio.abc import TaskGroup
 
 from fearless import (
@@ -42,7 +41,7 @@ from fearless import (
     Terminated,
     WhichChildren,
 )
-from fearless.testing import FakeClock
+from fearless.testing import FakeClock, wait_all_tasks_blocked
 
 pytestmark = pytest.mark.anyio
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import anyio
 import pytest
-from anyio import wait_all_tasks_blocked
 
 import fearless
 from fearless import (
@@ -31,7 +30,7 @@ from fearless import (
     Terminated,
     WhichChildren,
 )
-from fearless.testing import FakeClock, Probe
+from fearless.testing import FakeClock, Probe, wait_all_tasks_blocked
 
 pytestmark = pytest.mark.anyio
 
