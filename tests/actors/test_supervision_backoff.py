@@ -18,14 +18,14 @@ import pytest
 
 from fearless import (
     Actor,
-    ActorRef,
     ActorSystem,
     Backoff,
     ChildSpec,
     Supervisor,
-    WhichChildren,
 )
 from fearless.testing import FakeClock
+
+from .support import lookup, states
 
 pytestmark = pytest.mark.anyio
 
@@ -41,16 +41,6 @@ class Boom(Actor[Any]):
             assert target is not None
             self.context.link(target)
         return message
-
-
-def lookup(system: ActorSystem, name: str) -> ActorRef[Any]:
-    ref = system.lookup(name)
-    assert ref is not None, name
-    return ref
-
-
-async def states(sup: ActorRef[Any]) -> list[tuple[str | None, str]]:
-    return [(info.name, info.state) for info in await sup.ask(WhichChildren())]
 
 
 # -- the delay -------------------------------------------------------------------------------------

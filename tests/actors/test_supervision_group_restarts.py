@@ -27,9 +27,10 @@ from fearless import (
     Strategy,
     Supervisor,
     TerminateChild,
-    WhichChildren,
 )
 from fearless.testing import FakeClock
+
+from .support import lookup, states
 
 pytestmark = pytest.mark.anyio
 
@@ -79,16 +80,6 @@ class Child(Actor[Any]):
         if message == "boom":
             raise RuntimeError(f"{self.child}: boom")
         return self.instance
-
-
-def lookup(system: ActorSystem, name: str) -> ActorRef[Any]:
-    ref = system.lookup(name)
-    assert ref is not None, name
-    return ref
-
-
-async def states(sup: ActorRef[Any]) -> list[tuple[str | None, str]]:
-    return [(info.name, info.state) for info in await sup.ask(WhichChildren())]
 
 
 async def spawn_supervisor(

@@ -33,6 +33,8 @@ from fearless import (
 )
 from fearless.testing import FakeClock
 
+from .support import lookup
+
 pytestmark = pytest.mark.anyio
 
 _serial = itertools.count(1)
@@ -77,12 +79,6 @@ class Factory:
         if self.broken:
             raise OSError(f"factory call {self.calls} failed")
         return Worker(**self.options)
-
-
-def lookup(system: ActorSystem, name: str) -> ActorRef[Any]:
-    ref = system.lookup(name)
-    assert ref is not None, name
-    return ref
 
 
 async def children(sup: ActorRef[Any]) -> list[tuple[str | None, ActorRef[Any] | None, str]]:

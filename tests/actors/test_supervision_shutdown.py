@@ -15,7 +15,6 @@ import pytest
 
 from fearless import (
     Actor,
-    ActorRef,
     ActorSystem,
     ChildSpec,
     DeadLetter,
@@ -25,6 +24,8 @@ from fearless import (
     WhichChildren,
 )
 from fearless.testing import FakeClock
+
+from .support import lookup
 
 pytestmark = pytest.mark.anyio
 
@@ -53,12 +54,6 @@ class Recorder(Actor[Any]):
             assert target is not None
             self.context.link(target)
         return message
-
-
-def lookup(system: ActorSystem, name: str) -> ActorRef[Any]:
-    ref = system.lookup(name)
-    assert ref is not None, name
-    return ref
 
 
 def drain(letters: Any) -> list[DeadLetter]:
