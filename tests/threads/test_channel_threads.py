@@ -556,17 +556,17 @@ async def test_a_merge_over_rendezvous_channels_fed_by_threads_never_buffers_an_
     the merge meanwhile. Settling must then move nothing: before the fix a parked rendezvous
     sender's item was taken anyway and pushed into the capacity-0 buffer, its send reported
     done though no receiver had it (seen on free-threaded CPython, where the window is real)."""
-    from fearless._channels import _channel
+    from fearless._channels import _state
 
     over_capacity = 0
-    settle = _channel._State.settle
+    settle = _state.ChannelState.settle
 
     def observed(state: Any) -> None:
         nonlocal over_capacity
         settle(state)
         over_capacity += len(state.buffer) > state.capacity
 
-    monkeypatch.setattr(_channel._State, "settle", observed)
+    monkeypatch.setattr(_state.ChannelState, "settle", observed)
     pairs = [channel[tuple[int, int]](0) for _ in range(4)]
     per_thread = 3000
 

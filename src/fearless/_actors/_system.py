@@ -53,8 +53,8 @@ import anyio
 from anyio.abc import TaskGroup
 
 from .. import _backend
+from .._channels._base import DEFAULT_YIELD_EVERY
 from .._channels._broadcast import BroadcastSender, Subscription, broadcast
-from .._channels._channel import DEFAULT_YIELD_EVERY
 from .._exceptions import ActorNameTaken, SendClosedError
 from ._actor import DEFAULT, Actor, _Default
 from ._clock import Clock, LoopClock

@@ -30,7 +30,9 @@ from typing import Any, TypeVar, TypeVarTuple, Unpack
 from anyio import CancelScope, get_cancelled_exc_class
 
 from .._exceptions import SendBrokenError, SendClosedError
-from ._channel import ChannelReceiver, channel, check_capacity
+from ._base import check_capacity
+from ._channel import channel
+from ._endpoints import ChannelReceiver
 
 __all__ = ["iterate_in_thread"]
 

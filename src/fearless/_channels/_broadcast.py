@@ -110,11 +110,12 @@ from anyio.abc import ObjectSendStream
 from .. import _backend
 from .._backend import enter as _enter
 from .._exceptions import Lagged, SendClosedError
-from ._channel import (
+from .._parking import CLOSED, READY
+from .._parking import EMPTY as _EMPTY
+from ._base import (
     DEFAULT_YIELD_EVERY,
     LoopBound,
     Receiver,
-    _Signal,
     check_yield_every,
     iterate_blocking,
     warn_unclosed,
@@ -136,10 +137,6 @@ LagPolicy = Literal["error", "drop", "block"]
 """What happens when a subscription falls ``capacity`` items behind (see the module docstring)."""
 
 _POLICIES: Final = ("error", "drop", "block")
-
-READY: Final = _Signal("ready")  # something changed: re-read the ring (or retry the send)
-CLOSED: Final = _Signal("closed")  # the parked operation's own endpoint was closed
-_EMPTY: Final = _Signal("empty")
 
 
 def _discard(waiters: list[Any] | deque[Any], entry: object) -> None:

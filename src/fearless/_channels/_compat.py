@@ -30,8 +30,10 @@ from __future__ import annotations
 import warnings
 from typing import TypeVar
 
-from ._channel import DEFAULT_YIELD_EVERY, ChannelReceiver, Sender, _State, check_capacity
-from ._channel import check_yield_every as _check_yield_every
+from ._base import DEFAULT_YIELD_EVERY, check_capacity
+from ._base import check_yield_every as _check_yield_every
+from ._endpoints import ChannelReceiver, Sender
+from ._state import ChannelState
 
 __all__ = ["MemoryObjectReceiveStream", "MemoryObjectSendStream", "create_memory_object_stream"]
 
@@ -93,7 +95,7 @@ class create_memory_object_stream(tuple[MemoryObjectSendStream[T], MemoryObjectR
                 DeprecationWarning,
                 stacklevel=2,
             )
-        state = _State(capacity, _check_yield_every(yield_every))
+        state: ChannelState[T] = ChannelState(capacity, _check_yield_every(yield_every))
         return (
             MemoryObjectSendStream._create(state),
             MemoryObjectReceiveStream._create(state),

@@ -37,7 +37,9 @@ import anyio
 from anyio import BrokenResourceError, ClosedResourceError, EndOfStream, get_cancelled_exc_class
 
 from .._backend import is_own_cancellation
-from ._channel import ChannelReceiver, Receiver, Sender, channel, check_capacity
+from ._base import Receiver, check_capacity
+from ._channel import channel
+from ._endpoints import ChannelReceiver, Sender
 
 __all__ = ["fan_out"]
 

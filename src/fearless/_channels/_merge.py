@@ -20,25 +20,17 @@ Specification:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar, final
 
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
 
 from .. import _backend
 from .._backend import enter as _enter
-from ._channel import (
-    CLOSED,
-    DEFAULT_YIELD_EVERY,
-    EMPTY,
-    ENDED,
-    ChannelReceiver,
-    ChannelStatistics,
-    ParkedReceive,
-    Receiver,
-    _discard,
-    _is_signal,
-    _State,
-)
+from .._parking import CLOSED, EMPTY, ENDED, ParkingLot, is_signal, park_many
+from ._base import DEFAULT_YIELD_EVERY, Receiver
+from ._endpoints import ChannelReceiver
+from ._state import ChannelStatistics, ParkedReceive
 
 __all__ = ["MergeStatistics", "merge"]
 
@@ -67,7 +59,7 @@ class _Branch(ParkedReceive):
 
     def claimed_item(self) -> Any:
         value = self.waiter.value[1]
-        return EMPTY if _is_signal(value) else value
+        return EMPTY if is_signal(value) else value
 
 
 @final
@@ -198,40 +190,14 @@ class MergedReceiver(Receiver[T_co]):
                 self._live.remove(receiver)
 
     async def _park(self, backend: _backend.Backend) -> tuple[ChannelReceiver[T_co], Any]:
+        """Park on every live input at once (``fearless._parking.park_many``) until one delivers
+        an item or its end; returns ``(input, value)``."""
         waiter = backend.new_waiter(shared=True)
-        parked: list[tuple[_State, _Branch]] = []
-        claimed_here = False
-        for receiver in self._live:
-            state = receiver._state
-            branch = _Branch(waiter, receiver)
-            with state.lock:
-                if receiver._closed:
-                    if branch.claim(CLOSED):
-                        state.woken.append(branch)
-                else:
-                    state.recv_waiters.append(branch)
-                    state.settle()  # it may have had an item (or ended) since _poll looked
-                woken = state.take_woken()
-            parked.append((state, branch))
-            if woken:
-                others = [entry for entry in woken if entry.waiter is not waiter]
-                claimed_here |= len(others) < len(woken)
-                state.wake(others)
-            if not waiter.alive():
-                break  # claimed already: no need to park on the rest
-        if claimed_here:  # settled at once, by this task: nothing to wait for, nobody to wake
-            _unpark(parked)
-            return waiter.value  # type: ignore[no-any-return]
-
-        def abort() -> Any:
-            outcome = waiter.revoke()
-            _unpark(parked)
-            return outcome
-
-        try:
-            result: tuple[ChannelReceiver[T_co], Any] = await waiter.wait(abort, _give_back)
-        finally:
-            _unpark(parked)  # the branches that did not win must not linger in idle inputs
+        result: tuple[ChannelReceiver[T_co], Any] = await park_many(
+            waiter,
+            ((r._state, partial(_join, r, _Branch(waiter, r))) for r in self._live),
+            _give_back,
+        )
         return result
 
     async def receive_many(self, max_items: int) -> list[T_co]:
@@ -281,7 +247,7 @@ class MergedReceiver(Receiver[T_co]):
 def _give_back(result: tuple[ChannelReceiver[Any], Any]) -> bool:
     """The merge was handed an item and then cancelled: the item goes back to its input."""
     receiver, value = result
-    if not _is_signal(value):
+    if not is_signal(value):
         receiver._state.give_back(value)
     return True
 
@@ -294,10 +260,19 @@ def _ended(receiver: ChannelReceiver[Any]) -> bool:
         return receiver._closed or not (state.open_senders or state.buffer or state.send_waiters)
 
 
-def _unpark(parked: list[tuple[_State, _Branch]]) -> None:
-    for state, branch in parked:
-        with state.lock:
-            _discard(state.recv_waiters, branch)
+def _join(
+    receiver: ChannelReceiver[Any], branch: _Branch
+) -> tuple[ParkingLot[ParkedReceive], _Branch]:
+    """Under the input's lock: queue the merge's branch there, and settle it with what the input
+    holds already (``ChannelState.settle``); a closed input claims it at once."""
+    state = receiver._state
+    if receiver._closed:
+        if branch.claim(CLOSED):
+            state.woken.append(branch)
+    else:
+        state.recv_waiters.append(branch)
+        state.settle()  # it may have had an item (or ended) since _poll looked
+    return state.recv_waiters, branch
 
 
 def merge(*receivers: ChannelReceiver[T]) -> MergedReceiver[T]:

@@ -49,7 +49,7 @@ from anyio import ClosedResourceError, EndOfStream, WouldBlock
 from .. import _backend
 from .._backend import enter as _enter
 from .._exceptions import SendBrokenError, SendClosedError
-from ._channel import ClosesOnExit
+from ._base import ClosesOnExit
 
 __all__ = ["OneshotReceiver", "OneshotSender", "oneshot"]
 
@@ -65,7 +65,7 @@ class _Nothing:
 _NOTHING: Final = _Nothing()
 
 
-class _State:
+class OneshotState:
     """What the two halves share. Every field is read and written under ``lock``."""
 
     __slots__ = ("closed_receiver", "closed_sender", "lock", "value", "waiter")
@@ -132,13 +132,13 @@ class OneshotSender(ClosesOnExit, Generic[T_contra]):
 
     __slots__ = ("__weakref__", "_state")
 
-    _state: _State
+    _state: OneshotState
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("OneshotSender has no public constructor; use fearless.oneshot()")
 
     @classmethod
-    def _create(cls, state: _State) -> Self:
+    def _create(cls, state: OneshotState) -> Self:
         self = object.__new__(cls)
         self._state = state
         return self
@@ -202,7 +202,7 @@ class OneshotReceiver(ClosesOnExit, Generic[T_co]):
 
     __slots__ = ("_state",)
 
-    _state: _State
+    _state: OneshotState
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("OneshotReceiver has no public constructor; use fearless.oneshot()")
@@ -214,7 +214,7 @@ class OneshotReceiver(ClosesOnExit, Generic[T_co]):
             self.close()
 
     @classmethod
-    def _create(cls, state: _State) -> Self:
+    def _create(cls, state: OneshotState) -> Self:
         self = object.__new__(cls)
         self._state = state
         return self
@@ -314,5 +314,5 @@ class oneshot(tuple[OneshotSender[T], OneshotReceiver[T]]):
     """Create a oneshot pair: ``tx, rx = fearless.oneshot[int]()``. See the module docstring."""
 
     def __new__(cls) -> tuple[OneshotSender[T], OneshotReceiver[T]]:  # type: ignore[misc]
-        state = _State()
+        state = OneshotState()
         return OneshotSender._create(state), OneshotReceiver._create(state)

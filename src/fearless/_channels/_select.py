@@ -46,27 +46,17 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import Any, Final, Generic, TypeVar
+from functools import partial
+from typing import Any, Final, Generic, TypeVar, cast
 
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
 
 from .. import _backend
 from .._backend import enter as _enter
 from .._exceptions import SendBrokenError, SendClosedError
-from ._channel import (
-    BROKEN,
-    CLOSED,
-    EMPTY,
-    ENDED,
-    SENT,
-    ChannelReceiver,
-    ParkedReceive,
-    ParkedSend,
-    Sender,
-    _discard,
-    _is_signal,
-    _State,
-)
+from .._parking import BROKEN, CLOSED, EMPTY, ENDED, SENT, Parked, ParkingLot, is_signal, park_many
+from ._endpoints import ChannelReceiver, Sender
+from ._state import ParkedReceive, ParkedSend
 
 __all__ = ["Branch", "Recv", "Send", "select", "select_nowait"]
 
@@ -95,8 +85,9 @@ class Branch:
         """Try the operation without waiting; True if it committed (or the branch failed)."""
         raise NotImplementedError
 
-    def _park(self, waiter: _backend.Waiter, index: int) -> tuple[_State, Any]:
-        """Under the channel's lock: queue the operation, then settle (see ``_State.settle``)."""
+    def _park(self, waiter: _backend.Waiter, index: int) -> tuple[ParkingLot[Any], Parked]:
+        """Under the channel's lock: queue the operation, then settle (``ChannelState.settle``);
+        returns the lot it joined and its entry there."""
         raise NotImplementedError
 
     def _settle(self, value: object) -> None:
@@ -161,7 +152,7 @@ class Recv(Branch, Generic[T]):
             self._outcome = item
         return True
 
-    def _park(self, waiter: _backend.Waiter, index: int) -> tuple[_State, Any]:
+    def _park(self, waiter: _backend.Waiter, index: int) -> tuple[ParkingLot[Any], Parked]:
         entry = _RecvEntry(waiter, self.receiver, index)
         state = self.receiver._state
         if self.receiver._closed:
@@ -170,7 +161,7 @@ class Recv(Branch, Generic[T]):
         else:
             state.recv_waiters.append(entry)
             state.settle()
-        return state, entry
+        return state.recv_waiters, entry
 
     def _settle(self, value: object) -> None:
         if value is ENDED:
@@ -181,8 +172,8 @@ class Recv(Branch, Generic[T]):
             self._outcome = value
 
     def _undo(self, value: object) -> bool:
-        if not _is_signal(value):
-            self.receiver._state.give_back(value)
+        if not is_signal(value):
+            self.receiver._state.give_back(cast(T, value))
         return True
 
 
@@ -236,7 +227,7 @@ class Send(Branch, Generic[T]):
         self._outcome = None
         return True
 
-    def _park(self, waiter: _backend.Waiter, index: int) -> tuple[_State, Any]:
+    def _park(self, waiter: _backend.Waiter, index: int) -> tuple[ParkingLot[Any], Parked]:
         entry = self._entry = _SendEntry(waiter, [self.item], self.sender, index)
         state = self.sender._state
         if self.sender._closed:
@@ -245,7 +236,7 @@ class Send(Branch, Generic[T]):
         else:
             state.send_waiters.append(entry)
             state.settle()
-        return state, entry
+        return state.send_waiters, entry
 
     def _settle(self, value: object) -> None:
         if value is SENT:
@@ -274,10 +265,10 @@ class _RecvEntry(ParkedReceive):
 
     def claimed_item(self) -> Any:
         value = self.waiter.value[1]
-        return EMPTY if _is_signal(value) else value
+        return EMPTY if is_signal(value) else value
 
 
-class _SendEntry(ParkedSend):
+class _SendEntry(ParkedSend[Any]):
     """A select's parked task as one channel's senders see it."""
 
     __slots__ = ("index",)
@@ -370,48 +361,23 @@ async def select(*branches: Branch, biased: bool = False) -> Branch:
     winner = _try(branches, biased)
     if winner is not None:
         return winner
-    waiter = backend.new_waiter(shared=True)
-    parked: list[tuple[_State, Any]] = []
-    claimed_here = False
-    for i, branch in enumerate(branches):
-        state = branch._endpoint._state
-        with state.lock:
-            parked.append(branch._park(waiter, i))
-            woken = state.take_woken()
-        if woken:
-            others = [entry for entry in woken if entry.waiter is not waiter]
-            claimed_here |= len(others) < len(woken)
-            state.wake(others)
-        if not waiter.alive():
-            break  # claimed already: no need to park on the rest
-
-    def unpark() -> None:
-        for state, entry in parked:
-            queue = state.recv_waiters if isinstance(entry, ParkedReceive) else state.send_waiters
-            with state.lock:
-                _discard(queue, entry)
-
-    def abort() -> Any:
-        outcome = waiter.revoke()
-        unpark()
-        return outcome
 
     def undo(result: tuple[int, object]) -> bool:
         index, value = result
         return branches[index]._undo(value)
 
-    if claimed_here:  # settled at once, by this task: nothing to wait for, nobody to wake
-        unpark()
-        result: tuple[int, object] = waiter.value
-    else:
+    waiter = backend.new_waiter(shared=True)
+    joins = (
+        (branch._endpoint._state, partial(branch._park, waiter, i))
+        for i, branch in enumerate(branches)
+    )
+    for branch in branches:
+        branch._busy = True
+    try:
+        result: tuple[int, object] = await park_many(waiter, joins, undo)
+    finally:
         for branch in branches:
-            branch._busy = True
-        try:
-            result = await waiter.wait(abort, undo)
-        finally:
-            unpark()  # the branches that did not win must not linger in other channels
-            for branch in branches:
-                branch._busy = False
+            branch._busy = False
     index, value = result
     winner = branches[index]
     winner._settle(value)
