@@ -84,7 +84,6 @@ from threading import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any, Final, Protocol
 from weakref import ref as _weak_ref
 
-from ._cells import _guarded
 from ._exceptions import EventLoopBlockingError
 
 if TYPE_CHECKING:
@@ -106,6 +105,11 @@ __all__ = [
 ]
 
 _NO_LOOP: Final = "fearless: no asyncio or trio event loop is running in this thread"
+
+await_hook: Callable[[], None] | None = None
+"""Called by :func:`enter` (the first step of every fearless async operation) when set. The debug
+mode of ``Guarded`` sets it while one of its ``lock()`` blocks is open, to learn that a task
+awaited inside one; a higher layer plugs in here so that this seam imports nothing above it."""
 _NEG_INF: Final = float("-inf")
 
 
@@ -614,8 +618,8 @@ def enter() -> Backend:
 
     Called by every async operation, so the asyncio path is written out inline.
     """
-    if _guarded.armed:  # debug mode, with a ``with guarded.lock()`` block open somewhere
-        _guarded.note_await()
+    if await_hook is not None:  # debug mode, with a ``with guarded.lock()`` block open somewhere
+        await_hook()
     # asyncio.get_running_loop() costs a getpid() system call (its fork check), about 0.1 us
     # here; the loop last seen running in this thread is cheaper, and is checked by asking it for
     # its current task. None means it is not in a task step, so look the exact way.
@@ -746,8 +750,8 @@ def _enter_trio() -> Backend:
 if not FAST_ASYNCIO_CANCEL_CHECK:  # pragma: no cover
 
     def enter() -> Backend:
-        if _guarded.armed:
-            _guarded.note_await()
+        if await_hook is not None:
+            await_hook()
         loop = _running_loop()
         return _enter_trio() if loop is None else _enter_asyncio_public(loop)
 

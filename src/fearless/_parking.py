@@ -55,7 +55,9 @@ __all__ = [
     "Signal",
     "Site",
     "is_signal",
+    "nothing_to_undo",
     "park_many",
+    "wake_all",
 ]
 
 
@@ -176,6 +178,12 @@ def wake_all(woken: Iterable[Parked] | None) -> None:
     """Wake parties that were handed no item (a party whose loop has gone has nothing to lose)."""
     for entry in woken or ():
         entry.waiter.wake()
+
+
+def nothing_to_undo(_: object) -> bool:
+    """The ``undo`` of a party woken with no item (it looks again when it runs): a cancellation
+    after the wake has nothing to take back."""
+    return True
 
 
 class Site(Protocol):

@@ -41,7 +41,7 @@ from anyio import EndOfStream, WouldBlock
 
 from ._actors._actor import Actor, _Default
 from ._actors._ask import RAISED, REPLY, STOPPED, Ask, ErrorReply, current_runtime
-from ._actors._mailbox import EMPTY, Mailbox, SystemMessage
+from ._actors._mailbox import Mailbox, SystemMessage
 from ._actors._messages import DeadLetter, DeadLetterReason, ExitReason, Request
 from ._actors._ref import ActorRef
 from ._actors._runtime import NOTHING, STOP, ActorRuntime
@@ -51,6 +51,7 @@ from ._backend import wait_all_tasks_blocked
 from ._cells._atomic import AtomicInt
 from ._channels._broadcast import Subscription
 from ._exceptions import ActorStopped, Lagged
+from ._parking import EMPTY
 
 __all__ = ["FakeClock", "Harness", "Probe", "StandIn", "TimerInfo", "wait_all_tasks_blocked"]
 

@@ -35,18 +35,16 @@ from hypothesis.stateful import (
 from fearless import Mailbox
 from fearless._actors._mailbox import (
     ACCEPTED,
-    CLOSED,
     DROPPED,
-    EMPTY,
     FULL,
-    ROOM,
     SYSTEM_TYPES,
     Evicted,
     MailboxQueue,
     OverflowPolicy,
     SystemMessage,
 )
-from fearless._backend import ABORTED, ThreadWaiter, Waiter
+from fearless._backend import ABORTED, ThreadWaiter
+from fearless._parking import CLOSED, EMPTY, ROOM, Parked
 
 SETTINGS: Final = settings(max_examples=100, stateful_step_count=50, deadline=None)
 CAPACITIES: Final = (1, 3, math.inf)
@@ -96,9 +94,9 @@ class MailboxMachine(RuleBasedStateMachine):
         self.enqueued = 0
         self.dropped = 0
         self.refused = 0
-        self.parked: list[tuple[ThreadWaiter, User]] = []  # waiting for room, in park order
-        self.reserved: list[tuple[ThreadWaiter, User]] = []  # claimed with ROOM, not yet put
-        self.released: list[Waiter] = []  # claimed with CLOSED by close()
+        self.parked: list[tuple[Parked, User]] = []  # waiting for room, in park order
+        self.reserved: list[tuple[Parked, User]] = []  # claimed with ROOM, not yet put
+        self.released: list[Parked] = []  # claimed with CLOSED by close()
 
     def has_room(self) -> bool:
         return self.user_depth() + len(self.reserved) < self.capacity
@@ -107,11 +105,11 @@ class MailboxMachine(RuleBasedStateMachine):
         """A slot freed: parked senders are claimed with ROOM for it, first parked first."""
         while self.parked and self.has_room():
             waiter, message = self.parked.pop(0)
-            assert not waiter.alive()
-            assert waiter.value is ROOM
+            assert not waiter.waiter.alive()
+            assert waiter.waiter.value is ROOM
             self.reserved.append((waiter, message))
         for waiter, _ in self.parked:
-            assert waiter.alive()
+            assert waiter.waiter.alive()
 
     def append(self, message: User) -> None:
         self.items.append(message)
@@ -172,7 +170,7 @@ class MailboxMachine(RuleBasedStateMachine):
     def send(self) -> None:
         """A ``send`` or ``ask`` that found the mailbox full parks, first come first served."""
         message = User(next(self.numbers))
-        waiter = ThreadWaiter()
+        waiter = Parked(ThreadWaiter())
         outcome = self.queue.put_or_park(message, waiter)
         if self.closed:
             assert outcome is CLOSED
@@ -182,7 +180,7 @@ class MailboxMachine(RuleBasedStateMachine):
             self.append(message)
         else:
             assert outcome is FULL
-            assert waiter.alive()
+            assert waiter.waiter.alive()
             self.parked.append((waiter, message))
 
     @precondition(lambda self: bool(self.reserved))
@@ -225,7 +223,7 @@ class MailboxMachine(RuleBasedStateMachine):
         assert len(senders) == len(self.parked)
         assert all(a is b for a, (b, _) in zip(senders, self.parked, strict=True))
         for waiter in senders:
-            assert waiter.value is CLOSED
+            assert waiter.waiter.value is CLOSED
         self.released += senders
         self.refused += len(senders)  # turned away by the close
         self.parked = []

@@ -47,7 +47,7 @@ def fast_switching() -> Iterator[None]:
 
 def parked(rx: OneshotReceiver[Any]) -> bool:
     """Whether a receive (task or thread) is parked on ``rx``."""
-    return rx._state.waiter is not None
+    return bool(rx._state.waiters)
 
 
 # -- a thread sends, a task receives ------------------------------------------------------------

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Final, Literal, final
 
 from .. import _backend
+from .._parking import CLOSED, EMPTY, ROOM, Parked, ParkingLot, Signal, wake_all
 
 __all__ = ["DEFAULT_CAPACITY", "Mailbox", "MailboxStatistics", "OverflowPolicy"]
 
@@ -113,22 +114,12 @@ class SystemMessage:
 SYSTEM_TYPES: set[type] = set()
 
 
-class _Signal:
-    __slots__ = ("name",)
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return f"<{self.name}>"
-
-
-ACCEPTED: Final = _Signal("accepted")  # put: enqueued
-FULL: Final = _Signal("full")  # put: no room, policy "block"; nothing enqueued
-DROPPED: Final = _Signal("dropped")  # put: no room, policy "drop_newest"; the message is dropped
-CLOSED: Final = _Signal("closed")  # put / a parked sender: the actor has stopped
-ROOM: Final = _Signal("room")  # a parked sender: a slot is reserved for it
-EMPTY: Final = _Signal("empty")  # take: nothing queued
+# What put returns (besides an Evicted), and what a parked sender is claimed with. CLOSED (the
+# actor has stopped), ROOM (a slot is reserved for the parked sender) and EMPTY (take: nothing
+# queued) are the shared signals of fearless._parking.
+ACCEPTED: Final = Signal("accepted")  # put: enqueued
+FULL: Final = Signal("full")  # put: no room, policy "block"; nothing enqueued
+DROPPED: Final = Signal("dropped")  # put: no room, policy "drop_newest"; the message is dropped
 
 
 @final
@@ -175,8 +166,11 @@ class MailboxQueue:
         #   senders non-empty => no room (each is claimed as soon as a slot frees)
         self.system = 0
         self.reserved = 0
-        self.senders: deque[_backend.Waiter] | None = None  # made when the first one parks
-        self.receiver: _backend.Waiter | None = None  # the actor's task, when parked
+        # Senders waiting for room (policy "block"); the lot is made when the first one parks.
+        self.senders: ParkingLot[Parked] | None = None
+        # The actor's task, when parked. One slot, not a lot: only the actor's own task ever
+        # waits here, and it re-arms one waiter for every park instead of making an entry.
+        self.receiver: _backend.Waiter | None = None
         self.closed = False
         self.peak = 0
         self.enqueued = 0
@@ -281,8 +275,8 @@ class MailboxQueue:
 
     # -- waiting for room (policy "block") ---------------------------------------------------------
 
-    def put_or_park(self, item: Any, waiter: _backend.Waiter) -> object:
-        """``put``, except that under ``"block"`` a full mailbox parks ``waiter`` (returning
+    def put_or_park(self, item: Any, entry: Parked) -> object:
+        """``put``, except that under ``"block"`` a full mailbox parks ``entry`` (returning
         ``FULL``); the caller waits on it, then calls :meth:`put_reserved`."""
         lock = self.lock
         lock.acquire()
@@ -298,8 +292,8 @@ class MailboxQueue:
                 outcome = self._overflow(item)
                 if outcome is FULL:
                     if self.senders is None:
-                        self.senders = deque()
-                    self.senders.append(waiter)
+                        self.senders = ParkingLot()
+                    self.senders.append(entry)
                 return outcome
         finally:
             lock.release()
@@ -323,16 +317,12 @@ class MailboxQueue:
         receiver.wake()
         return ACCEPTED
 
-    def unpark_sender(self, waiter: _backend.Waiter) -> Any:
+    def unpark_sender(self, entry: Parked) -> Any:
         """A parked sender gives up: ``ABORTED`` if still parked, else what it was claimed with."""
         with self.lock:
-            outcome = waiter.revoke()
-            try:
-                if self.senders is not None:
-                    self.senders.remove(waiter)
-            except ValueError:
-                pass  # claimed, and taken off already
-            return outcome
+            if self.senders is None:  # closed meanwhile: it was claimed with CLOSED
+                return entry.waiter.revoke()
+            return self.senders.withdraw(entry)
 
     def undo_room(self, outcome: object) -> bool:
         """A sender claimed with ``ROOM`` was cancelled before it put: hand its slot on."""
@@ -340,20 +330,17 @@ class MailboxQueue:
             with self.lock:
                 self.reserved -= 1
                 woken = self._make_room()
-            _wake_all(woken)
+            wake_all(woken)
         return True
 
-    def _make_room(self) -> list[_backend.Waiter] | None:
+    def _make_room(self) -> list[Parked] | None:
         """Under the lock: slots are free; claim parked senders for them, first parked first."""
         senders = self.senders
-        woken = None
-        while senders and self._has_room():
-            waiter = senders.popleft()
-            if waiter.claim(ROOM):
-                self.reserved += 1
-                if woken is None:
-                    woken = []
-                woken.append(waiter)
+        if not senders:
+            return None
+        woken: list[Parked] = []
+        while self._has_room() and senders.claim_first(ROOM, woken) is not None:
+            self.reserved += 1
         return woken
 
     # -- the actor's side --------------------------------------------------------------------------
@@ -380,7 +367,7 @@ class MailboxQueue:
             woken = self._make_room()
         finally:
             lock.release()
-        _wake_all(woken)
+        wake_all(woken)
         return item
 
     def unpark(self) -> Any:
@@ -392,7 +379,7 @@ class MailboxQueue:
             self.receiver = None
             return waiter.revoke()
 
-    def close(self) -> tuple[list[Any], list[_backend.Waiter]]:
+    def close(self) -> tuple[list[Any], list[Parked]]:
         """Close it (the actor stopped): returns what was still queued, and the parked senders,
         already claimed with ``CLOSED`` (the caller wakes them)."""
         with self.lock:
@@ -400,8 +387,10 @@ class MailboxQueue:
             items = list(self.items)
             self.items = _NO_ITEMS
             self.system = 0
-            senders = [waiter for waiter in self.senders or () if waiter.claim(CLOSED)]
-            self.senders = None
+            senders: list[Parked] = []
+            if self.senders is not None:
+                self.senders.claim_all(CLOSED, senders)
+                self.senders = None
             self.refused += len(senders)
             return items, senders
 
@@ -420,16 +409,10 @@ class MailboxQueue:
                 total_enqueued=self.enqueued,
                 dropped=self.dropped,
                 refused=self.refused,
-                waiting_senders=sum(1 for waiter in self.senders or () if waiter.alive()),
+                waiting_senders=self.senders.waiting() if self.senders else 0,
             )
 
 
 _NO_ITEMS: Final[deque[Any]] = deque(maxlen=0)
 """Every idle mailbox's queue until its first message (empty, and never appended to: a
 ``maxlen=0`` deque would drop what it was given, so nothing may append to it)."""
-
-
-def _wake_all(woken: list[_backend.Waiter] | None) -> None:
-    if woken:
-        for waiter in woken:
-            waiter.wake()

@@ -39,8 +39,9 @@ import anyio
 from .. import _backend
 from .._backend import enter as _enter
 from .._exceptions import ActorStopped, MailboxFull, MessageDropped
+from .._parking import CLOSED, ROOM, Parked
 from ._ask import REPLY, Ask, ErrorReply, asking_actor, chain_of, current_runtime, raise_answer
-from ._mailbox import ACCEPTED, CLOSED, DROPPED, FULL, ROOM, MailboxStatistics
+from ._mailbox import ACCEPTED, DROPPED, FULL, MailboxStatistics
 from ._messages import DeadLetter, DeadLetterReason, Request, Terminated
 
 if TYPE_CHECKING:
@@ -149,10 +150,12 @@ class ActorRef(Generic[M_contra]):
     async def _wait_room(self, backend: _backend.Backend, message: Any) -> object:
         """Under ``"block"``: park until a slot is reserved for us, then take it."""
         mailbox = self._runtime.mailbox
-        waiter = backend.new_waiter()
-        outcome = mailbox.put_or_park(message, waiter)
+        entry = Parked(backend.new_waiter())
+        outcome = mailbox.put_or_park(message, entry)
         if outcome is FULL:
-            outcome = await waiter.wait(lambda: mailbox.unpark_sender(waiter), mailbox.undo_room)
+            outcome = await entry.waiter.wait(
+                lambda: mailbox.unpark_sender(entry), mailbox.undo_room
+            )
             self._budget = _YIELD_EVERY
             if outcome is ROOM:
                 outcome = mailbox.put_reserved(message)
@@ -251,11 +254,12 @@ class ActorRef(Generic[M_contra]):
         outcome = mailbox.put(envelope)
         if outcome is FULL:
             room = _backend.ThreadWaiter()
-            outcome = mailbox.put_or_park(envelope, room)
+            entry = Parked(room)
+            outcome = mailbox.put_or_park(envelope, entry)
             if outcome is FULL:
                 try:
                     outcome = room.wait_blocking(
-                        lambda: mailbox.unpark_sender(room), mailbox.undo_room, _left(deadline)
+                        lambda: mailbox.unpark_sender(entry), mailbox.undo_room, _left(deadline)
                     )
                 except TimeoutError:
                     raise TimeoutError(

@@ -54,10 +54,11 @@ from anyio.abc import TaskStatus
 from .. import _backend
 from .._cells._atomic import AtomicInt
 from .._exceptions import ActorStartError, ActorStopped, HandlerFailed, LinkedActorFailed
+from .._parking import CLOSED, EMPTY, wake_all
 from ._actor import DEFAULT, DEFAULT_SHUTDOWN, Actor, _Default
 from ._ask import DROPPED_ASK, RAISED, REPLY, STOPPED, Ask, Chain, current_runtime
 from ._clock import LoopClock
-from ._mailbox import CLOSED, DROPPED, EMPTY, SYSTEM_TYPES, Evicted, Mailbox, MailboxQueue
+from ._mailbox import DROPPED, SYSTEM_TYPES, Evicted, Mailbox, MailboxQueue
 from ._mailbox import SystemMessage as SystemMessage
 from ._messages import ActorSnapshot, ActorState, DeadLetter, DeadLetterReason, ExitReason
 from ._messages import Terminated as Terminated
@@ -519,8 +520,7 @@ class ActorRuntime:
         """Close the mailbox and account for what it held: dead letters, and ``ActorStopped`` for
         asks. Idempotent: the second call finds it empty."""
         items, senders = self.mailbox.close()
-        for waiter in senders:
-            waiter.wake()
+        wake_all(senders)
         self._drop_current(error)
         for item in items:
             if not isinstance(item, SystemMessage):

@@ -30,6 +30,7 @@ from typing import Any, Generic, TypeVar, final
 
 from .. import _backend
 from .._backend import enter as _enter
+from .._parking import Parked, ParkingLot, nothing_to_undo, wake_all
 
 __all__ = ["AtomicBool", "AtomicCell", "AtomicInt", "CellStatistics"]
 
@@ -78,7 +79,7 @@ class AtomicCell(Generic[T]):
         self._value = value
         self._lock = threading.Lock()
         self._changes = 0
-        self._waiters: list[_backend.Waiter] = []
+        self._waiters: ParkingLot[Parked] = ParkingLot()  # parked in wait_until (or changes)
         self._owner = 0  # the thread running an update/modify fn under the lock, else 0
 
     def __repr__(self) -> str:
@@ -105,20 +106,15 @@ class AtomicCell(Generic[T]):
         self._refuse_reentry()
         self._lock.acquire()
 
-    def _changed(self, value: Any) -> list[_backend.Waiter] | None:
+    def _changed(self, value: Any) -> list[Parked] | None:
         """Under the lock: store ``value`` and claim every parked party, to wake after it."""
         self._value = value
         self._changes += 1
-        waiters = self._waiters
-        if not waiters:
-            return None
-        self._waiters = []
-        return [waiter for waiter in waiters if waiter.claim(None)]
+        return _claim_all(self._waiters)
 
-    @staticmethod
-    def _wake(woken: list[_backend.Waiter] | None) -> None:
-        for waiter in woken or ():
-            waiter.wake()  # a party whose loop has gone has nothing to lose: no value is handed
+    # A wake hands no value over (the woken party reads the cell), so a party whose loop has gone
+    # has nothing to lose.
+    _wake = staticmethod(wake_all)
 
     # -- operations -------------------------------------------------------------------------------
 
@@ -216,14 +212,9 @@ class AtomicCell(Generic[T]):
         finally:
             self._owner = 0
 
-    def _unpark(self, waiter: _backend.Waiter) -> Any:
+    def _unpark(self, entry: Parked) -> Any:
         with self._lock:
-            outcome = waiter.revoke()
-            try:
-                self._waiters.remove(waiter)
-            except ValueError:
-                pass  # claimed by a change, which took the list
-            return outcome
+            return self._waiters.withdraw(entry)
 
     async def wait_until(self, predicate: Callable[[T], object]) -> T:
         """Wait until ``predicate(value)`` is true; return the value that satisfied it.
@@ -248,11 +239,11 @@ class AtomicCell(Generic[T]):
                 done, result = check()
                 if done:
                     return result
-                waiter = backend.new_waiter()
-                self._waiters.append(waiter)
+                entry = Parked(backend.new_waiter())
+                self._waiters.append(entry)
             finally:
                 self._lock.release()
-            await waiter.wait(partial(self._unpark, waiter), _nothing_to_undo)
+            await entry.waiter.wait(partial(self._unpark, entry), nothing_to_undo)
 
     def wait_until_blocking(
         self, predicate: Callable[[T], object], timeout: float | None = None
@@ -273,11 +264,12 @@ class AtomicCell(Generic[T]):
                 if held:
                     return value
                 waiter = _backend.ThreadWaiter()
-                self._waiters.append(waiter)
+                entry = Parked(waiter)
+                self._waiters.append(entry)
             finally:
                 self._lock.release()
             left = -1.0 if deadline is None else max(0.0, deadline - time.monotonic())
-            waiter.wait_blocking(partial(self._unpark, waiter), _nothing_to_undo, left)
+            waiter.wait_blocking(partial(self._unpark, entry), nothing_to_undo, left)
 
     def changes(self) -> AsyncIterator[T]:
         """``async for value in cell.changes()``: the value now, then the latest value after
@@ -299,7 +291,7 @@ class AtomicCell(Generic[T]):
         if self._owner:
             self._refuse_reentry()
         with self._lock:
-            return CellStatistics(waiting=len(self._waiters), changes=self._changes)
+            return CellStatistics(waiting=self._waiters.waiting(), changes=self._changes)
 
 
 class _Changes(Generic[T]):
@@ -320,8 +312,13 @@ class _Changes(Generic[T]):
         return value
 
 
-def _nothing_to_undo(_: object) -> bool:
-    return True  # a wake hands nothing over: a cancelled waiter has nothing to give back
+def _claim_all(waiters: ParkingLot[Parked]) -> list[Parked] | None:
+    """Under the lock: claim every parked party (they re-check the cell when they run)."""
+    if not waiters:
+        return None
+    woken: list[Parked] = []
+    waiters.claim_all(None, woken)
+    return woken
 
 
 class AtomicInt(AtomicCell[int]):
@@ -355,12 +352,7 @@ class AtomicInt(AtomicCell[int]):
             new = self._value + 1
             self._value = new
             self._changes += 1
-            waiters = self._waiters
-            if waiters:
-                self._waiters = []
-                woken = [waiter for waiter in waiters if waiter.claim(None)]
-            else:
-                woken = None
+            woken = _claim_all(self._waiters) if self._waiters else None
         if woken:
             self._wake(woken)
         return new
@@ -381,12 +373,7 @@ class AtomicInt(AtomicCell[int]):
             old = self._value
             self._value = old + n
             self._changes += 1
-            waiters = self._waiters
-            if waiters:
-                self._waiters = []
-                woken = [waiter for waiter in waiters if waiter.claim(None)]
-            else:
-                woken = None
+            woken = _claim_all(self._waiters) if self._waiters else None
         if woken:
             self._wake(woken)
         return old

@@ -77,6 +77,7 @@ from inspect import iscoroutinefunction as _iscoroutinefunction
 from types import CodeType, CoroutineType, GeneratorType, TracebackType
 from typing import Any, Final, Generic, NoReturn, TypeVar, final
 
+from .. import _backend
 from .._exceptions import AwaitInCriticalSectionError
 
 __all__ = [
@@ -95,11 +96,9 @@ DEBUG: Final = os.environ.get("FEARLESS_DEBUG", "") not in ("", "0")
 """The default for ``Guarded(debug=None)``: ``FEARLESS_DEBUG`` as read at import."""
 
 armed: bool = False
-"""True while at least one debug-mode ``lock()`` block is open in the process.
-
-``fearless._backend.enter()`` reads it before calling :func:`note_await`, so the hook costs one
-module-attribute read when debug mode is not in use.
-"""
+"""True while at least one debug-mode ``lock()`` block is open in the process; while it is,
+:func:`note_await` is ``fearless._backend.await_hook``, which ``enter()`` calls (so the hook costs
+one global read when debug mode is not in use)."""
 
 
 @final
@@ -180,6 +179,7 @@ def _open_debug_section() -> _Section:
             _tool_id = _start_monitoring()  # if this raises, nothing has changed yet
         _open_blocks += 1
         armed = True
+        _backend.await_hook = note_await
     _local.sections.append(section)
     return section
 
@@ -195,6 +195,7 @@ def _close_debug_section(section: _Section) -> None:
         _open_blocks -= 1
         if _open_blocks == 0:
             armed = False
+            _backend.await_hook = None
             if _tool_id is not None:
                 _stop_monitoring(_tool_id)
                 _tool_id = None

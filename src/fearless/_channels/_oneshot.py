@@ -42,13 +42,14 @@ import threading
 import time
 from collections.abc import Generator
 from functools import partial
-from typing import Any, Final, Generic, Self, TypeVar, final
+from typing import Any, Generic, Self, TypeVar, final
 
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
 
 from .. import _backend
 from .._backend import enter as _enter
 from .._exceptions import SendBrokenError, SendClosedError
+from .._parking import EMPTY, Parked, ParkingLot, Signal, nothing_to_undo, wake_all
 from ._base import ClosesOnExit
 
 __all__ = ["OneshotReceiver", "OneshotSender", "oneshot"]
@@ -58,72 +59,56 @@ T_co = TypeVar("T_co", covariant=True)
 T_contra = TypeVar("T_contra", contravariant=True)
 
 
-class _Nothing:
-    __slots__ = ()
-
-
-_NOTHING: Final = _Nothing()
-
-
-class OneshotState:
+class OneshotState(Generic[T]):
     """What the two halves share. Every field is read and written under ``lock``."""
 
-    __slots__ = ("closed_receiver", "closed_sender", "lock", "value", "waiter")
+    __slots__ = ("closed_receiver", "closed_sender", "lock", "value", "waiters")
 
     def __init__(self) -> None:
         self.lock = threading.RLock()  # re-entrant: see the module docstring
-        self.value: Any = _NOTHING  # the value, until it is received
+        self.value: T | Signal = EMPTY  # the value, until it is received
         self.closed_sender = False  # sent, or closed without sending
         self.closed_receiver = False
-        self.waiter: _backend.Waiter | None = None  # the parked receive (task or thread), if any
+        self.waiters: ParkingLot[Parked] = ParkingLot()  # the parked receive (one at most)
 
-    def claim_waiter(self) -> _backend.Waiter | None:
+    def claim_waiter(self) -> list[Parked] | None:
         """Under the lock: the parked receive to wake once the lock is released, if any."""
-        waiter, self.waiter = self.waiter, None
-        if waiter is not None and waiter.claim(None):
-            return waiter
-        return None
+        if not self.waiters:
+            return None
+        woken: list[Parked] = []
+        self.waiters.claim_all(None, woken)
+        return woken
 
-    def take(self) -> Any:
-        """Under the lock: the value, or ``_NOTHING`` if it has not been sent yet; raises
+    def take(self) -> T | Signal:
+        """Under the lock: the value, or ``EMPTY`` if it has not been sent yet; raises
         ``ClosedResourceError`` or ``EndOfStream`` if it can never be received."""
         if self.closed_receiver:
             raise ClosedResourceError
         value = self.value
-        if value is not _NOTHING:
-            self.value = _NOTHING
+        if type(value) is not Signal:
+            self.value = EMPTY
             return value
         if self.closed_sender:
             raise EndOfStream
-        return _NOTHING
+        return EMPTY
 
-    def park(self, waiter: _backend.Waiter) -> bool:
-        """Under the lock, just after ``take()`` found nothing: ``waiter`` waits for the send (or
+    def park(self, entry: Parked) -> bool:
+        """Under the lock, just after ``take()`` found nothing: ``entry`` waits for the send (or
         a close). ``False`` if something landed meanwhile: take again instead of waiting."""
-        if self.waiter is not None:
+        if self.waiters:
             raise RuntimeError("another task or thread is already waiting on this oneshot receiver")
-        self.waiter = waiter
-        # From here on a send or close claims the waiter. One that landed re-entrantly between
-        # take() and the line above (a finalizer: see the module docstring) found no waiter.
-        if self.waiter is waiter and (
-            self.value is not _NOTHING or self.closed_sender or self.closed_receiver
-        ):
-            self.waiter = None
+        self.waiters.append(entry)
+        # From here on a send or close claims the entry. One that landed re-entrantly between
+        # take() and the line above (a finalizer: see the module docstring) found no one parked.
+        if self.value is not EMPTY or self.closed_sender or self.closed_receiver:
+            self.waiters.discard(entry)
             return False
         return True
 
-    def unpark(self, waiter: _backend.Waiter) -> object:
+    def unpark(self, entry: Parked) -> object:
         """The parked receive gives up (cancelled, timed out): what ``revoke`` returned."""
         with self.lock:
-            if self.waiter is waiter:
-                self.waiter = None
-            return waiter.revoke()
-
-
-def _nothing_to_undo(_: object) -> bool:
-    # Woken with nothing in hand: the value stays in the state until read, so a cancellation
-    # (or a timeout) after the wake has nothing to give back.
-    return True
+            return self.waiters.withdraw(entry)
 
 
 @final
@@ -132,13 +117,13 @@ class OneshotSender(ClosesOnExit, Generic[T_contra]):
 
     __slots__ = ("__weakref__", "_state")
 
-    _state: OneshotState
+    _state: OneshotState[T_contra]
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("OneshotSender has no public constructor; use fearless.oneshot()")
 
     @classmethod
-    def _create(cls, state: OneshotState) -> Self:
+    def _create(cls, state: OneshotState[Any]) -> Self:
         self = object.__new__(cls)
         self._state = state
         return self
@@ -162,9 +147,8 @@ class OneshotSender(ClosesOnExit, Generic[T_contra]):
                 raise SendBrokenError((value,))
             state.value = value
             state.closed_sender = True
-            waiter = state.claim_waiter()
-        if waiter is not None:
-            waiter.wake()
+            woken = state.claim_waiter()
+        wake_all(woken)
 
     def close(self) -> None:
         """Close without sending (idempotent once sent): the receiver sees ``EndOfStream``.
@@ -176,9 +160,8 @@ class OneshotSender(ClosesOnExit, Generic[T_contra]):
             if state.closed_sender:
                 return
             state.closed_sender = True
-            waiter = state.claim_waiter()
-        if waiter is not None:
-            waiter.wake()
+            woken = state.claim_waiter()
+        wake_all(woken)
 
     @property
     def closed(self) -> bool:
@@ -202,7 +185,7 @@ class OneshotReceiver(ClosesOnExit, Generic[T_co]):
 
     __slots__ = ("_state",)
 
-    _state: OneshotState
+    _state: OneshotState[T_co]
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError("OneshotReceiver has no public constructor; use fearless.oneshot()")
@@ -214,7 +197,7 @@ class OneshotReceiver(ClosesOnExit, Generic[T_co]):
             self.close()
 
     @classmethod
-    def _create(cls, state: OneshotState) -> Self:
+    def _create(cls, state: OneshotState[Any]) -> Self:
         self = object.__new__(cls)
         self._state = state
         return self
@@ -228,9 +211,9 @@ class OneshotReceiver(ClosesOnExit, Generic[T_co]):
         state = self._state
         with state.lock:
             value = state.take()
-        if value is _NOTHING:
+        if type(value) is Signal:
             raise WouldBlock
-        return value  # type: ignore[no-any-return]
+        return value
 
     async def receive(self) -> T_co:
         """The value, waiting until it is sent (from a task or a thread).
@@ -247,16 +230,16 @@ class OneshotReceiver(ClosesOnExit, Generic[T_co]):
         state = self._state
         with state.lock:
             value = state.take()
-        while value is _NOTHING:
-            waiter = backend.new_waiter()
+        while type(value) is Signal:
+            entry = Parked(backend.new_waiter())
             with state.lock:
                 value = state.take()
-                parked = value is _NOTHING and state.park(waiter)
+                parked = value is EMPTY and state.park(entry)
             if parked:
-                await waiter.wait(partial(state.unpark, waiter), _nothing_to_undo)
+                await entry.waiter.wait(partial(state.unpark, entry), nothing_to_undo)
                 with state.lock:
-                    value = state.take()  # woken by a send or a close: not _NOTHING any more
-        return value  # type: ignore[no-any-return]
+                    value = state.take()  # woken by a send or a close: not EMPTY any more
+        return value
 
     def receive_blocking(self, timeout: float | None = None) -> T_co:
         """The value, blocking this thread until it is sent (from a task or another thread).
@@ -278,19 +261,20 @@ class OneshotReceiver(ClosesOnExit, Generic[T_co]):
         deadline = None if wait < 0 else time.monotonic() + wait
         with state.lock:
             value = state.take()
-        while value is _NOTHING:
+        while type(value) is Signal:
             left = -1.0 if deadline is None else max(deadline - time.monotonic(), 0.0)
             if left == 0:
                 raise TimeoutError("nothing was sent in time; nothing was taken")
             waiter = _backend.ThreadWaiter()
+            entry = Parked(waiter)
             with state.lock:
                 value = state.take()
-                parked = value is _NOTHING and state.park(waiter)
+                parked = value is EMPTY and state.park(entry)
             if parked:
-                waiter.wait_blocking(partial(state.unpark, waiter), _nothing_to_undo, left)
+                waiter.wait_blocking(partial(state.unpark, entry), nothing_to_undo, left)
                 with state.lock:
                     value = state.take()
-        return value  # type: ignore[no-any-return]
+        return value
 
     def close(self) -> None:
         """Close the receiver (idempotent; safe from any thread): a later ``send`` fails, handing
@@ -300,10 +284,9 @@ class OneshotReceiver(ClosesOnExit, Generic[T_co]):
             if state.closed_receiver:
                 return
             state.closed_receiver = True
-            value, state.value = state.value, _NOTHING  # dropped after the lock is released
-            waiter = state.claim_waiter()
-        if waiter is not None:
-            waiter.wake()
+            value, state.value = state.value, EMPTY  # dropped after the lock is released
+            woken = state.claim_waiter()
+        wake_all(woken)
         del value
 
     def __await__(self) -> Generator[Any, None, T_co]:
@@ -314,5 +297,5 @@ class oneshot(tuple[OneshotSender[T], OneshotReceiver[T]]):
     """Create a oneshot pair: ``tx, rx = fearless.oneshot[int]()``. See the module docstring."""
 
     def __new__(cls) -> tuple[OneshotSender[T], OneshotReceiver[T]]:  # type: ignore[misc]
-        state = OneshotState()
+        state: OneshotState[T] = OneshotState()
         return OneshotSender._create(state), OneshotReceiver._create(state)
