@@ -6,8 +6,8 @@ and parked parties are ``_state.py``'s.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any, Self, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Self, TypeVar, cast
 
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
 from anyio.abc import ObjectSendStream
@@ -81,18 +81,28 @@ class Sender(_Endpoint, ObjectSendStream[T_contra]):
         Safe from any thread; a receiver parked on an event loop is woken through that loop.
         """
         state = self._state
-        lock = state.lock
-        lock.acquire()
-        try:
-            if self._closed or not state.open_receivers:
-                self._fail((item,))
-            if not state.offer(item):
-                raise WouldBlock
+        with state.lock:
+            self._put(item, None)
             woken = state.take_woken()
-        finally:
-            lock.release()
         if woken:
             state.wake(woken)
+
+    def _put(
+        self, item: T_contra, park: Callable[[], _backend.Waiter] | None
+    ) -> ParkedSend[Any] | None:
+        """Under the lock: hand ``item`` to a parked receiver or buffer it; if it would have to
+        wait, park it with a waiter made by ``park`` and return the entry (or raise
+        ``WouldBlock``, if ``park`` is None). Raises the closed and broken errors first."""
+        state = self._state
+        if self._closed or not state.open_receivers:
+            self._fail((item,))
+        if state.offer(item):
+            return None
+        if park is None:
+            raise WouldBlock
+        entry = ParkedSend(park(), [item], self)
+        state.send_waiters.append(entry)
+        return entry
 
     async def send(self, item: T_contra) -> None:
         """Send ``item``, waiting while the channel is full (or, at capacity 0, for a receiver).
@@ -113,20 +123,21 @@ class Sender(_Endpoint, ObjectSendStream[T_contra]):
         lock = state.lock
         lock.acquire()
         try:
-            if self._closed or not state.open_receivers:
-                self._fail((item,))
             buffer = state.buffer
             n = len(buffer)
-            if n < state.capacity and not state.recv_waiters:  # offer(), inlined
+            # _put(), inlined: the commonest case
+            if (
+                n < state.capacity
+                and not state.recv_waiters
+                and not self._closed
+                and state.open_receivers
+            ):
                 buffer.append(item)
                 state.total_sent += 1
                 if n >= state.peak:
                     state.peak = n + 1
                 return
-            entry = None
-            if not state.offer(item):
-                entry = ParkedSend(backend.new_waiter(), [item], self)
-                state.send_waiters.append(entry)
+            entry = self._put(item, backend.new_waiter)
             woken = state.take_woken()
         finally:
             lock.release()
@@ -212,32 +223,34 @@ class Sender(_Endpoint, ObjectSendStream[T_contra]):
         state = self._state
         state.threads = True
         lock = state.lock
-        waiter = None
         lock.acquire()
         try:
-            if self._closed or not state.open_receivers:
-                self._fail((item,))
             buffer = state.buffer
             n = len(buffer)
-            if n < state.capacity and not state.recv_waiters:  # offer(), inlined
+            # _put(), inlined: a thread feeding a channel comes here
+            if (
+                n < state.capacity
+                and not state.recv_waiters
+                and not self._closed
+                and state.open_receivers
+            ):
                 buffer.append(item)
                 state.total_sent += 1
                 if n >= state.peak:
                     state.peak = n + 1
                 return
-            if not state.offer(item):
-                if wait == 0:
-                    raise TimeoutError("the send would have to wait; the item was not sent")
-                waiter = _backend.ThreadWaiter()
-                entry = ParkedSend(waiter, [item], self)
-                state.send_waiters.append(entry)
+            try:
+                entry = self._put(item, None if wait == 0 else _backend.ThreadWaiter)
+            except WouldBlock:
+                raise TimeoutError("the send would have to wait; the item was not sent") from None
             woken = state.take_woken()
         finally:
             lock.release()
         if woken:
             state.wake(woken)
-        if waiter is None:
+        if entry is None:
             return
+        waiter = cast(_backend.ThreadWaiter, entry.waiter)
         result = waiter.wait_blocking(
             lambda: state.unpark(state.send_waiters, entry),
             lambda result: result is not SENT or state.withdraw(entry),
@@ -306,20 +319,32 @@ class ChannelReceiver(_Endpoint, Receiver[T_co]):
         thread.
         """
         state = self._state
-        lock = state.lock
-        lock.acquire()
-        try:
-            if self._closed:
-                raise ClosedResourceError
-            item = state.take()
-            if type(item) is Signal:
-                raise WouldBlock if state.open_senders else EndOfStream
+        with state.lock:
+            taken = self._take(None)  # an item, or it raises
             woken = state.take_woken()
-        finally:
-            lock.release()
         if woken:
             state.wake(woken)
-        return item
+        assert not isinstance(taken, ParkedReceive)
+        return taken
+
+    def _take(self, waiter: _backend.Waiter | None) -> T_co | ParkedReceive:
+        """Under the lock: the next item; or, if there is none yet, ``waiter`` parked here, as
+        the entry returned (``WouldBlock`` if ``waiter`` is None). Raises
+        ``ClosedResourceError`` if this receiver is closed and ``EndOfStream`` if no item can
+        ever come. (No item is a ``ParkedReceive``: the class is private.)"""
+        state = self._state
+        if self._closed:
+            raise ClosedResourceError
+        item = state.take()
+        if type(item) is not Signal:
+            return item
+        if not state.open_senders:
+            raise EndOfStream
+        if waiter is None:
+            raise WouldBlock
+        entry = ParkedReceive(waiter, self)
+        state.recv_waiters.append(entry)
+        return entry
 
     async def receive(self) -> T_co:
         """The next item, waiting until one arrives.
@@ -339,24 +364,14 @@ class ChannelReceiver(_Endpoint, Receiver[T_co]):
         state = self._state
         lock = state.lock
         lock.acquire()
-        try:
-            if self._closed:
-                raise ClosedResourceError
-            buffer = state.buffer
-            if buffer and not state.send_waiters:  # take(), inlined
-                state.total_received += 1
-                return buffer.popleft()
-            item = state.take()
-            if type(item) is Signal:
-                entry = self._park(backend.new_waiter())
-            woken = state.take_woken()
-        finally:
+        buffer = state.buffer
+        if buffer and not state.send_waiters and not self._closed:  # _take(), inlined
+            state.total_received += 1
+            item = buffer.popleft()
             lock.release()
-        if woken:
-            state.wake(woken)
-        if type(item) is not Signal:
             return item
-        return await self._wait_item(entry)
+        lock.release()
+        return await self._receive_or_wait(backend)
 
     async def __anext__(self) -> T_co:
         # receive(), inlined: iteration is the commonest way to consume a channel.
@@ -367,29 +382,29 @@ class ChannelReceiver(_Endpoint, Receiver[T_co]):
         state = self._state
         lock = state.lock
         lock.acquire()
-        try:
-            if self._closed:
-                raise ClosedResourceError
-            buffer = state.buffer
-            if buffer and not state.send_waiters:
-                state.total_received += 1
-                return buffer.popleft()
-            item = state.take()
-            if type(item) is Signal:
-                if not state.open_senders:
-                    raise StopAsyncIteration
-                entry = self._park(backend.new_waiter())
-            woken = state.take_woken()
-        finally:
+        buffer = state.buffer
+        if buffer and not state.send_waiters and not self._closed:
+            state.total_received += 1
+            item = buffer.popleft()
             lock.release()
-        if woken:
-            state.wake(woken)
-        if type(item) is not Signal:
             return item
+        lock.release()
         try:
-            return await self._wait_item(entry)
+            return await self._receive_or_wait(backend)
         except EndOfStream:
             raise StopAsyncIteration from None
+
+    async def _receive_or_wait(self, backend: _backend.Backend) -> T_co:
+        """``receive`` past its fast path: take the next item, or park until one is handed over."""
+        state = self._state
+        with state.lock:
+            taken = self._take(backend.new_waiter())
+            woken = state.take_woken()
+        if woken:
+            state.wake(woken)
+        if not isinstance(taken, ParkedReceive):
+            return taken
+        return await self._wait_item(taken)
 
     async def receive_many(self, max_items: int) -> list[T_co]:
         """Wait for at least one item, then return up to ``max_items`` of them, in order.
@@ -409,40 +424,22 @@ class ChannelReceiver(_Endpoint, Receiver[T_co]):
         if self._budget <= 0 or backend.cancel_pending:
             await self._yield(backend)
         state = self._state
-        lock = state.lock
-        lock.acquire()
-        try:
-            if self._closed:
-                raise ClosedResourceError
-            first = state.take()
-            if type(first) is Signal:
-                entry = self._park(backend.new_waiter())
-                items = None
-            else:
-                items = state.take_many(max_items, first)
+        with state.lock:
+            first = self._take(backend.new_waiter())
+            items = None if isinstance(first, ParkedReceive) else state.take_many(max_items, first)
             woken = state.take_woken()
-        finally:
-            lock.release()
         if woken:
             state.wake(woken)
         if items is not None:
             return items
-        first = await self._wait_item(entry)
-        with lock:
-            items = state.take_many(max_items, first)
+        assert isinstance(first, ParkedReceive)
+        handed = await self._wait_item(first)
+        with state.lock:
+            items = state.take_many(max_items, handed)
             woken = state.take_woken()
         if woken:
             state.wake(woken)
         return items
-
-    def _park(self, waiter: _backend.Waiter) -> ParkedReceive:
-        """Under the lock: queue a receive, or raise ``EndOfStream`` if none can ever come."""
-        state = self._state
-        if not state.open_senders:
-            raise EndOfStream
-        entry = ParkedReceive(waiter, self)
-        state.recv_waiters.append(entry)
-        return entry
 
     async def _wait_item(self, entry: ParkedReceive) -> T_co:
         state = self._state
@@ -469,28 +466,19 @@ class ChannelReceiver(_Endpoint, Receiver[T_co]):
         _backend.check_blocking_allowed("receive_blocking")
         state = self._state
         state.threads = True
-        lock = state.lock
-        lock.acquire()
-        try:
-            if self._closed:
-                raise ClosedResourceError
-            buffer = state.buffer
-            if buffer and not state.send_waiters:  # take(), inlined
-                state.total_received += 1
-                return buffer.popleft()
-            item = state.take()
-            if type(item) is Signal:
-                if wait == 0 and state.open_senders:
-                    raise TimeoutError("the channel is empty; nothing was taken")
-                waiter = _backend.ThreadWaiter()
-                entry = self._park(waiter)
+        waiter = None if wait == 0 else _backend.ThreadWaiter()
+        with state.lock:
+            try:
+                taken = self._take(waiter)
+            except WouldBlock:
+                raise TimeoutError("the channel is empty; nothing was taken") from None
             woken = state.take_woken()
-        finally:
-            lock.release()
         if woken:
             state.wake(woken)
-        if type(item) is not Signal:
-            return item
+        if not isinstance(taken, ParkedReceive):
+            return taken
+        entry = taken
+        assert waiter is not None
         handed: T_co | Signal = waiter.wait_blocking(
             lambda: state.unpark(state.recv_waiters, entry),
             lambda handed: is_signal(handed) or gave_back(state, handed),
