@@ -27,6 +27,10 @@ Workloads (each in its own module, one small function per contender):
 ``actor-scale``   1,000 to 100,000 idle actors: spawn, shutdown and memory per actor against a
                   task draining its own queue (``--sizes N,N`` and ``--skip-100k`` choose the
                   sizes)
+``anatomy``       where the time of one ``send`` and one ``receive`` goes: the real calls inside
+                  one task beside copies of their fast paths stripped one part at a time (the
+                  cancel check, the lock, the budget, the counters), ``asyncio.Queue.put``/``get``
+                  and one yield; and the one-to-one stream with a consumer that only counts
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from __future__ import annotations
 from . import (
     actor_scale,
     actors,
+    anatomy,
     batches,
     broadcasting,
     cells,
@@ -45,13 +50,14 @@ from . import (
     yield_every,
 )
 from .actor_scale import ActorScale
+from .anatomy import Anatomy
 from .cells import Cells
 from .harness import Group, Workload
 from .yield_every import Sweep
 
 __all__ = ["WORKLOADS"]
 
-WORKLOADS: dict[str, Workload | Sweep | Group | Cells | ActorScale] = {
+WORKLOADS: dict[str, Workload | Sweep | Group | Cells | ActorScale | Anatomy] = {
     workload.name: workload
     for workload in (
         one_to_one.WORKLOAD,
@@ -65,6 +71,7 @@ WORKLOADS: dict[str, Workload | Sweep | Group | Cells | ActorScale] = {
         cells.WORKLOAD,
         actors.WORKLOAD,
         actor_scale.WORKLOAD,
+        anatomy.WORKLOAD,
     )
 }
 """Every workload, by its ``--only`` name, in the order they run."""

@@ -15,6 +15,7 @@ import pykka
 import pytest
 from benchmarks.__main__ import parse_settings
 from benchmarks.actor_scale import ActorScale, ScaleContender, parse_sizes
+from benchmarks.anatomy import Anatomy
 from benchmarks.cells import Cells, CounterContender
 from benchmarks.harness import (
     FULL,
@@ -38,12 +39,13 @@ ITEMS = 203  # not a multiple of the 4 or 8 producers, nor of the capacity or th
 
 
 def _workloads() -> list[Workload | Sweep]:
-    """Every workload, a group (``threads``) counting as the workloads it is made of; ``cells``
-    and ``actor-scale`` have no channel contenders (they have their own smoke tests)."""
+    """Every workload, a group (``threads``) counting as the workloads it is made of; ``cells``,
+    ``actor-scale`` and ``anatomy`` have no channel contenders (they have their own smoke
+    tests)."""
     return [
         part
         for workload in benchmarks.WORKLOADS.values()
-        if not isinstance(workload, Cells | ActorScale)
+        if not isinstance(workload, Cells | ActorScale | Anatomy)
         for part in (workload.workloads if isinstance(workload, Group) else (workload,))
     ]
 
@@ -256,3 +258,21 @@ def test_a_bad_actor_count_is_refused_with_its_value_named(text: str) -> None:
     bad = text.split(",")[-1].strip()
     with pytest.raises(ValueError, match=f"an actor count must be .*{bad}"):
         parse_sizes(text)
+
+
+def test_the_anatomy_runs_end_to_end_and_every_copy_stays_on_its_fast_path() -> None:
+    """``--quick --only anatomy`` with tiny runs: every stripped copy of the send and receive fast
+    paths completes (a copy that left its fast path would raise), both runners, both tables, the
+    real methods beside the sums of their parts, and both counting streams deliver their count."""
+    tiny = Settings(repeats=1, seconds=0.002, min_items=50, max_items=500)
+    table = benchmarks.WORKLOADS["anatomy"].run(tiny)
+    assert "### 11a. Anatomy: one send and one receive inside one task" in table
+    assert "### 11b. Anatomy: the stream it adds up to" in table
+    assert "| `await tx.send(x)` |" in table
+    assert "| `await rx.__anext__()` (what `async for` calls) |" in table
+    assert table.count("| sum of the parts below (a copy of the fast path) |") == 2
+    assert table.count("| - the cancel check, `_backend.enter()` |") == 2
+    for runner in ("asyncio.run", "anyio.run"):
+        assert f"| {runner} | asyncio.Queue |" in table
+        assert f"- {runner}: the real method minus the sum of its parts: send " in table
+        assert f"- {runner}: the parts predict fearless at send + __anext__" in table
