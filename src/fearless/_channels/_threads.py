@@ -175,6 +175,7 @@ class ThreadGroup:
     __slots__ = (
         "_all_ended",
         "_block_ended",
+        "_cancel_requested",
         "_cancelled",
         "_done_rx",
         "_done_tx",
@@ -194,12 +195,13 @@ class ThreadGroup:
     _lock: threading.Lock
     _state: _State
     _mode: Literal["async", "sync"] | None
-    _cancelled: bool
+    _cancel_requested: bool  # cancel() was called, or a failure or the exit cancelled
+    _cancelled: bool  # the threads' endpoints are being (or have been) closed
     _running: int
     _started: int
     _live: dict[int, _Member]  # by id(member): the threads still in their fn
     _ended: list[threading.Thread]  # threads past their fn, perhaps still returning
-    _failures: list[tuple[str, BaseException]]  # (thread name or _BLOCK, error), first to last
+    _failures: list[tuple[str, BaseException]]  # (where, error), first to last
     _done_tx: OneshotSender[None] | None  # the last thread out, while the exit waits, sends
     _done_rx: OneshotReceiver[None] | None
     _scope: CancelScope | None  # around the async with block
@@ -217,6 +219,7 @@ class ThreadGroup:
         self._lock = threading.Lock()
         self._state = "new"
         self._mode = None
+        self._cancel_requested = False
         self._cancelled = False
         self._running = 0
         self._started = 0
@@ -334,7 +337,7 @@ class ThreadGroup:
             with self._lock:
                 failed = not _normal_end(exc, self._cancelled)
                 if failed:
-                    self._failures.append((member.name, exc))
+                    self._failures.append((f"thread {member.name!r}", exc))
             if failed:
                 self._cancel()
         _close_all(member.clones)
@@ -370,34 +373,34 @@ class ThreadGroup:
         self._cancel()
 
     def _cancel(self) -> None:
+        """Cancel the block's scope first, then close the threads' endpoints, on the event
+        loop's thread: the block's tasks are cancelled before any of them can see a channel
+        broken by the closing (an ``async with`` group; the blocking form only closes)."""
         with self._lock:
-            first = not self._cancelled
-            self._cancelled = True
-            clones = [c for m in self._live.values() for c in m.clones] if first else []
+            if self._cancel_requested:
+                return
+            self._cancel_requested = True
+        schedule = self._schedule
+        if schedule is None or threading.get_ident() == self._loop_thread:
+            self._cancel_here()
+            return
+        try:
+            schedule(self._cancel_here)
+        except RuntimeError:  # pragma: no cover - the loop has shut down: no block to cancel
+            self._cancel_here()
+
+    def _cancel_here(self) -> None:
+        if not self._block_ended and self._scope is not None:
+            self._scope.cancel()
+        with self._lock:
+            self._cancelled = True  # before any endpoint closes: see _normal_end
+            clones = [c for m in self._live.values() for c in m.clones]
         for clone in clones:
             try:
                 clone.close()
-            except Exception as exc:  # a custom endpoint's close(): a failure, never lost
+            except Exception as exc:  # a custom endpoint's close() failed: a failure, not lost
                 with self._lock:
                     self._failures.append((f"closing {clone!r}", exc))
-        self._cancel_block()
-
-    def _cancel_block(self) -> None:
-        """Cancel the ``async with`` block's scope, on the event loop's thread."""
-        schedule = self._schedule
-        if schedule is None:
-            return  # the blocking form has no scope (or the group is not entered yet)
-        if threading.get_ident() == self._loop_thread:
-            self._cancel_scope()
-            return
-        try:
-            schedule(self._cancel_scope)
-        except RuntimeError:  # pragma: no cover - the loop has shut down: no block to cancel
-            pass
-
-    def _cancel_scope(self) -> None:
-        if not self._block_ended and self._scope is not None:
-            self._scope.cancel()
 
     # -- the block ---------------------------------------------------------------------------
 
@@ -419,6 +422,8 @@ class ThreadGroup:
         self._schedule = _backend.current().scheduler()
         self._loop_thread = threading.get_ident()
         scope.__enter__()
+        if self._cancel_requested:  # cancel() came before the block: the block starts cancelled
+            scope.cancel()
         return self
 
     async def __aexit__(
@@ -447,7 +452,8 @@ class ThreadGroup:
         # Every thread's last word is in, or the group has cancelled them: wait, shielded.
         cancelled = await _shielded(self._wait_done) or cancelled
         cancelled = await _shielded(self._join_off_loop) or cancelled
-        return self._outcome(error, cancelled)
+        self._outcome(error, cancelled)
+        return error is None  # the group's own cancellation, absorbed, stops here
 
     def __enter__(self) -> ThreadGroup:
         try:
@@ -465,7 +471,7 @@ class ThreadGroup:
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
-    ) -> bool:
+    ) -> None:
         if exc is not None:
             self._block_failed(exc)
             self._cancel()
@@ -482,7 +488,7 @@ class ThreadGroup:
                     self._cancel()
         for thread in self._ending():
             thread.join()
-        return self._outcome(exc, interrupted)
+        self._outcome(exc, interrupted)
 
     def _exiting(self) -> bool:
         """The exit begins: True if every thread has already ended (the group is finished)."""
@@ -517,9 +523,9 @@ class ThreadGroup:
         with self._lock:
             self._failures.append((_BLOCK, error))
 
-    def _outcome(self, error: BaseException | None, cancelled: BaseException | None) -> bool:
-        """What the exit raises (see Failures in the module docstring); False lets ``error``
-        (the block's own exception, if any) propagate unchanged."""
+    def _outcome(self, error: BaseException | None, cancelled: BaseException | None) -> None:
+        """Raise what the exit raises (see Failures in the module docstring); returning lets
+        ``error`` (the block's own exception, if any) propagate unchanged."""
         with self._lock:
             failures = list(self._failures)
             self._state = "finished"
@@ -527,7 +533,7 @@ class ThreadGroup:
             self._done_rx.close()
         if isinstance(error, KeyboardInterrupt | SystemExit):
             _add_notes(error, [f for f in failures if f[1] is not error], first=None)
-            return False
+            return
         if isinstance(cancelled, KeyboardInterrupt | SystemExit):
             _add_notes(cancelled, failures, first=None)
             raise cancelled
@@ -535,11 +541,10 @@ class ThreadGroup:
             origin, first = failures[0]
             _add_notes(first, failures[1:], first=origin)
             if first is error:
-                return False
+                return
             raise first
         if cancelled is not None:
             raise cancelled
-        return False
 
     # -- looking at it -----------------------------------------------------------------------
 
@@ -640,7 +645,6 @@ def _add_notes(
     error: BaseException, others: list[tuple[str, BaseException]], first: str | None
 ) -> None:
     if first is not None and first != _BLOCK:
-        error.add_note(f"raised in thread {first!r}, the first failure in its thread group")
-    for origin, other in others:
-        where = origin if origin == _BLOCK else f"thread {origin!r}"
+        error.add_note(f"{first}: the first failure in its thread group")
+    for where, other in others:
         error.add_note(f"{where} failed too: {other!r}")
