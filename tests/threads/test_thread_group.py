@@ -267,7 +267,8 @@ async def test_the_first_failure_is_raised_and_later_ones_are_notes() -> None:
     """Thread ``first`` raises ValueError; that cancels the group, which wakes the two threads
     blocked in ``receive_blocking``; they raise KeyError when woken, so they fail after it. The
     exit raises the ValueError itself (no exception group), with a note naming its thread and
-    one per later failure; ``group.failures`` lists all three, first to last."""
+    one per later failure, and its own ``__context__`` (not the block's cancellation);
+    ``group.failures`` lists all three, first to last."""
     tx, rx = fearless.channel[int](1)
 
     def fail_when_woken(rx: fearless.ChannelReceiver[int]) -> None:
@@ -277,7 +278,10 @@ async def test_the_first_failure_is_raised_and_later_ones_are_notes() -> None:
             raise KeyError("woken") from None
 
     def fail(rx: fearless.ChannelReceiver[int]) -> None:
-        raise ValueError("first")
+        try:
+            raise KeyError("in the thread")
+        except KeyError:
+            raise ValueError("first")  # noqa: B904 - its context is the KeyError, and stays so
 
     group = fearless.thread_group()
 
@@ -298,6 +302,7 @@ async def test_the_first_failure_is_raised_and_later_ones_are_notes() -> None:
     ]
     assert [type(e) for e in group.failures] == [ValueError, KeyError, KeyError]
     assert group.failures[0] is error
+    assert repr(error.__context__) == "KeyError('in the thread')"  # not the block's cancellation
 
 
 async def test_a_failing_thread_cancels_the_block_and_wakes_its_siblings() -> None:

@@ -416,6 +416,11 @@ class ThreadGroup:
         self._done_tx, self._done_rx = oneshot[None]()
 
     async def __aenter__(self) -> ThreadGroup:
+        """Open the group; the block runs in a cancel scope of the group's own.
+
+        Cancellation: not a cancel point (nothing here waits). ``RuntimeError`` if the group
+        was already entered.
+        """
         scope = CancelScope()
         self._enter("async")
         self._scope = scope
@@ -432,6 +437,15 @@ class ThreadGroup:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
+        """Wait until every thread has ended, then raise the first failure, if any.
+
+        Cancellation: if the block was cancelled or raised, or the task is cancelled while this
+        waits, the group closes every endpoint it handed its threads and waits, shielded, until
+        each thread has ended; then the cancellation (or the block's error, or a failure)
+        propagates. A cancellation of the group's own (``cancel()``, a failing thread) ends
+        here. A native asyncio ``task.cancel()`` that gets through the shield is held back
+        until the threads have ended.
+        """
         scope = self._scope
         assert scope is not None
         absorbed = scope.__exit__(exc_type, exc, tb)  # the group's own cancellation ends here
@@ -456,6 +470,8 @@ class ThreadGroup:
         return error is None  # the group's own cancellation, absorbed, stops here
 
     def __enter__(self) -> ThreadGroup:
+        """Open the group for synchronous code; ``EventLoopBlockingError`` on an event loop's
+        thread (its exit blocks)."""
         try:
             _backend.check_blocking_allowed("thread_group")
         except EventLoopBlockingError:
@@ -472,6 +488,9 @@ class ThreadGroup:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Block until every thread has ended, then raise the first failure, if any. If the
+        block raised, or a ``KeyboardInterrupt`` arrives while this waits, the threads'
+        endpoints are closed first."""
         if exc is not None:
             self._block_failed(exc)
             self._cancel()
@@ -542,7 +561,11 @@ class ThreadGroup:
             _add_notes(first, failures[1:], first=origin)
             if first is error:
                 return
-            raise first
+            context = first.__context__
+            try:
+                raise first
+            finally:  # raising here would chain the block's exception in: keep the thread's own
+                first.__context__ = context
         if cancelled is not None:
             raise cancelled
 
