@@ -42,14 +42,19 @@ Cancelling: closing the threads' endpoints
       from cancellation;
     - the task is cancelled while the exit waits for the threads: the same, then the
       cancellation propagates;
-    - a thread fails (below): the failing thread cancels at once, and the block is cancelled too
-      (at its next cancel point), as a task group does when a child fails;
+    - a thread fails (below): at once, and the block is cancelled too (at its next cancel
+      point), as a task group does when a child fails;
     - ``group.cancel()`` is called, from any thread: the threads are cancelled and so is the block,
       quietly (the exit raises nothing for it; the cancellation ends at the group).
 
-    A thread blocked in anything else (a socket read, ``time.sleep``, a channel the group did not
-    hand it) ends only when that call returns; a thread that ignores its closed endpoints keeps
-    the exit waiting, as a task that swallows its cancellation keeps a task group waiting.
+    Order: the block's scope is cancelled first, then the endpoints are closed, both on the event
+    loop's thread (a thread that fails or calls ``cancel()`` hands that over through the loop's
+    thread-safe ``call_soon``), so a task of the block sees its cancellation, not a channel
+    broken under it by the closing. A thread blocked in anything else (a socket read,
+    ``time.sleep``, a channel the group did not hand it) ends only when that call returns; a
+    thread that ignores its closed endpoints keeps the exit waiting, as a task that swallows its
+    cancellation keeps a task group waiting. A native asyncio ``task.cancel()`` gets through
+    anyio's shield; the exit holds it back until every thread has ended, then raises it.
 
 Failures
     A thread *fails* when ``fn`` raises anything except the ways out a channel gives it:
@@ -66,15 +71,17 @@ Failures
     naming the thread it came from; each later failure is named in a note on it, and every one is
     in ``group.failures``, first to last. A failure beats a cancellation: if a thread failed, its
     error is raised even when the block was cancelled from outside (anyio cancel scopes and trio
-    deliver the outer cancellation again at the next cancel point). Exceptions:
-    ``KeyboardInterrupt`` and ``SystemExit`` from the block always propagate unchanged, and if
-    the first failure is the block's own exception, that exception propagates as it was raised.
+    deliver the outer cancellation again at the next cancel point). A thread's error keeps its
+    own ``__context__``. Exceptions: ``KeyboardInterrupt`` and ``SystemExit`` from the block
+    always propagate unchanged (the failures as notes), and if the first failure is the block's
+    own exception, that exception propagates as it was raised.
 
 Blocking form
     ``with fearless.thread_group() as group:`` is the same group for synchronous code (a plain
     thread, or a program without an event loop): its exit blocks until the threads have ended.
-    There is no cancel scope to cancel: a failing thread cancels the threads, and the block sees
-    their endpoints closed. On a thread that runs an event loop, entering it raises
+    There is no cancel scope to cancel: a failing thread closes the threads' endpoints itself,
+    and the block sees them closed; a ``KeyboardInterrupt`` while the exit waits closes them,
+    waits, and propagates. On a thread that runs an event loop, entering it raises
     ``EventLoopBlockingError``.
 
 Bad input
