@@ -191,7 +191,6 @@ class ThreadGroup:
         "_live",
         "_lock",
         "_loop_thread",
-        "_mode",
         "_running",
         "_schedule",
         "_scope",
@@ -201,7 +200,6 @@ class ThreadGroup:
 
     _lock: threading.Lock
     _state: _State
-    _mode: Literal["async", "sync"] | None
     _cancel_requested: bool  # cancel() was called, or a failure or the exit cancelled
     _cancelled: bool  # the threads' endpoints are being (or have been) closed
     _running: int
@@ -225,7 +223,6 @@ class ThreadGroup:
         self = object.__new__(cls)
         self._lock = threading.Lock()
         self._state = "new"
-        self._mode = None
         self._cancel_requested = False
         self._cancelled = False
         self._running = 0
@@ -411,7 +408,7 @@ class ThreadGroup:
 
     # -- the block ---------------------------------------------------------------------------
 
-    def _enter(self, mode: Literal["async", "sync"]) -> None:
+    def _enter(self) -> None:
         with self._lock:
             if self._state != "new":
                 raise RuntimeError(
@@ -419,7 +416,6 @@ class ThreadGroup:
                     "block: make a new one with fearless.thread_group()"
                 )
             self._state = "open"
-        self._mode = mode
         self._done_tx, self._done_rx = oneshot[None]()
 
     async def __aenter__(self) -> ThreadGroup:
@@ -429,7 +425,7 @@ class ThreadGroup:
         was already entered.
         """
         scope = CancelScope()
-        self._enter("async")
+        self._enter()
         self._scope = scope
         self._schedule = _backend.current().scheduler()
         self._loop_thread = threading.get_ident()
@@ -486,7 +482,7 @@ class ThreadGroup:
                 "`with fearless.thread_group()` would block the event loop running in this "
                 "thread while its exit waits for the threads; use `async with` here"
             ) from None
-        self._enter("sync")
+        self._enter()
         return self
 
     def __exit__(
