@@ -211,6 +211,37 @@ async def test_each_thread_gets_its_own_clones_and_the_originals_are_closed() ->
     assert all(t.closed for t in a.clones + b.clones)
 
 
+async def test_an_endpoint_whose_close_raises_is_a_failure_and_hangs_nothing() -> None:
+    """A custom endpoint whose ``close()`` raises (when the thread's clone is closed at its end):
+    the thread still counts as ended, the exit does not wait forever, and the error is raised
+    as a failure naming the endpoint."""
+
+    class Faulty:
+        def __init__(self, fails: bool) -> None:
+            self.fails = fails
+
+        def clone(self) -> Faulty:
+            return Faulty(fails=True)  # the original closes fine; its clones do not
+
+        def close(self) -> None:
+            if self.fails:
+                raise OSError("close failed")
+
+        def __repr__(self) -> str:
+            return "<Faulty>"
+
+    group = fearless.thread_group()
+
+    async def run() -> None:
+        async with group:
+            group.start(lambda endpoint: None, Faulty(fails=False))
+
+    with pytest.raises(OSError, match="close failed") as caught:
+        await run()
+    assert caught.value.__notes__ == ["closing <Faulty>: the first failure in its thread group"]
+    assert group.statistics().running == 0
+
+
 async def test_broadcast_endpoints_give_every_subscriber_thread_every_item() -> None:
     """Two sender threads on clones of a ``BroadcastSender`` and three subscriber threads on
     clones of one ``Subscription``: each subscriber sees all 2 x 100 items, each sender's in its

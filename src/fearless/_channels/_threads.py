@@ -336,16 +336,18 @@ class ThreadGroup:
     def _run(self, fn: Callable[..., object], member: _Member) -> None:
         """The thread: run ``fn``; record a failure (and cancel the group); close; retire."""
         try:
-            fn(*member.clones)
-        except BaseException as exc:
-            with self._lock:
-                failed = not _normal_end(exc, self._cancelled)
+            try:
+                fn(*member.clones)
+            except BaseException as exc:
+                with self._lock:
+                    failed = not _normal_end(exc, self._cancelled)
+                    if failed:
+                        self._failures.append((f"thread {member.name!r}", exc))
                 if failed:
-                    self._failures.append((f"thread {member.name!r}", exc))
-            if failed:
-                self._cancel()
-        _close_all(member.clones)
-        self._retire(member, joinable=True)
+                    self._cancel()
+            self._close_recording(member.clones)
+        finally:
+            self._retire(member, joinable=True)  # whatever happened: the exit must hear of it
 
     def _retire(self, member: _Member, joinable: bool) -> None:
         """The member's thread is done with the group: the last one to go while the exit waits
@@ -399,10 +401,14 @@ class ThreadGroup:
         with self._lock:
             self._cancelled = True  # before any endpoint closes: see _normal_end
             clones = [c for m in self._live.values() for c in m.clones]
+        self._close_recording(clones)
+
+    def _close_recording(self, clones: list[Any]) -> None:
+        """Close each clone; a custom endpoint whose ``close()`` raises is a failure, not lost."""
         for clone in clones:
             try:
                 clone.close()
-            except Exception as exc:  # a custom endpoint's close() failed: a failure, not lost
+            except Exception as exc:
                 with self._lock:
                     self._failures.append((f"closing {clone!r}", exc))
 
