@@ -12,8 +12,9 @@ known in advance); a value divisible by ``REJECT`` is rejected. Each thread upda
 
 On the event loop a watcher task prints progress from ``async for n in ops.changes()`` (it may skip
 counts, never the latest) until it has seen every operation, while ``run`` awaits
-``active.wait_until(lambda a: not a)`` and joins the threads (if one failed, it stops the watcher
-and raises that error). The summary compares what the cells hold with what the workers were given.
+``active.wait_until(lambda a: not a)``. The threads run in a ``fearless.thread_group``, whose exit
+joins them; if one fails, the group cancels the watcher and raises that error. The summary
+compares what the cells hold with what the workers were given.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import threading
 from dataclasses import dataclass
 
 import anyio
-import anyio.to_thread
 
 import fearless
 
@@ -88,7 +88,7 @@ def with_entry(key: str, value: str, entries: dict[str, str]) -> dict[str, str]:
     return {**entries, key: value}
 
 
-def work(stats: Stats, worker: int, ops: int, errors: list[BaseException]) -> None:
+def work(stats: Stats, worker: int, ops: int) -> None:
     """A worker thread: process its ``ops`` values, updating the statistics."""
     me = threading.current_thread().name
     try:
@@ -101,8 +101,6 @@ def work(stats: Stats, worker: int, ops: int, errors: list[BaseException]) -> No
                 error = f"op {i}: rejected {value}"
                 stats.last_errors.update(functools.partial(with_entry, me, error))
             stats.ops.increment()
-    except BaseException as exc:
-        errors.append(exc)  # before the flag falls, so ``run`` sees it
     finally:
         if stats.running.decrement() == 0:
             stats.active.store(False)
@@ -123,25 +121,11 @@ async def run(workers: int = 4, ops: int = 20_000) -> Summary:
     """Run ``workers`` threads doing ``ops`` operations each; return the summary."""
     stats = Stats(workers)
     seen: list[int] = []
-    errors: list[BaseException] = []
-    threads = [
-        threading.Thread(target=work, args=(stats, w, ops, errors), name=f"counter: worker {w}")
-        for w in range(workers)
-    ]
-    for thread in threads:
-        thread.start()
-    try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(watch, stats.ops, workers * ops, seen)
-            await stats.active.wait_until(lambda active: not active)
-            if errors:  # the count will never reach the target: stop the watcher
-                tg.cancel_scope.cancel()
-    finally:
-        with anyio.CancelScope(shield=True):
-            for thread in threads:
-                await anyio.to_thread.run_sync(thread.join)  # not long: each has ended its work
-    if errors:
-        raise errors[0]
+    async with fearless.thread_group() as threads, anyio.create_task_group() as tg:
+        for w in range(workers):
+            threads.start(functools.partial(work, stats, w, ops), name=f"counter: worker {w}")
+        tg.start_soon(watch, stats.ops, workers * ops, seen)
+        await stats.active.wait_until(lambda active: not active)
     last_errors = stats.last_errors.read(dict)
     counted = Tally(stats.ops.load(), stats.total.value(), stats.maximum.load(), last_errors)
     return Summary(counted, Tally.expected(workers, ops), stats.active.load(), seen)

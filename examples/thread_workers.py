@@ -14,18 +14,19 @@ worlds is a bounded fearless channel::
 
 - The requests are simulated by walking a directory tree: ``os.walk`` blocks, so it runs in a
   thread of its own (``iterate_in_thread``) and the handlers ``async for`` over its paths.
-- Each hasher thread holds clones of the ``jobs`` receiver (a job goes to exactly one hasher) and
-  of the ``rows`` sender. sqlite allows one writer at a time, so one thread owns the connection
-  (the channel in front of it is its lock), stores what is ready in one transaction, and reports
-  each committed batch on ``results``.
+- The threads run in a ``fearless.thread_group``: each hasher gets its own clones of the ``jobs``
+  receiver (a job goes to exactly one hasher) and of the ``rows`` sender, and the group closes
+  the originals. sqlite allows one writer at a time, so one thread owns the connection (the
+  channel in front of it is its lock), stores what is ready in one transaction, and reports each
+  committed batch on ``results``.
 - Backpressure: every channel is bounded, so a slow disk holds back the writer, which holds back
   the hashers, which hold back the handlers, however big the tree.
 - Shutdown is closing, in order: the walk ends, so the handlers end and ``run`` closes the ``jobs``
-  sender; each hasher's ``iter_blocking()`` ends and it closes its ``rows`` clone; after the last
-  one the writer's loop ends and it closes ``results``; the collector's ``async for`` ends. If
-  anything fails, ``run`` closing its own endpoints releases every thread (``send_blocking``
-  raises ``SendBrokenError``, ``iter_blocking`` ends); all are joined before ``run`` returns or
-  raises, and a thread's error is raised from ``run``.
+  sender; each hasher's ``iter_blocking()`` ends and the group closes its ``rows`` clone; after
+  the last one the writer's loop ends and the group closes its ``results`` sender; the
+  collector's ``async for`` ends. If anything fails (a thread, a task) or ``run`` is cancelled,
+  the group cancels the tasks and closes every thread's endpoints, which releases each thread
+  wherever it waits; its exit waits for them all and raises the first failure itself.
 - Nothing is lost: the summary compares jobs submitted, rows reported and rows in the database.
 """
 
@@ -41,11 +42,10 @@ import sys
 import tempfile
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import astuple, dataclass, field
 from pathlib import Path
-from typing import TypeVarTuple, Unpack
 
 import anyio
 import anyio.to_thread
@@ -55,7 +55,6 @@ import fearless
 
 JOBS, ROWS, RESULTS = 16, 64, 8  # the channels' capacities (RESULTS in batches)
 BATCH = 32  # the most rows the writer stores in one transaction
-Ts = TypeVarTuple("Ts")
 
 
 @dataclass(frozen=True)
@@ -110,14 +109,14 @@ def walk(top: Path) -> Iterator[Path]:
 def hash_files(
     top: Path, jobs: fearless.ChannelReceiver[Path], rows: fearless.Sender[Hashed]
 ) -> None:
-    """A hasher thread: hash each job's file, until the ``jobs`` channel ends."""
+    """A hasher thread: hash each job's file, until the ``jobs`` channel ends. (Its endpoints
+    are clones of its own, which the thread group closes when it returns.)"""
     me = threading.current_thread().name
-    with jobs, rows:
-        for path in jobs.iter_blocking():
-            with path.open("rb") as file:
-                sha256 = hashlib.file_digest(file, "sha256").hexdigest()
-                size = file.tell()  # file_digest read it to the end
-            rows.send_blocking(Hashed(path.relative_to(top).as_posix(), size, sha256, me))
+    for path in jobs.iter_blocking():
+        with path.open("rb") as file:
+            sha256 = hashlib.file_digest(file, "sha256").hexdigest()
+            size = file.tell()  # file_digest read it to the end
+        rows.send_blocking(Hashed(path.relative_to(top).as_posix(), size, sha256, me))
 
 
 def store(
@@ -125,7 +124,7 @@ def store(
 ) -> None:
     """The writer thread, the only one using the database: store the rows that are ready (at
     least one, at most ``BATCH``) in one transaction, report them, until ``rows`` ends."""
-    with rows, results, closing(sqlite3.connect(db)) as db_conn:
+    with closing(sqlite3.connect(db)) as db_conn:
         db_conn.execute("CREATE TABLE files (path TEXT, size INTEGER, sha256 TEXT, hasher TEXT)")
         for first in rows.iter_blocking():
             batch = [first]
@@ -144,36 +143,14 @@ def count_rows(db: Path) -> int:
         return int(db_conn.execute("SELECT COUNT(*) FROM files").fetchone()[0])
 
 
-def start(
-    name: str, errors: list[BaseException], target: Callable[[Unpack[Ts]], None], *args: *Ts
-) -> threading.Thread:
-    """Start ``target(*args)`` in a new thread, adding what it raises to ``errors``. Except
-    ``SendBrokenError``: it means only that a later stage stopped first, for its own reason."""
-
-    def main() -> None:
-        try:
-            target(*args)
-        except fearless.SendBrokenError:
-            pass
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=main, name=name)
-    thread.start()
-    return thread
-
-
 async def handle_requests(
     paths: fearless.Receiver[Path], jobs: fearless.Sender[Path], summary: Summary
 ) -> None:
     """A request handler: submit each file it is asked to ingest as a job. ``send`` waits while
     the jobs channel is full: backpressure reaches the callers."""
-    try:
-        async for path in paths:
-            await jobs.send(path)
-            summary.submitted += 1
-    except fearless.SendBrokenError:
-        return  # every hasher has stopped: take no more requests (run raises why)
+    async for path in paths:
+        await jobs.send(path)
+        summary.submitted += 1
 
 
 async def collect(results: fearless.Receiver[list[Hashed]], summary: Summary) -> None:
@@ -191,32 +168,22 @@ async def run(top: Path, db: Path, *, hashers: int = 4, handlers: int = 8) -> Su
     jobs_tx, jobs_rx = fearless.channel[Path](JOBS)
     rows_tx, rows_rx = fearless.channel[Hashed](ROWS)
     results_tx, results_rx = fearless.channel[list[Hashed]](RESULTS)
-    errors: list[BaseException] = []
-    threads = [
-        start(f"ingest: hasher {i}", errors, hash_files, top, jobs_rx.clone(), rows_tx.clone())
-        for i in range(hashers)
-    ]
-    threads.append(start("ingest: writer", errors, store, db, rows_rx, results_tx))
-    jobs_rx.close()  # the hashers hold clones: the channels end with the last of those
-    rows_tx.close()
-    try:
-        with jobs_tx, results_rx:  # closed however this block ends, which releases every thread
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(collect, results_rx, summary)
-                async with (
-                    fearless.iterate_in_thread(walk, top) as paths,
-                    anyio.create_task_group() as requests,
-                ):
-                    for _ in range(handlers):
-                        requests.start_soon(handle_requests, paths, jobs_tx, summary)
-                summary.jobs_peak = jobs_tx.statistics().peak_buffer_used
-                jobs_tx.close()  # no more jobs: the hashers' iteration ends
-    finally:
-        with anyio.CancelScope(shield=True):
-            for thread in threads:
-                await anyio.to_thread.run_sync(thread.join)  # not long: each is on its way out
-    if errors:
-        raise errors[0]
+    with jobs_tx, results_rx:
+        async with fearless.thread_group() as threads, anyio.create_task_group() as tg:
+            # Each thread gets clones of its own; the originals are closed here, so the rows
+            # channel ends with the last hasher and the results channel with the writer.
+            hash_here = functools.partial(hash_files, top)
+            threads.start(hash_here, jobs_rx, rows_tx, n=hashers, name="ingest: hasher")
+            threads.start(functools.partial(store, db), rows_rx, results_tx, name="ingest: writer")
+            tg.start_soon(collect, results_rx, summary)
+            async with (
+                fearless.iterate_in_thread(walk, top) as paths,
+                anyio.create_task_group() as requests,
+            ):
+                for _ in range(handlers):
+                    requests.start_soon(handle_requests, paths, jobs_tx, summary)
+            summary.jobs_peak = jobs_tx.statistics().peak_buffer_used
+            jobs_tx.close()  # no more jobs: the hashers' iteration ends
     summary.rows = await anyio.to_thread.run_sync(count_rows, db)
     return summary
 

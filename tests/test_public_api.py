@@ -85,6 +85,9 @@ EXPECTED = {
     "fan_out",
     "iterate_in_thread",
     "merge",
+    "ThreadGroup",
+    "ThreadGroupStatistics",
+    "thread_group",
 }
 
 

@@ -2,11 +2,12 @@
 
 Channels (``channel``, ``select``, ``broadcast``, ``oneshot``, ``merge``, ``fan_out``), atomic cells
 (``AtomicCell``, ``Guarded``, ``ShardedCounter``, ...), the same channels and cells from OS threads
-(the ``*_blocking`` calls), and actors: an ``Actor[M]`` handles its messages one at a time in its
-own task, reaches what the framework offers through ``self.context`` (an ``ActorContext``; every
-other attribute name is the user's), and lives in an ``ActorSystem``, restarted when it fails
-(within a restart budget of its own, or as a ``Supervisor`` tree says). The guides are in
-``docs/``; ``fearless.testing`` has a fake clock, a probe and a harness for testing actors.
+(the ``*_blocking`` calls; ``thread_group`` starts, stops and joins the threads), and actors: an
+``Actor[M]`` handles its messages one at a time in its own task, reaches what the framework offers
+through ``self.context`` (an ``ActorContext``; every other attribute name is the user's), and lives
+in an ``ActorSystem``, restarted when it fails (within a restart budget of its own, or as a
+``Supervisor`` tree says). The guides are in ``docs/``; ``fearless.testing`` has a fake clock, a
+probe and a harness for testing actors.
 
 Every public name is re-exported here from a private module; ``tests/test_public_api.py`` pins the
 set.
@@ -76,6 +77,9 @@ from ._channels._select import Send as Send
 from ._channels._select import select as select
 from ._channels._select import select_nowait as select_nowait
 from ._channels._state import ChannelStatistics as ChannelStatistics
+from ._channels._threads import ThreadGroup as ThreadGroup
+from ._channels._threads import ThreadGroupStatistics as ThreadGroupStatistics
+from ._channels._threads import thread_group as thread_group
 from ._exceptions import ActorNameTaken as ActorNameTaken
 from ._exceptions import ActorStartError as ActorStartError
 from ._exceptions import ActorStopped as ActorStopped
@@ -160,6 +164,8 @@ __all__ = [
     "SystemSnapshot",
     "TerminateChild",
     "Terminated",
+    "ThreadGroup",
+    "ThreadGroupStatistics",
     "WhichChildren",
     "broadcast",
     "channel",
@@ -170,4 +176,5 @@ __all__ = [
     "oneshot",
     "select",
     "select_nowait",
+    "thread_group",
 ]
