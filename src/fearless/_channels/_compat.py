@@ -15,9 +15,12 @@ will not type-check against fearless's streams (they are not subclasses of it).
 that awaits ``aclose()`` on several streams in a row inside a cancelled scope closes every one of
 them and raises nothing.
 
-Scheduling differs: anyio yields to the event loop on every operation; fearless yields once every
-``DEFAULT_YIELD_EVERY`` operations on an endpoint (each operation is still a cancel point). Pass
-``yield_every=1`` to get anyio's schedule exactly.
+Scheduling is anyio's: every operation yields to the event loop once (``yield_every=1``), as anyio's
+streams do. Code written for anyio may depend on that schedule without knowing it (the MCP SDK's
+SSE transport does: with fewer yields, a stream can end before the task that answers on it has
+run), so a drop-in must not change it. ``yield_every=N``, a keyword only fearless accepts, opts in
+to the scheduling budget of ``fearless.channel`` (a yield once every N operations on an endpoint,
+each operation still a cancel point).
 
 Two differences stay, because a cancelled operation in fearless never half-happens: a receiver
 cancelled natively on asyncio after it was handed an item keeps it (anyio 4.16 loses it), and on
@@ -27,10 +30,11 @@ can deliver its item to a receiver and still report the cancellation to the send
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import TypeVar
 
-from ._base import DEFAULT_YIELD_EVERY, check_capacity
+from ._base import check_capacity
 from ._base import check_yield_every as _check_yield_every
 from ._endpoints import ChannelReceiver, Sender
 from ._state import ChannelState
@@ -72,8 +76,9 @@ class create_memory_object_stream(tuple[MemoryObjectSendStream[T], MemoryObjectR
     """Create a channel with anyio's signature: ``create_memory_object_stream[T](max_buffer_size)``.
 
     ``max_buffer_size`` is ``0`` (the default: a send waits for a receiver), a positive int, or
-    ``math.inf``. ``item_type`` is accepted, deprecated, as in anyio 4. ``yield_every=1`` gives
-    anyio's schedule (a yield on every operation).
+    ``math.inf``. ``item_type`` is accepted, deprecated, as in anyio 4. The default
+    ``yield_every=1`` is anyio's schedule (a yield on every operation); a larger ``yield_every``
+    opts in to the scheduling budget of :func:`fearless.channel`.
     """
 
     def __new__(  # type: ignore[misc]
@@ -81,13 +86,14 @@ class create_memory_object_stream(tuple[MemoryObjectSendStream[T], MemoryObjectR
         max_buffer_size: float = 0,
         item_type: object = None,
         *,
-        yield_every: int = DEFAULT_YIELD_EVERY,
+        yield_every: int = 1,
     ) -> tuple[MemoryObjectSendStream[T], MemoryObjectReceiveStream[T]]:
-        if max_buffer_size != float("inf") and not isinstance(max_buffer_size, int):
-            raise ValueError(
-                f"max_buffer_size must be either an integer or math.inf, got {max_buffer_size!r}"
-            )
-        capacity = check_capacity(max_buffer_size, "max_buffer_size")
+        # The checks cost next to nothing for the usual argument (MCP makes a stream per request).
+        capacity: float
+        if type(max_buffer_size) is int and max_buffer_size >= 0:
+            capacity = max_buffer_size
+        else:
+            capacity = _check_max_buffer_size(max_buffer_size)
         if item_type is not None:
             warnings.warn(
                 "The item_type argument has been deprecated in AnyIO 4.0. "
@@ -95,8 +101,15 @@ class create_memory_object_stream(tuple[MemoryObjectSendStream[T], MemoryObjectR
                 DeprecationWarning,
                 stacklevel=2,
             )
-        state: ChannelState[T] = ChannelState(capacity, _check_yield_every(yield_every))
-        return (
-            MemoryObjectSendStream._create(state),
-            MemoryObjectReceiveStream._create(state),
+        if type(yield_every) is not int or yield_every < 1:
+            _check_yield_every(yield_every)
+        state: ChannelState[T] = ChannelState(capacity, yield_every)
+        return MemoryObjectSendStream._create(state), MemoryObjectReceiveStream._create(state)
+
+
+def _check_max_buffer_size(max_buffer_size: object) -> float:
+    if max_buffer_size != math.inf and not isinstance(max_buffer_size, int):
+        raise ValueError(
+            f"max_buffer_size must be either an integer or math.inf, got {max_buffer_size!r}"
         )
+    return check_capacity(max_buffer_size, "max_buffer_size")
