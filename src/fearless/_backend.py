@@ -349,7 +349,8 @@ class _Home:
         """Drop the dead, the moved and repeats; run when the list has doubled since the last
         sweep, so registering stays amortized O(1) however many endpoints come and go."""
         endpoints = self.endpoints
-        endpoints[:] = dict.fromkeys(r for r in endpoints if getattr(r(), "_home", None) is self)
+        alive = [r for r in endpoints if r() is not None]  # usually few: a cheap first pass
+        endpoints[:] = dict.fromkeys(r for r in alive if getattr(r(), "_home", None) is self)
         self.sweep_at = max(_FIRST_SWEEP, 2 * len(endpoints))
 
     def shut_down(self) -> None:
@@ -407,16 +408,6 @@ def _register(endpoint: _Bound, home: _Home) -> None:
     endpoints.append(_weak_ref(endpoint))
     if len(endpoints) >= home.sweep_at:
         home.sweep()
-
-
-def _rebind(endpoint: _Bound, home: _Home | None) -> None:
-    """What :meth:`Backend.pause` does when ``endpoint`` is not bound to the loop of this thread's
-    hint: ``home`` is that loop's home (``None`` if it has none). A live home is used as it is,
-    without the system call of an exact :func:`bind`; anything else is bound exactly."""
-    if home is None or home.key is None:
-        bind(endpoint)
-    elif endpoint._home is not home:
-        _register(endpoint, home)
 
 
 def _asyncio_home(loop: AbstractEventLoop) -> _Home:
@@ -669,7 +660,15 @@ class _AsyncioBackend(Backend):
         loop = _this_thread.hint[0]
         home = endpoint._home
         if home is None or home.key is not loop:
-            _rebind(endpoint, getattr(loop, _HOME_ATTRIBUTE, None))
+            home = getattr(loop, _HOME_ATTRIBUTE, None)
+            if home is None or home.key is None:
+                bind(endpoint)
+            else:  # _register(endpoint, home), inlined: every new endpoint comes here
+                endpoint._home = home
+                endpoints = home.endpoints
+                endpoints.append(_weak_ref(endpoint))
+                if len(endpoints) >= home.sweep_at:
+                    home.sweep()
         return _yield_once()
 
     def new_waiter(self, shared: bool = False) -> Waiter:
@@ -833,7 +832,15 @@ class _TrioBackend(Backend):
         runner = getattr(_trio_context, "runner", None)  # this thread's run (see _trio_runner)
         home = endpoint._home
         if home is None or home.key is not runner or runner is None:
-            _rebind(endpoint, _trio_homes.get(runner))
+            home = _trio_homes.get(runner)
+            if home is None or home.key is None:
+                bind(endpoint)
+            else:  # _register(endpoint, home), inlined: every new endpoint comes here
+                endpoint._home = home
+                endpoints = home.endpoints
+                endpoints.append(_weak_ref(endpoint))
+                if len(endpoints) >= home.sweep_at:
+                    home.sweep()
         return _trio.lowlevel.checkpoint()  # type: ignore[no-any-return]
 
     def new_waiter(self, shared: bool = False) -> Waiter:
