@@ -52,8 +52,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 MCP_VERSION = "2.3.0"
 
-# MCP's default dependency groups, minus what does not run tests: linters, the type checker, a coverage plugin
-# that only installs from git, and the workspace packages (installed from the sdist instead).
+# MCP's default dependency groups, minus what does not run tests: linters, the type checker, a
+# coverage plugin that only installs from git, and the workspace packages (installed from the
+# sdist instead).
 NOT_INSTALLED = {"mcp", "mcp-example-stories", "pyright", "ruff", "strict-no-cover"}
 
 RECORDER = '''
