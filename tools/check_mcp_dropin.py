@@ -201,7 +201,7 @@ def run_suite(
     env = dict(os.environ, MCP_DROPIN_OUTCOMES=str(out))
     env["PYTHONPATH"] = str(plugins)
     env.pop("PYTHONWARNINGS", None)
-    command = [str(python), "-m", "pytest", "-p", "mcp_dropin_recorder", "-q", "--no-header",
+    command = [str(python), "-m", "pytest", "-p", "mcp_dropin_recorder", "-q",
                "-p", "no:cacheprovider", "-o", "log_cli=false", "--color=no"]  # fmt: skip
     if swapped:
         command += ["-p", "mcp_dropin_swap"]
