@@ -7,7 +7,8 @@ made is in :mod:`benchmarks.harness`.
 
 Workloads (each in its own module, one small function per contender):
 
-``one-to-one``    one producer, one consumer, capacity 128 (fearless, anyio, asyncio.Queue, trio)
+``one-to-one``    one producer, one consumer, capacity 128 (fearless, the anyio drop-in, anyio,
+                  asyncio.Queue, trio)
 ``four-to-four``  four producers, four consumers through clones
 ``receive-many``  one producer, a consumer taking batches with ``receive_many(128)``
 ``merge``         ``fearless.merge`` of 8 inputs against anyio with a forwarding task per input
@@ -24,6 +25,8 @@ Workloads (each in its own module, one small function per contender):
 ``actors``        one actor: ``tell`` into an unbounded mailbox, ``await send`` into a
                   ``Mailbox(128)``, and sequential asks, against a hand-written task reading an
                   ``asyncio.Queue`` (or an anyio stream) and against pykka's threading actors
+``short-lived``   a stream per item (create, send, receive, close): fearless, the drop-in, anyio
+                  and trio
 ``actor-scale``   1,000 to 100,000 idle actors: spawn, shutdown and memory per actor against a
                   task draining its own queue (``--sizes N,N`` and ``--skip-100k`` choose the
                   sizes)
@@ -46,6 +49,7 @@ from . import (
     merging,
     one_to_one,
     selecting,
+    short_lived,
     threads,
     yield_every,
 )
@@ -70,6 +74,7 @@ WORKLOADS: dict[str, Workload | Sweep | Group | Cells | ActorScale | Anatomy] = 
         threads.WORKLOAD,
         cells.WORKLOAD,
         actors.WORKLOAD,
+        short_lived.WORKLOAD,
         actor_scale.WORKLOAD,
         anatomy.WORKLOAD,
     )

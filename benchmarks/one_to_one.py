@@ -2,6 +2,9 @@
 
 The producer sends ``0 .. n-1`` and closes; the consumer appends each item to a list until the
 end of the stream. ``asyncio.Queue`` has no close, so its producer ends with a sentinel.
+``drop-in`` is ``fearless.create_memory_object_stream`` at its default, anyio's schedule (a yield
+on every operation), to compare with ``anyio``; ``fearless`` is ``fearless.channel`` with its
+scheduling budget.
 """
 
 # ruff: noqa: PERF401  Every consumer appends item by item: the same per-item work for every
@@ -45,6 +48,28 @@ def fearless_pair(yield_every: int = fearless.DEFAULT_YIELD_EVERY) -> Body:
         return got
 
     return body
+
+
+async def dropin_pair(n: int) -> list[int]:
+    """The anyio drop-in at its default, anyio's schedule (a yield on every operation): the
+    figure to set beside anyio's, since code that swaps the import gets this."""
+    send, receive = fearless.create_memory_object_stream[int](CAPACITY)
+    got: list[int] = []
+
+    async def produce() -> None:
+        with send:
+            for i in range(n):
+                await send.send(i)
+
+    async def consume() -> None:
+        with receive:
+            async for item in receive:
+                got.append(item)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(produce)
+        tg.start_soon(consume)
+    return got
 
 
 async def anyio_pair(n: int) -> list[int]:
@@ -112,12 +137,15 @@ WORKLOAD = Workload(
     baseline="fearless",
     contenders=(
         Contender(ASYNCIO, "fearless", fearless_pair()),
+        Contender(ASYNCIO, "drop-in", dropin_pair),
         Contender(ASYNCIO, "anyio", anyio_pair),
         Contender(ASYNCIO, "asyncio.Queue", asyncio_queue_pair),
         Contender(UVLOOP, "fearless", fearless_pair()),
+        Contender(UVLOOP, "drop-in", dropin_pair),
         Contender(UVLOOP, "anyio", anyio_pair),
         Contender(UVLOOP, "asyncio.Queue", asyncio_queue_pair),
         Contender(TRIO, "fearless", fearless_pair()),
+        Contender(TRIO, "drop-in", dropin_pair),
         Contender(TRIO, "anyio", anyio_pair),
         Contender(TRIO, "trio channel", trio_pair),
     ),

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import gc
 import math
+import weakref
+from typing import Any
 
 import anyio
 import pytest
 from anyio import CancelScope
 
 from fearless import _backend, channel
+
+from .conftest import uvloop
+from .threads.support import running, wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -392,3 +398,171 @@ async def test_an_exception_that_is_not_a_cancellation_is_never_the_tasks_own(
             assert _backend.is_own_cancellation(asyncio.CancelledError())
         await anyio.lowlevel.checkpoint()
     assert scope.cancelled_caught
+
+
+# -- the loop registry: what a loop's shutdown closes for threads (fearless._backend.bind) -------
+
+
+def _asyncio_factories() -> list[Any]:
+    """The asyncio loops a test can make and close by hand: asyncio's, and uvloop's."""
+    import asyncio
+
+    return [
+        pytest.param(asyncio.new_event_loop, id="asyncio"),
+        pytest.param(
+            getattr(uvloop, "new_event_loop", None),
+            id="uvloop",
+            marks=pytest.mark.skipif(uvloop is None, reason="no uvloop build for this Python"),
+        ),
+    ]
+
+
+async def test_an_endpoint_bound_here_is_not_bound_again(
+    anyio_backend_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At ``yield_every=1`` (anyio's schedule) every operation passes through the bind; once an
+    endpoint is bound to this loop, that must cost nothing more: no exact bind, no registering
+    again, and on asyncio no search for the running loop (a system call on CPython 3.11)."""
+    tx, rx = channel[int](math.inf, yield_every=1)
+    with tx, rx:
+        await tx.send(0)
+        await rx.receive()  # both endpoints are bound now
+        home = tx._home
+        assert home is not None
+        assert rx._home is home
+        registered = len(home.endpoints)
+        calls: list[str] = []
+
+        def counting(name: str, real: Any) -> Any:
+            def counted(*args: Any) -> Any:
+                calls.append(name)
+                return real(*args)
+
+            return counted
+
+        monkeypatch.setattr(_backend, "bind", counting("bind", _backend.bind))
+        monkeypatch.setattr(_backend, "_register", counting("register", _backend._register))
+        if anyio_backend_name == "asyncio":
+            import asyncio
+
+            monkeypatch.setattr(
+                _backend, "_running_loop", counting("running_loop", asyncio._get_running_loop)
+            )
+        for i in range(200):
+            await tx.send(i)
+            assert await rx.receive() == i
+        monkeypatch.undo()
+        assert calls == []
+        assert tx._home is home
+        assert rx._home is home
+        assert len(home.endpoints) == registered
+
+
+async def test_a_long_lived_loop_does_not_pile_up_the_endpoints_of_short_lived_streams() -> None:
+    """A server that makes a stream per request (the MCP SDK does) binds two new endpoints each
+    time; the loop's list of them is swept as it grows, so it stays bounded by the endpoints
+    still alive, not by every endpoint the loop has ever seen."""
+    import fearless
+
+    longest = 0
+    for i in range(3000):
+        send, receive = fearless.create_memory_object_stream[int](1)
+        with send, receive:
+            await send.send(i)
+            assert await receive.receive() == i
+            home = send._home
+        assert home is not None
+        longest = max(longest, len(home.endpoints))
+    assert longest <= 2 * _backend._FIRST_SWEEP
+
+
+async def _round_trip() -> None:
+    tx, rx = channel[int](1)
+    with tx, rx:
+        await tx.send(1)
+        assert await rx.receive() == 1
+
+
+@pytest.mark.parametrize("factory", _asyncio_factories())
+def test_loops_closed_without_shutting_down_are_not_kept_alive(factory: Any) -> None:
+    """``run_until_complete`` then ``close()``, without ``shutdown_asyncgens()``, never tells
+    fearless that the loop ended, so nothing unregisters it; still, nothing of fearless may keep
+    such a loop alive. Of 1000 loops that each used a channel, none survives a collection but
+    possibly the last (this thread's hint of the loop last seen keeps it until the next
+    operation elsewhere)."""
+    loops: list[weakref.ref[Any]] = []
+    for _ in range(1000):
+        loop = factory()
+        try:
+            loop.run_until_complete(_round_trip())
+        finally:
+            loop.close()
+        loops.append(weakref.ref(loop))
+        del loop
+    gc.collect()
+    assert sum(ref() is not None for ref in loops) <= 1
+
+
+def test_trio_runs_leave_nothing_registered() -> None:
+    """Every trio run ends (its system tasks are cancelled), and its registration goes with it:
+    after 300 runs that each used a channel, no run is registered or kept alive."""
+    import trio
+
+    tokens: list[weakref.ref[Any]] = []
+
+    async def main() -> None:
+        tokens.append(weakref.ref(trio.lowlevel.current_trio_token()))
+        await _round_trip()
+
+    for _ in range(300):
+        trio.run(main)
+    gc.collect()
+    assert _backend._trio_homes == {}
+    assert sum(ref() is not None for ref in tokens) <= 1
+
+
+@pytest.mark.parametrize("factory", _asyncio_factories())
+def test_a_loop_shut_down_by_hand_releases_the_thread_it_fed(factory: Any) -> None:
+    """The same hand-run loop, shut down properly (``shutdown_asyncgens()`` before ``close()``):
+    the sender its task used and left open counts as closed for the thread reading the channel."""
+    tx, rx = channel[int](math.inf)
+
+    async def send_one() -> None:
+        await tx.send(1)  # and return, leaving tx open
+
+    with rx, running(lambda: list(rx.iter_blocking())) as consumer:
+        wait_for(lambda: rx.statistics().tasks_waiting_receive == 1)
+        loop = factory()
+        try:
+            loop.run_until_complete(send_one())
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+        assert consumer.finish() == [1]
+    assert tx._closed
+
+
+@pytest.mark.parametrize("factory", _asyncio_factories())
+def test_an_endpoint_belongs_to_the_loop_that_used_it_last(factory: Any) -> None:
+    """Two loops alive at once, used one after the other: the sender moves to the second (at its
+    first yield there: at ``yield_every=1``, its first operation), so the second's shutdown
+    closes it for the thread reading."""
+    tx, rx = channel[int](math.inf, yield_every=1)
+
+    async def send(item: int) -> None:
+        await tx.send(item)
+
+    first, second = factory(), factory()
+    try:
+        with rx, running(lambda: list(rx.iter_blocking())) as consumer:
+            wait_for(lambda: rx.statistics().tasks_waiting_receive == 1)
+            first.run_until_complete(send(1))
+            second.run_until_complete(send(2))
+            assert tx._home.key is second
+            second.run_until_complete(second.shutdown_asyncgens())
+            assert consumer.finish() == [1, 2]
+        assert tx._closed
+        first.run_until_complete(first.shutdown_asyncgens())
+    finally:
+        first.close()
+        second.close()

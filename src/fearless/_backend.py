@@ -79,7 +79,7 @@ from asyncio import AbstractEventLoop, CancelledError, Task
 from asyncio import _get_running_loop as _running_loop
 from asyncio import all_tasks as _all_tasks
 from asyncio.tasks import _current_tasks  # type: ignore[attr-defined]  # current_task(), minus a frame
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from threading import get_ident as _get_ident
 from typing import TYPE_CHECKING, Any, Final, Protocol
 from weakref import ref as _weak_ref
@@ -104,6 +104,7 @@ __all__ = [
     "wait_all_tasks_blocked",
 ]
 
+_modules: Final = sys.modules
 _NO_LOOP: Final = "fearless: no asyncio or trio event loop is running in this thread"
 
 await_hook: Callable[[], None] | None = None
@@ -316,15 +317,65 @@ class ThreadWaiter(Waiter):
 
 
 class _Bound(Protocol):
-    _home: object
+    _home: _Home | None
 
     def _loop_shut_down(self) -> None:
         """The loop its tasks used has shut down (closes it if threads use its channel)."""
 
 
-_homes_lock: Final = threading.Lock()
-_homes: dict[object, weakref.WeakSet[Any]] = {}  # loop (or trio token) -> endpoints used there
-_watchers: dict[object, Any] = {}  # asyncio loop -> its watch (an async generator)
+class _Home:
+    """One event loop (an asyncio loop, or a trio run) whose tasks have used endpoints.
+
+    ``key`` is the loop (or trio's run) while it runs, ``None`` once it has shut down; an
+    endpoint is bound here while its ``_home`` is this object. ``endpoints`` holds the endpoints
+    bound here weakly (plain references, without callbacks: one costs less than 0.1 us, and a dead
+    one costs nothing until the list is swept), so that the loop's shutdown can close them.
+    Only the loop's own thread touches a home (tasks bind in it, and the shutdown runs in it),
+    but for the wrong hint that ``_ThreadLoop`` describes; the worst a race with it can do is lose
+    that one registration.
+
+    Nothing global holds a home or its loop: an asyncio loop holds its home in an attribute, and
+    the home holds the loop's watch, so a loop that is closed without ``shutdown_asyncgens()``
+    (``run_until_complete`` then ``close``) is garbage like any other once nothing else refers to
+    it (a cycle: the watch refers to the loop through the loop's async-generator finalizer).
+    A trio run's home is in ``_trio_homes`` until the run ends, which a trio run always does.
+    """
+
+    __slots__ = ("endpoints", "key", "sweep_at", "watch")
+
+    def __init__(self, key: object) -> None:
+        self.key: object = key
+        self.endpoints: list[weakref.ref[Any]] = []
+        self.sweep_at = _FIRST_SWEEP
+        self.watch: object = None  # the asyncio watch (an async generator), kept alive here
+
+    def sweep(self) -> None:
+        """Drop the dead, the moved and repeats; run when the list has doubled since the last
+        sweep, so registering stays amortized O(1) however many endpoints come and go."""
+        endpoints = self.endpoints
+        alive = [r for r in endpoints if r() is not None]  # usually few: a cheap first pass
+        endpoints[:] = dict.fromkeys(r for r in alive if getattr(r(), "_home", None) is self)
+        self.sweep_at = max(_FIRST_SWEEP, 2 * len(endpoints))
+
+    def shut_down(self) -> None:
+        """The loop has shut down: close (for threads) what its tasks used, and forget it."""
+        self.key = None  # later uses rebind, and endpoints no longer keep the loop alive
+        endpoints, self.endpoints = self.endpoints, []
+        for ref in endpoints:
+            endpoint = ref()
+            if endpoint is None or endpoint._home is not self:
+                continue  # collected, or used by another loop's tasks since
+            try:
+                endpoint._loop_shut_down()
+            except Exception:  # pragma: no cover - close() does not raise; never break a shutdown
+                pass
+
+
+_FIRST_SWEEP: Final = 64
+_HOME_ATTRIBUTE: Final = "_fearless_home"  # where an asyncio loop keeps its _Home
+_homes_lock: Final = threading.Lock()  # creating homes (a home is then used by one thread)
+_trio_homes: dict[object, _Home] = {}  # trio runner -> its home, until the run ends
+_other_homes: dict[object, _Home] = {}  # an asyncio loop that takes no attributes -> its home
 
 
 def bind(endpoint: _Bound) -> None:
@@ -332,59 +383,90 @@ def bind(endpoint: _Bound) -> None:
     ``_loop_shut_down()`` is called when that loop shuts down (for threads, a loop that has shut
     down counts as closed: ``docs/design/concurrency.md``, "Closing releases everyone").
 
-    Cheap when the endpoint is bound here already; an endpoint moves to the loop that used it
-    last. Shutting down means: on asyncio (and uvloop), ``asyncio.run``, ``asyncio.Runner`` or
-    ``anyio.run`` ending, after the loop's remaining tasks have been cancelled and have finished
-    (the watch is an async generator, closed by ``loop.shutdown_asyncgens()``); on trio,
-    ``trio.run`` ending (the watch is a system task, cancelled once the main task has finished).
+    An endpoint moves to the loop that used it last. Shutting down means: on asyncio (and
+    uvloop), ``asyncio.run``, ``asyncio.Runner`` or ``anyio.run`` ending, after the loop's
+    remaining tasks have been cancelled and have finished (the watch is an async generator, closed
+    by ``loop.shutdown_asyncgens()``); on trio, ``trio.run`` ending (the watch is a system task,
+    cancelled once the main task has finished). Endpoints call it through
+    :meth:`Backend.pause`, which skips it while the endpoint is bound here already; binding a new
+    endpoint costs a weak reference and a list append.
     """
     loop = _running_loop()
-    key: object = loop if loop is not None else _trio_token()
-    if endpoint._home is key:
+    if loop is None:
+        home = _trio_home()
+    else:
+        home = getattr(loop, _HOME_ATTRIBUTE, None) or _asyncio_home(loop)
+    if endpoint._home is home:
         return
-    with _homes_lock:
-        old = _homes.get(endpoint._home)
-        if old is not None:
-            old.discard(endpoint)
-        endpoint._home = key
-        endpoints = _homes.get(key)
-        if endpoints is None:
-            endpoints = _homes[key] = weakref.WeakSet()
-            if loop is not None:
-                _watchers[key] = _start_asyncio_watch(key)
-            else:
-                _trio.lowlevel.spawn_system_task(_trio_watch, key, name="fearless-loop-watch")
-        endpoints.add(endpoint)
+    if home.key is None:  # a loop that has shut down takes no more (asyncio: code run after it)
+        endpoint._home = home
+    else:
+        _register(endpoint, home)
 
 
-def _trio_token() -> object:
-    (_current_trio_task or _load_trio())()  # RuntimeError if trio is not running here
-    return _trio.lowlevel.current_trio_token()
+def _register(endpoint: _Bound, home: _Home) -> None:
+    """Bind ``endpoint`` to ``home``, a home that has not shut down: a weak reference and a list
+    append (amortized: the list is swept when it has doubled)."""
+    endpoint._home = home
+    endpoints = home.endpoints
+    endpoints.append(_weak_ref(endpoint))
+    if len(endpoints) >= home.sweep_at:
+        home.sweep()
 
 
-def _loop_ended(key: object) -> None:
-    with _homes_lock:
-        endpoints = list(_homes.pop(key, ()))
-        _watchers.pop(key, None)
-    for endpoint in endpoints:
+def _asyncio_home(loop: AbstractEventLoop) -> _Home:
+    home = _other_homes.get(loop)
+    if home is None:
+        home = _Home(loop)
         try:
-            endpoint._loop_shut_down()
-        except Exception:  # pragma: no cover - close() does not raise; never break a shutdown
-            pass
+            setattr(loop, _HOME_ATTRIBUTE, home)
+        except AttributeError:  # pragma: no cover - a loop class with __slots__
+            _other_homes[loop] = home  # kept alive until it shuts down
+        home.watch = _start_asyncio_watch(home)
+    return home
 
 
-async def _asyncio_watch(key: object) -> AsyncGenerator[None, None]:
+def _trio_home() -> _Home:
+    runner = _trio_runner()
+    home = _trio_homes.get(runner)
+    if home is None:
+        with _homes_lock:
+            home = _trio_homes[runner] = _Home(runner)
+        _trio.lowlevel.spawn_system_task(_trio_watch, home, name="fearless-loop-watch")
+    return home
+
+
+def _trio_runner() -> object:
+    """What identifies the trio run in this thread: its runner (read where trio's own
+    ``current_trio_token()`` reads it), else its token; ``RuntimeError`` outside a run."""
+    (_current_trio_task or _load_trio())()  # RuntimeError if trio is not running here
+    try:
+        return (_trio_context or _find_trio_context()).runner
+    except AttributeError:  # pragma: no cover - depends on trio's internals
+        return _trio.lowlevel.current_trio_token()
+
+
+def _asyncio_ended(home: _Home) -> None:
+    loop = home.key
+    if _other_homes.get(loop) is home:  # pragma: no cover - a loop class with __slots__
+        del _other_homes[loop]
+    home.watch = None
+    home.shut_down()
+
+
+async def _asyncio_watch(home: _Home) -> AsyncGenerator[None, None]:
     try:
         yield
     finally:  # closed by loop.shutdown_asyncgens(), after every task has finished
-        _loop_ended(key)
+        _asyncio_ended(home)
 
 
-def _start_asyncio_watch(key: object) -> AsyncGenerator[None, None]:
+def _start_asyncio_watch(home: _Home) -> AsyncGenerator[None, None]:
     """Start the watch: its first step registers it with the running loop's async-generator
     hooks, so the loop's shutdown closes it. Not a task, so that cancelling every other task
-    (a common way to shut down) does not end it early. Kept here: the loop holds it weakly."""
-    watch = _asyncio_watch(key)
+    (a common way to shut down) does not end it early. The loop holds it only weakly: the home
+    keeps it."""
+    watch = _asyncio_watch(home)
     step = watch.asend(None)
     try:
         step.send(None)
@@ -393,11 +475,13 @@ def _start_asyncio_watch(key: object) -> AsyncGenerator[None, None]:
     return watch
 
 
-async def _trio_watch(key: object) -> None:
+async def _trio_watch(home: _Home) -> None:
     try:
         await _trio.sleep_forever()
     finally:  # system tasks are cancelled when the run's main task has finished
-        _loop_ended(key)
+        with _homes_lock:
+            _trio_homes.pop(home.key, None)
+        home.shut_down()
 
 
 class Backend:
@@ -410,6 +494,18 @@ class Backend:
         self.cancel_pending = cancel_pending
 
     async def checkpoint(self) -> None:
+        raise NotImplementedError
+
+    def pause(self, endpoint: _Bound) -> Awaitable[None]:
+        """What an endpoint awaits when its scheduling budget runs out (or its task is
+        cancelled): bind ``endpoint`` to this event loop (:func:`bind`), then one yield to the
+        scheduler, a cancel point, as :meth:`checkpoint`.
+
+        The hot path of a stream that yields on every operation (anyio's schedule), so it is cheap:
+        no system call (``asyncio.get_running_loop()`` makes one), no coroutine frame of its own
+        (the awaitable is the bare yield itself), and the bind is skipped while the endpoint's home
+        is this loop's.
+        """
         raise NotImplementedError
 
     def new_waiter(self, shared: bool = False) -> Waiter:
@@ -555,6 +651,30 @@ class _AsyncioBackend(Backend):
         else:
             await _yield_once()
 
+    def pause(self, endpoint: _Bound) -> Awaitable[None]:
+        context = _trio_context
+        if context is None and "trio" in _modules:
+            context = _find_trio_context()
+        if context is not None and "runner" in context.__dict__:
+            # trio runs in this thread (as a guest of this loop, or the hint is of a loop that now
+            # runs in another thread): bind, and choose whom to yield to, exactly.
+            bind(endpoint)
+            return self.checkpoint()
+        # enter() has just found a task running on the loop of the hint: the loop to bind to.
+        loop = _this_thread.hint[0]
+        home = endpoint._home
+        if home is None or home.key is not loop:
+            home = getattr(loop, _HOME_ATTRIBUTE, None)
+            if home is None or home.key is None:
+                bind(endpoint)
+            else:  # _register(endpoint, home), inlined: every new endpoint comes here
+                endpoint._home = home
+                endpoints = home.endpoints
+                endpoints.append(_weak_ref(endpoint))
+                if len(endpoints) >= home.sweep_at:
+                    home.sweep()
+        return _yield_once()
+
     def new_waiter(self, shared: bool = False) -> Waiter:
         loop = _running_loop()
         if loop is None:  # see _ThreadLoop
@@ -579,10 +699,12 @@ class _ThreadLoop(threading.local):
     last task alive until this thread's next operation on another task.
 
     The loop is wrong only if it has since moved to another thread and is in a task step there
-    at this very moment, while this thread runs a different loop. The only thing decided from the
-    hint is whether a cancel scope is pending (a wrong answer costs one extra yield, or delays a
-    cancellation to the next yield); which library to yield to and which loop to park on are
-    always decided exactly.
+    at this very moment, while this thread runs a different loop. Two things are decided from the
+    hint: whether a cancel scope is pending (a wrong answer costs one extra yield, or delays a
+    cancellation to the next yield), and, in :meth:`Backend.pause`, which loop an endpoint is
+    bound to (a wrong answer leaves it bound to, or binds it to, that other loop, whose shutdown
+    then closes it for threads instead of this loop's; binding to a loop that has no home yet is
+    always exact). Which library to yield to and which loop to park on are always decided exactly.
     """
 
     hint: tuple[Any, Any, Any, Any] = (None, None, None, None)
@@ -710,6 +832,21 @@ class _TrioBackend(Backend):
     async def checkpoint(self) -> None:
         await _trio.lowlevel.checkpoint()
 
+    def pause(self, endpoint: _Bound) -> Awaitable[None]:
+        runner = getattr(_trio_context, "runner", None)  # this thread's run (see _trio_runner)
+        home = endpoint._home
+        if home is None or home.key is not runner or runner is None:
+            home = _trio_homes.get(runner)
+            if home is None or home.key is None:
+                bind(endpoint)
+            else:  # _register(endpoint, home), inlined: every new endpoint comes here
+                endpoint._home = home
+                endpoints = home.endpoints
+                endpoints.append(_weak_ref(endpoint))
+                if len(endpoints) >= home.sweep_at:
+                    home.sweep()
+        return _trio.lowlevel.checkpoint()  # type: ignore[no-any-return]
+
     def new_waiter(self, shared: bool = False) -> Waiter:
         return _TrioWaiter(shared)
 
@@ -731,6 +868,7 @@ def _load_trio() -> Callable[[], Any]:
 
     _trio = trio
     _current_trio_task = trio.lowlevel.current_task
+    _find_trio_context()
     return _current_trio_task
 
 

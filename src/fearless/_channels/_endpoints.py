@@ -51,6 +51,18 @@ class _Endpoint(LoopBound):
         """A snapshot of the channel's state and counters."""
         return self._state.statistics()
 
+    def __repr__(self) -> str:
+        # Read without the lock (a repr may be asked for while this thread holds it, in a
+        # debugger say): a moment's snapshot, possibly mid-change under other threads.
+        state = self._state
+        return (
+            f"<{type(self).__name__} {'closed' if self._closed else 'open'}"
+            f" capacity={state.capacity} buffered={len(state.buffer)}"
+            f" senders={state.open_senders} receivers={state.open_receivers}"
+            f" parked_senders={len(state.send_waiters)}"
+            f" parked_receivers={len(state.recv_waiters)}>"
+        )
+
     def __del__(self) -> None:
         if not getattr(self, "_closed", True):  # (at interpreter exit, module globals may be gone)
             warn_unclosed(self)

@@ -239,6 +239,18 @@ class MergedReceiver(Receiver[T_co]):
             ),
         )
 
+    def __repr__(self) -> str:
+        # Read without the inputs' locks: a moment's snapshot. "open" counts the inputs as
+        # statistics() does (not closed, and a sender or an item left); "buffered" is theirs all.
+        inputs = self._inputs
+        still = sum(
+            1 for r in inputs if not r._closed and (r._state.open_senders or r._state.buffer)
+        )
+        return (
+            f"<MergedReceiver {'closed' if self._closed else 'open'} inputs={len(inputs)}"
+            f" open_inputs={still} buffered={sum(len(r._state.buffer) for r in inputs)}>"
+        )
+
     def __del__(self) -> None:
         # The inputs warn for themselves if they were never closed.
         pass

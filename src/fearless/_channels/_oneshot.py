@@ -168,6 +168,16 @@ class OneshotSender(ClosesOnExit, Generic[T_contra]):
         """True once the value was sent or the sender was closed."""
         return self._state.closed_sender
 
+    def __repr__(self) -> str:
+        # Read without the lock: a moment's snapshot (the value itself is never shown).
+        state = self._state
+        return (
+            f"<OneshotSender {'closed' if state.closed_sender else 'open'}"
+            f" value={'none' if state.value is _NOTHING else 'waiting'}"
+            f" receiver={'closed' if state.closed_receiver else 'open'}"
+            f" parked={int(state.waiter is not None)}>"
+        )
+
     def __del__(self) -> None:
         # A sender dropped without sending is a sender closed without sending. (The lock is
         # re-entrant, so this may run wherever a collection does: see the module docstring.)
@@ -291,6 +301,16 @@ class OneshotReceiver(ClosesOnExit, Generic[T_co]):
 
     def __await__(self) -> Generator[Any, None, T_co]:
         return self.receive().__await__()
+
+    def __repr__(self) -> str:
+        # Read without the lock: a moment's snapshot (the value itself is never shown).
+        state = self._state
+        return (
+            f"<OneshotReceiver {'closed' if state.closed_receiver else 'open'}"
+            f" value={'none' if state.value is _NOTHING else 'waiting'}"
+            f" sender={'closed' if state.closed_sender else 'open'}"
+            f" parked={int(state.waiter is not None)}>"
+        )
 
 
 class oneshot(tuple[OneshotSender[T], OneshotReceiver[T]]):
