@@ -141,11 +141,15 @@ class ParkingLot(deque[P]):
 
     def claim_all(self, value: object, woken: list[Any]) -> None:
         """Claim every party still waiting with ``value`` (the lot is left empty)."""
+        if not self:
+            return
         woken.extend([entry for entry in self if entry.claim(value)])
         self.clear()
 
     def claim_owned(self, owner: object, value: object, woken: list[Any]) -> None:
         """Claim the parties that parked through ``owner`` (an endpoint being closed)."""
+        if not self:
+            return
         own = [entry for entry in self if entry.owner is owner]
         for entry in own:
             self.remove(entry)

@@ -173,9 +173,9 @@ class OneshotSender(ClosesOnExit, Generic[T_contra]):
         state = self._state
         return (
             f"<OneshotSender {'closed' if state.closed_sender else 'open'}"
-            f" value={'none' if state.value is _NOTHING else 'waiting'}"
+            f" value={'none' if state.value is EMPTY else 'waiting'}"
             f" receiver={'closed' if state.closed_receiver else 'open'}"
-            f" parked={int(state.waiter is not None)}>"
+            f" parked={len(state.waiters)}>"
         )
 
     def __del__(self) -> None:
@@ -307,9 +307,9 @@ class OneshotReceiver(ClosesOnExit, Generic[T_co]):
         state = self._state
         return (
             f"<OneshotReceiver {'closed' if state.closed_receiver else 'open'}"
-            f" value={'none' if state.value is _NOTHING else 'waiting'}"
+            f" value={'none' if state.value is EMPTY else 'waiting'}"
             f" sender={'closed' if state.closed_sender else 'open'}"
-            f" parked={int(state.waiter is not None)}>"
+            f" parked={len(state.waiters)}>"
         )
 
 
