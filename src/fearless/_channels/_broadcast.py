@@ -340,7 +340,8 @@ class BroadcastState(Generic[T]):
         #   bound, exact after recount(); _NOBODY when there is none)
         #   while send_waiters is not empty, at_min counts the holders at min_pos (a parked sender
         #   waits for them to move on); a count too low only costs an early recount, a count too
-        #   high would strand the sender
+        #   high would strand the sender. It is made exact by the recount that comes before a
+        #   send parks (room() returns no room only after one) and kept so while any waits.
         #   live == 0  =>  every slot is None (nobody can ever read them)
         # A slot that holds None rather than a T is never read: the ring is typed as holding T.
         self.slots: list[T] = cast("list[T]", [None] * capacity)
@@ -537,9 +538,13 @@ class BroadcastState(Generic[T]):
     def fill(self, items: list[T], sent: int, dropped: list[T]) -> int:
         """Put ``items[sent:]`` in while there is room; returns how many of ``items`` are in now
         (overwritten items go to ``dropped``, to be dropped without the lock)."""
-        n = min(len(items) - sent, self.room())
-        if n > 0:
-            put = self.put
+        put = self.put
+        while sent < len(items):
+            # room() recounts once the cached bound says no room: a send parks only after a
+            # recount (which makes at_min exact for the parked sender, see __init__).
+            n = min(len(items) - sent, self.room())
+            if n <= 0:
+                break
             dropped.extend([put(item) for item in items[sent : sent + n]])
             sent += n
         return sent
