@@ -14,7 +14,7 @@ park with ``wait_all_tasks_blocked``, and a "slow" subscriber is one that awaits
 from __future__ import annotations
 
 import random
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -28,6 +28,8 @@ from fearless.testing import wait_all_tasks_blocked
 
 pytestmark = pytest.mark.anyio
 
+T = TypeVar("T")
+
 POLICIES = ["error", "drop", "block"]
 # (capacity, batch): single sends through a small ring, and send_many batches through a large one,
 # the two shapes in which a subscriber that did nothing but receive lost most items.
@@ -38,7 +40,7 @@ SHAPES = [
 CONSUMERS = ["async-for", "receive", "receive_many"]
 
 
-async def _consume(subscription: Subscription[int], how: str, got: list[int]) -> int:
+async def _consume(subscription: Subscription[T], how: str, got: list[T]) -> int:
     """Receive until the end of the stream (waiting in a receive whenever scheduled); returns the
     sum of the ``Lagged.missed`` it saw."""
     lagged = 0

@@ -38,9 +38,9 @@ from .._backend import enter as _enter
 from .._exceptions import Lagged
 from .._parking import CLOSED, EMPTY, ENDED, READY, Parked, ParkingLot, Site, is_signal, park_many
 from ._base import DEFAULT_YIELD_EVERY, Receiver
-from ._broadcast import Subscription, SubscriptionStatistics, holding
+from ._broadcast import Subscription, holding
 from ._endpoints import ChannelReceiver
-from ._state import ChannelStatistics, ParkedReceive
+from ._state import ParkedReceive
 
 __all__ = ["MergeStatistics", "merge"]
 
@@ -53,8 +53,10 @@ T_co = TypeVar("T_co", covariant=True)
 class MergeStatistics:
     """A snapshot of a merge."""
 
-    inputs: tuple[ChannelStatistics | SubscriptionStatistics, ...]
-    """Each input's statistics, in the order the inputs were given."""
+    inputs: tuple[Any, ...]
+    """Each input's statistics, in the order the inputs were given: a ``ChannelStatistics`` for a
+    channel receiver, a ``SubscriptionStatistics`` for a broadcast subscription. (Typed ``Any``
+    so that code reading a channel-only merge's ``current_buffer_used`` keeps type-checking.)"""
     open_inputs: int
     """Inputs that have not ended yet."""
 
