@@ -39,6 +39,18 @@ POLICIES = ["error", "drop", "block"]
 ASYNCIO_BACKENDS = [param for param in BACKENDS if param.id != "trio"]
 
 
+async def _keep_sending(consume: Any, tx: Any, total: int, idle: Any) -> None:
+    """Start ``consume`` and let it park, then send ``0 .. total-1`` in a loop; then close ``tx``
+    and ``idle`` (the sender of the idle channel ``consume`` also waits on)."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(consume)
+        await wait_all_tasks_blocked()
+        async with tx:
+            for i in range(total):
+                await tx.send(i)
+        idle.close()
+
+
 # -- merge --------------------------------------------------------------------------------------
 
 
@@ -83,13 +95,7 @@ async def test_a_merge_waiting_on_a_subscription_keeps_it_up_so_nothing_is_lost(
             async for item in merged:
                 got.append(item)  # noqa: PERF401 - the point is the loop
 
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(consume)
-        await wait_all_tasks_blocked()
-        async with tx:
-            for i in range(total):
-                await tx.send(i)
-        idle_tx.close()
+    await _keep_sending(consume, tx, total, idle_tx)
     assert got == list(range(total))
     assert tx.statistics().total_missed == 0
 
@@ -333,18 +339,14 @@ async def test_a_select_loop_on_a_subscription_keeps_it_up_so_nothing_is_lost(
 
     async def consume() -> None:
         while True:
-            await select(recv_sub, recv_idle)
+            if await select(recv_sub, recv_idle) is recv_idle:
+                continue  # the idle channel ended (after the broadcast's sender closed)
             if recv_sub.ended:
                 return
             got.append(recv_sub.value)
 
-    with sub, idle_tx, idle_rx:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(consume)
-            await wait_all_tasks_blocked()
-            async with tx:
-                for i in range(total):
-                    await tx.send(i)
+    with sub, idle_rx:
+        await _keep_sending(consume, tx, total, idle_tx)
     assert got == list(range(total))
 
 

@@ -139,7 +139,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Final, Generic, Literal, Self, TypeVar, cast, final
@@ -284,11 +284,7 @@ class _ParkedReceive(Parked):
         it no longer keeps the subscription up."""
         if self.engaged:  # only this party's own run, or a failed wake, ever clears it
             state = self.owner._state
-            state.lock.acquire()
-            try:
-                state.disengage(self)
-            finally:
-                state.unlock()
+            state.locked(state.disengage, self)
 
 
 class BroadcastState(Generic[T]):
@@ -384,11 +380,16 @@ class BroadcastState(Generic[T]):
 
     def take_woken(self) -> list[Any] | None:
         """Under the lock: the parties claimed since the last call (``park_many``'s ``Site``)."""
-        woken = self.woken
-        if not woken:
-            return None
-        self.woken = []
-        return woken
+        woken, self.woken = self.woken, []
+        return woken or None
+
+    def locked(self, action: Callable[[Any], object], argument: Any) -> None:
+        """Without the lock: ``action(argument)`` under it, then wake whom that claimed."""
+        self.lock.acquire()
+        try:
+            action(argument)
+        finally:
+            self.unlock()
 
     def wake(self, woken: list[Any]) -> None:
         """Without the lock: wake the parties claimed under it.
@@ -402,17 +403,12 @@ class BroadcastState(Generic[T]):
                 self.abandon(entry)
 
     def abandon(self, entry: Parked) -> None:
-        """Without the lock: ``entry``'s party will never run again."""
-        self.lock.acquire()
-        try:
-            if type(entry) is _ParkedSend:
-                self.send_waiters.discard(entry)
-                if self.send_waiters:
-                    self.wake_sender()
-            else:
-                self.disengage(cast("_ParkedReceive", entry))
-        finally:
-            self.unlock()
+        """Without the lock: ``entry``'s party will never run again: a sender gives up its place
+        (and the turn, if it had it), a receive stops keeping its subscription up."""
+        if type(entry) is _ParkedSend:
+            self.locked(self.give_up, entry)
+        else:
+            self.locked(self.disengage, entry)
 
     def reap(self) -> None:
         """Without the lock: close the subscriptions collected while the lock was held.
@@ -612,11 +608,7 @@ class BroadcastState(Generic[T]):
         interrupted before it ran (native asyncio cancellation, ``KeyboardInterrupt`` in a
         thread). It sent nothing since the claim: it leaves the line, handing the turn on, and
         the interruption is raised."""
-        self.lock.acquire()
-        try:
-            self.give_up(entry)
-        finally:
-            self.unlock()
+        self.locked(self.give_up, entry)
         return True
 
     # -- receiving --------------------------------------------------------------------------------
@@ -684,11 +676,7 @@ class BroadcastState(Generic[T]):
     def undo_receive(self, entry: _ParkedReceive, _: object) -> bool:
         """Without the lock: a parked receive was woken and then interrupted before it ran. It
         took nothing (wake-then-read), so there is nothing to give back; it stops holding."""
-        self.lock.acquire()
-        try:
-            self.disengage(entry)
-        finally:
-            self.unlock()
+        self.locked(self.disengage, entry)
         return True
 
     # -- subscriptions ----------------------------------------------------------------------------
@@ -1158,20 +1146,10 @@ class Subscription(LoopBound, Receiver[T_co]):
 
     def _hold(self) -> None:
         """A party of this subscription's is about to yield inside a receive (its budget)."""
-        state = self._state
-        state.lock.acquire()
-        try:
-            state.hold(self)
-        finally:
-            state.unlock()
+        self._state.locked(self._state.hold, self)
 
     def _unhold(self) -> None:
-        state = self._state
-        state.lock.acquire()
-        try:
-            state.unhold(self)
-        finally:
-            state.unlock()
+        self._state.locked(self._state.unhold, self)
 
     async def _yield(self, backend: _backend.Backend) -> None:
         """The budget ran out inside a receive: yield once, keeping the subscription up meanwhile
