@@ -1130,13 +1130,14 @@ class Subscription(LoopBound, Receiver[T_co]):
         counts = f"received {self._pos - self._start - self._missed}, missed {self._missed}"
         if self._closed:
             return f"{head} closed: {counts}>"
-        pos, floor = self._pos, state.floor
-        where = f"at item {pos} of {state.tail}"
+        pos, floor, tail = self._pos, state.floor, state.tail
+        where = f"next #{pos} of {tail} sent, "
         if pos < floor:
-            where += f", lagging: {floor - pos} item(s) lost, not yet reported"
+            where += f"lagging ({floor - pos} lost, not yet reported), {tail - floor} pending"
         else:
-            where += f", {state.tail - pos} pending"
-        return f"{head} open: {where}; {counts}" + (", keeping up>" if self._engaged else ">")
+            where += f"{tail - pos} pending"
+        waiting = ", waiting in a receive" if self._engaged else ""
+        return f"{head} open: {where}; {counts}{waiting}>"
 
     def _holds(self) -> bool:
         """Under the lock, on an open subscription: whether it holds the sender back now."""
