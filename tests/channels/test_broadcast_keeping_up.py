@@ -449,6 +449,7 @@ async def test_missed_counts_what_lagged_reported_once_not_on_top_of_it(policy: 
             before = rx.statistics()
             assert before.missed == 4 * round_  # the 4 just lost are not counted yet,
             assert before.pending == 3  # nor pending
+            assert before.received + before.missed + before.pending + 4 == 7 * (round_ + 1)
             try:
                 rx.receive_nowait()
             except Lagged as lag:

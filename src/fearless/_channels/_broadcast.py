@@ -221,9 +221,10 @@ class BroadcastStatistics:
 class SubscriptionStatistics:
     """A snapshot of one subscription, and of the broadcast behind it.
 
-    Since the subscription was created, ``received + missed`` items have gone past it; ``pending``
-    more can be received now, and items overwritten that it has not found out about yet (at its
-    next receive) are in none of the three.
+    Every item sent from the subscription's starting point on (the next item sent when it was
+    made; its original's position, for a clone) is in exactly one of: ``received``, ``missed``,
+    ``pending``, or lost and not yet found out about (overwritten before it read it: its next
+    receive finds out, and counts it in ``missed``).
     """
 
     pending: int
@@ -257,8 +258,8 @@ class _ParkedSend(Parked):
 
 class _ParkedReceive(Parked):
     """A party parked in a receive on one subscription (``owner``): a task, a thread, or a
-    merge or select (``tag`` then says which input or branch, for :func:`~fearless._parking.
-    park_many`). Claimed with ``READY``, ``ENDED`` or ``CLOSED``, never with an item: it reads the
+    merge or select parked through ``fearless._parking.park_many`` (``tag`` then says which input
+    or branch). Claimed with ``READY``, ``ENDED`` or ``CLOSED``, never with an item: it reads the
     ring once it runs (wake-then-read).
 
     While ``engaged``, it keeps its subscription up (:meth:`BroadcastState.hold`): from parking
