@@ -770,3 +770,44 @@ async def test_block_policy_a_collected_slow_subscription_releases_the_sender() 
                 del rx  # CPython collects it here, by reference count
         assert fast.receive_nowait() == 2
         assert tx.statistics().subscribers == 1
+
+
+async def test_the_endpoints_repr_shows_their_state() -> None:
+    """``repr`` says whether an endpoint is open, the policy, and for a subscription where it
+    stands: pending items, an unreported lag, what it received and missed, whether a party is
+    waiting in a receive on it; for the sender, what was sent and who waits."""
+    tx, rx = broadcast[int](4, on_lag="drop")
+    blocking = tx.subscribe(on_lag="block")
+    assert repr(tx) == "<BroadcastSender capacity=4 on_lag='drop' open: sent 0, 2 subscriber(s)>"
+    for i in range(4):
+        tx.send_nowait(i)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(tx.send, 4)
+        await wait_all_tasks_blocked()
+        assert repr(tx) == (
+            "<BroadcastSender capacity=4 on_lag='drop' open: sent 4, 2 subscriber(s), "
+            "1 send(s) waiting>"
+        )
+        assert blocking.receive_nowait() == 0
+    assert repr(rx) == (
+        "<Subscription on_lag='drop' open: next #0 of 5 sent, lagging (1 lost, not yet "
+        "reported), 4 pending; received 0, missed 0>"
+    )
+    assert rx.receive_nowait() == 1
+    assert repr(rx) == (
+        "<Subscription on_lag='drop' open: next #2 of 5 sent, 3 pending; received 1, missed 1>"
+    )
+    _drain(blocking)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(blocking.receive)
+        await wait_all_tasks_blocked()
+        assert repr(blocking) == (
+            "<Subscription on_lag='block' open: next #5 of 5 sent, 0 pending; received 5, "
+            "missed 0, waiting in a receive>"
+        )
+        tg.cancel_scope.cancel()
+    blocking.close()
+    assert repr(blocking) == "<Subscription on_lag='block' closed: received 5, missed 0>"
+    rx.close()
+    tx.close()
+    assert repr(tx) == "<BroadcastSender capacity=4 on_lag='drop' closed: sent 5, 0 subscriber(s)>"

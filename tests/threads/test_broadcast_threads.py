@@ -230,6 +230,56 @@ def test_under_error_and_drop_a_sending_thread_never_blocks_and_laggers_lose_the
         assert stats.broadcast.total_missed == 6
 
 
+@pytest.mark.parametrize("policy", ["error", "drop"])
+async def test_a_thread_blocked_in_receive_blocking_keeps_its_subscription_up(policy: Any) -> None:
+    """A thread blocked in ``receive_blocking`` (lossy policy, ring of 2) while a task sends ten
+    items in a loop: the sends that would overwrite item 0 before the thread has read it wait
+    for it, so the thread gets item 0 (not ``Lagged``) however the threads are scheduled. Once
+    its receive has returned, the thread waits in none, so the task goes on without it and the
+    subscription lags by its policy."""
+    tx, rx = broadcast[int](2, on_lag=policy)
+    with rx:
+        reader = Worker(rx.receive_blocking)
+        reader.start()
+        await until(lambda: parked_receivers(tx) == 1)
+        async with tx:
+            for i in range(10):
+                await tx.send(i)
+        assert await anyio.to_thread.run_sync(reader.finish) == 0
+        if policy == "error":
+            with pytest.raises(Lagged) as info:
+                rx.receive_nowait()
+            assert info.value.missed == 7
+        assert [rx.receive_nowait(), rx.receive_nowait()] == [8, 9]
+        assert rx.statistics().missed == 7
+
+
+@pytest.mark.parametrize("policy", ["error", "drop"])
+async def test_send_blocking_waits_for_a_task_that_keeps_up(policy: Any) -> None:
+    """A task parked in ``receive`` (lossy policy, ring of 2) and a thread sending ten items with
+    ``send_blocking``: the thread's third send waits until the task has read item 0, so the
+    task receives item 0, not ``Lagged``, however the threads are scheduled."""
+    tx, rx = broadcast[int](2, on_lag=policy)
+    got: list[int] = []
+
+    async def receive_one() -> None:
+        got.append(await rx.receive())
+
+    def produce() -> None:
+        with tx:
+            for i in range(10):
+                tx.send_blocking(i)
+
+    with rx:
+        producer = Worker(produce)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(receive_one)
+            await wait_all_tasks_blocked()
+            producer.start()
+        await anyio.to_thread.run_sync(producer.finish)
+    assert got == [0]
+
+
 def test_lagged_ends_iter_blocking_and_iterating_again_resumes_at_the_oldest_kept_item() -> None:
     tx, rx = broadcast[int](2, on_lag="error")
     with rx:

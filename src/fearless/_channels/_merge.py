@@ -1,6 +1,6 @@
 """Fan-in: ``merge(*receivers)`` reads several channels as one, with no forwarding tasks.
 
-Specification:
+Specification (inputs are channel receivers and broadcast subscriptions, in any mix):
 
 - Items from each input arrive in that input's order; between inputs, in the order they become
   available. When several inputs have items, the merge takes from them in rotation, so a busy
@@ -8,17 +8,25 @@ Specification:
 - The merge ends (``EndOfStream``) once every input has ended. An input whose receiver is closed
   by someone else counts as ended.
 - The merge owns its inputs: closing it closes every input receiver. ``clone()`` makes a second
-  merge over clones of the inputs (each item goes to exactly one of the merges).
+  merge over clones of the inputs: a channel's items each go to exactly one of the merges, and a
+  subscription's clone, as ever, sees every item again.
+- A subscription input: the merge's ``receive`` raises its ``Lagged`` (``on_lag="error"``) having
+  moved it on, and the next ``receive`` goes on from there; ``receive_many`` stops its batch
+  before a lagging subscription, whose next receive reports it. While the merge waits (parked, or
+  yielding in ``receive``), its subscriptions keep up: a waiting send does not overwrite what they
+  have not read (``fearless._channels._broadcast``, "Keeping up").
 - Scheduling: every ``receive`` is a cancel point; the merge yields once every ``yield_every``
   operations *per live input* (the smallest ``yield_every`` of its inputs, times their number),
   the same share each input would get from a consumer of its own.
 - Cancellation: a cancelled ``receive`` took nothing from any input. While waiting, the merge
   parks one task on every live input at once; the first input to deliver wins and the others see
-  the offer refused, so their item goes to the next receiver or stays buffered.
+  the offer refused, so their item goes to the next receiver or stays buffered. A subscription
+  wakes it with no item (it reads the ring once it runs), so there is nothing to give back.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, TypeVar, final
@@ -27,10 +35,12 @@ from anyio import ClosedResourceError, EndOfStream, WouldBlock
 
 from .. import _backend
 from .._backend import enter as _enter
-from .._parking import CLOSED, EMPTY, ENDED, ParkingLot, is_signal, park_many
+from .._exceptions import Lagged
+from .._parking import CLOSED, EMPTY, ENDED, READY, Parked, ParkingLot, Site, is_signal, park_many
 from ._base import DEFAULT_YIELD_EVERY, Receiver
+from ._broadcast import Subscription, holding
 from ._endpoints import ChannelReceiver
-from ._state import ChannelStatistics, ParkedReceive
+from ._state import ParkedReceive
 
 __all__ = ["MergeStatistics", "merge"]
 
@@ -43,8 +53,10 @@ T_co = TypeVar("T_co", covariant=True)
 class MergeStatistics:
     """A snapshot of a merge."""
 
-    inputs: tuple[ChannelStatistics, ...]
-    """Each input channel's statistics, in the order the inputs were given."""
+    inputs: tuple[Any, ...]
+    """Each input's statistics, in the order the inputs were given: a ``ChannelStatistics`` for a
+    channel receiver, a ``SubscriptionStatistics`` for a broadcast subscription. (Typed ``Any``
+    so that code reading a channel-only merge's ``current_buffer_used`` keeps type-checking.)"""
     open_inputs: int
     """Inputs that have not ended yet."""
 
@@ -64,12 +76,12 @@ class _Branch(ParkedReceive):
 
 @final
 class MergedReceiver(Receiver[T_co]):
-    """Several channel receivers read as one. Created only by :func:`merge`."""
+    """Several channel receivers and subscriptions read as one. Created only by :func:`merge`."""
 
     __slots__ = ("_budget", "_closed", "_inputs", "_live", "_next", "_per_input", "_yield_every")
 
-    _inputs: tuple[ChannelReceiver[T_co], ...]
-    _live: list[ChannelReceiver[T_co]]  # inputs that have not ended, in the order given
+    _inputs: tuple[ChannelReceiver[T_co] | Subscription[T_co], ...]
+    _live: list[ChannelReceiver[T_co] | Subscription[T_co]]  # inputs not ended, in given order
     _next: int  # where the next scan of _live starts, for rotation
     _budget: int
     # The budget: yield_every per live input. A merge does the work of one consumer per input;
@@ -83,7 +95,9 @@ class MergedReceiver(Receiver[T_co]):
         raise TypeError("MergedReceiver has no public constructor; use fearless.merge()")
 
     @classmethod
-    def _create(cls, inputs: tuple[ChannelReceiver[T_co], ...]) -> MergedReceiver[T_co]:
+    def _create(
+        cls, inputs: tuple[ChannelReceiver[T_co] | Subscription[T_co], ...]
+    ) -> MergedReceiver[T_co]:
         self = object.__new__(cls)
         self._inputs = inputs
         self._live = list(inputs)
@@ -94,8 +108,9 @@ class MergedReceiver(Receiver[T_co]):
         self._closed = False
         return self
 
-    def _poll(self) -> Any:
-        """Take one item from the live inputs in rotation; ``EMPTY`` if none has one."""
+    def _poll(self, report_lag: bool = True) -> Any:
+        """Take one item from the live inputs in rotation; ``EMPTY`` if none has one. A lagging
+        subscription raises ``Lagged`` (or, unless ``report_lag``, is passed over)."""
         live = self._live
         n = len(live)
         i = self._next
@@ -104,6 +119,18 @@ class MergedReceiver(Receiver[T_co]):
                 i = 0
             receiver = live[i]
             i += 1
+            if type(receiver) is Subscription:
+                if not receiver._readable():
+                    continue  # a peek without the lock, as below
+                try:
+                    item = receiver._take_now(report_lag)
+                except Lagged:
+                    self._next = i  # the rotation goes on past it
+                    raise
+                if is_signal(item):
+                    continue  # nothing after all (closed, or taken by a task sharing it)
+                self._next = i
+                return item
             state = receiver._state
             if not state.buffer and not state.send_waiters:
                 continue  # a peek without the lock: an item arriving now is found when parking
@@ -126,7 +153,8 @@ class MergedReceiver(Receiver[T_co]):
         self._budget = self._yield_every
         for receiver in self._live:
             _backend.bind(receiver)
-        await backend.checkpoint()
+        with holding(self._live):  # its subscriptions keep up while it yields inside a receive
+            await backend.checkpoint()
 
     def receive_nowait(self) -> T_co:
         """The next item from any input, without waiting; ``WouldBlock`` or ``EndOfStream``.
@@ -184,20 +212,28 @@ class MergedReceiver(Receiver[T_co]):
                 raise EndOfStream
             receiver, value = await self._park(backend)
             self._budget = self._yield_every
+            if value is READY:
+                continue  # a subscription has something: read it now (wake-then-read)
             if value is not ENDED and value is not CLOSED:
                 return value
             if receiver in self._live:  # that input ended, or its receiver was closed
                 self._live.remove(receiver)
 
-    async def _park(self, backend: _backend.Backend) -> tuple[ChannelReceiver[T_co], Any]:
+    async def _park(
+        self, backend: _backend.Backend
+    ) -> tuple[ChannelReceiver[T_co] | Subscription[T_co], Any]:
         """Park on every live input at once (``fearless._parking.park_many``) until one delivers
-        an item or its end; returns ``(input, value)``."""
+        an item or its end (a subscription: ``READY``, something to read); returns
+        ``(input, value)``."""
         waiter = backend.new_waiter(shared=True)
-        result: tuple[ChannelReceiver[T_co], Any] = await park_many(
-            waiter,
-            ((r._state, partial(_join, r, _Branch(waiter, r))) for r in self._live),
-            _give_back,
-        )
+        parked: list[Any] = []  # where it parked on subscriptions: released once it runs
+        try:
+            result: tuple[ChannelReceiver[T_co] | Subscription[T_co], Any] = await park_many(
+                waiter, (_site(r, waiter, parked) for r in self._live), _give_back
+            )
+        finally:
+            for entry in parked:
+                entry.release()
         return result
 
     async def receive_many(self, max_items: int) -> list[T_co]:
@@ -209,7 +245,7 @@ class MergedReceiver(Receiver[T_co]):
             raise ValueError(f"max_items must be a positive int, got {max_items!r}")
         items = [await self.receive()]
         while len(items) < max_items:
-            item = self._poll()
+            item = self._poll(report_lag=False)
             if item is EMPTY:
                 break
             items.append(item)
@@ -232,11 +268,7 @@ class MergedReceiver(Receiver[T_co]):
         """Each input's statistics and how many inputs are still open."""
         return MergeStatistics(
             inputs=tuple(r.statistics() for r in self._inputs),
-            open_inputs=sum(
-                1
-                for r in self._inputs
-                if not r._closed and (r._state.open_senders or r._state.buffer)
-            ),
+            open_inputs=sum(1 for r in self._inputs if not _ended(r)),
         )
 
     def __repr__(self) -> str:
@@ -264,12 +296,23 @@ def _give_back(result: tuple[ChannelReceiver[Any], Any]) -> bool:
     return True
 
 
-def _ended(receiver: ChannelReceiver[Any]) -> bool:
+def _ended(receiver: ChannelReceiver[Any] | Subscription[Any]) -> bool:
     """Whether an input can never give an item again: closed, or every sender closed and nothing
     left. Decided under its lock: a thread may send and close between a peek and this."""
+    if type(receiver) is Subscription:
+        return receiver._ended()
     state = receiver._state
     with state.lock:
         return receiver._closed or not (state.open_senders or state.buffer or state.send_waiters)
+
+
+def _site(
+    receiver: ChannelReceiver[Any] | Subscription[Any], waiter: _backend.Waiter, parked: list[Any]
+) -> tuple[Site, Callable[[], tuple[ParkingLot[Any], Parked]]]:
+    """Where and how the merge's task parks on ``receiver``, for ``park_many``."""
+    if type(receiver) is Subscription:
+        return receiver._state, partial(receiver._park_at, waiter, receiver, parked)
+    return receiver._state, partial(_join, receiver, _Branch(waiter, receiver))
 
 
 def _join(
@@ -287,16 +330,20 @@ def _join(
     return state.recv_waiters, branch
 
 
-def merge(*receivers: ChannelReceiver[T]) -> MergedReceiver[T]:
-    """Read several channels as one; see the module docstring for the guarantees.
+def merge(*receivers: ChannelReceiver[T] | Subscription[T]) -> MergedReceiver[T]:
+    """Read several channels and broadcast subscriptions as one; see the module docstring for
+    the guarantees.
 
     The merge takes ownership of the receivers: close the merge, not the inputs.
-    Raises ``TypeError`` for anything but fearless channel receivers, and ``ValueError`` if the
-    same receiver is given twice.
+    Raises ``TypeError`` for anything but fearless channel receivers and broadcast subscriptions,
+    and ``ValueError`` if the same receiver is given twice.
     """
     for receiver in receivers:
-        if not isinstance(receiver, ChannelReceiver):
-            raise TypeError(f"merge() takes receivers made by fearless.channel(), got {receiver!r}")
+        if not isinstance(receiver, ChannelReceiver | Subscription):
+            raise TypeError(
+                "merge() takes receivers made by fearless.channel() and broadcast "
+                f"subscriptions, got {receiver!r}"
+            )
     if len({id(r) for r in receivers}) != len(receivers):
         raise ValueError("merge() was given the same receiver twice")
     return MergedReceiver._create(receivers)

@@ -4,7 +4,8 @@ Specification (``docs/select.md`` is the user guide; ``docs/design/concurrency.m
 commits exactly one", gives the reasons):
 
 Branches
-    ``Recv(receiver)`` receives from a channel; ``Send(sender, item)`` sends ``item`` to one.
+    ``Recv(receiver)`` receives from a channel or a broadcast subscription; ``Send(sender, item)``
+    sends ``item`` to a channel.
     Branch objects are reusable: build them once, select on them in a loop. After a select, the
     winning branch holds the outcome: ``recv.value`` is the item received (typed as the
     receiver's item type); ``send.value`` is ``None``.
@@ -24,7 +25,9 @@ Ends and failures are outcomes too
     and its ``value`` raises ``EndOfStream``; check ``recv.ended`` first. A ``Send`` on a channel
     whose receivers are all closed is ready too: its ``value`` raises ``SendBrokenError`` (the item
     was not sent). A branch on an endpoint that is (or gets) closed raises ``ClosedResourceError``
-    (``SendClosedError`` for a send) the same way. So a select never hangs on a dead channel.
+    (``SendClosedError`` for a send) the same way. So a select never hangs on a dead channel. A
+    ``Recv`` on a subscription that lagged (``on_lag="error"``) is ready too: it wins, having moved
+    the subscription on to the oldest item kept, and its ``value`` raises ``Lagged``.
 
 Non-blocking and timeouts
     ``select_nowait(*branches)`` commits a ready branch or raises ``WouldBlock`` having done
@@ -37,9 +40,15 @@ Cancellation
     ``send``; only a send whose item a receiver already holds stands, and the select returns it
     with the cancellation delivered next.)
 
+Subscriptions
+    A subscription wakes a parked select with no item; the select reads the ring once it runs
+    (as the subscription's own receive does), and if a task sharing the subscription took the
+    item first, it waits again, having committed nothing. While parked (or yielding), a select
+    keeps its subscriptions up (``fearless._channels._broadcast``, "Keeping up").
+
 Scope
-    Branches work on fearless channel endpoints (``channel`` and ``create_memory_object_stream``),
-    not on merges or broadcast subscriptions.
+    ``Recv`` works on fearless channel receivers (``channel`` and ``create_memory_object_stream``)
+    and broadcast subscriptions, ``Send`` on channel senders; not on merges.
 """
 
 from __future__ import annotations
@@ -53,8 +62,20 @@ from anyio import ClosedResourceError, EndOfStream, WouldBlock
 
 from .. import _backend
 from .._backend import enter as _enter
-from .._exceptions import SendBrokenError, SendClosedError
-from .._parking import BROKEN, CLOSED, EMPTY, ENDED, SENT, Parked, ParkingLot, is_signal, park_many
+from .._exceptions import Lagged, SendBrokenError, SendClosedError
+from .._parking import (
+    BROKEN,
+    CLOSED,
+    EMPTY,
+    ENDED,
+    READY,
+    SENT,
+    Parked,
+    ParkingLot,
+    is_signal,
+    park_many,
+)
+from ._broadcast import Subscription, holding
 from ._endpoints import ChannelReceiver, Sender
 from ._state import ParkedReceive, ParkedSend
 
@@ -98,15 +119,30 @@ class Branch:
         """Take the committed operation back (native asyncio cancellation); False if it stands."""
         raise NotImplementedError
 
+    def _unpark(self) -> None:
+        """The select's task runs again after parking: let go of what parking holds (nothing,
+        but for a subscription, which it kept up)."""
+
 
 class Recv(Branch, Generic[T]):
-    """Receive one item from ``receiver``; after it wins, ``value`` is the item."""
+    """Receive one item from ``receiver`` (a channel receiver or a broadcast subscription); after
+    it wins, ``value`` is the item."""
 
     __slots__ = ("receiver",)
 
-    def __init__(self, receiver: ChannelReceiver[T]) -> None:
-        if not isinstance(receiver, ChannelReceiver):
-            raise TypeError(f"Recv takes a fearless channel receiver, got {receiver!r}")
+    receiver: ChannelReceiver[T] | Subscription[T]
+
+    def __new__(cls, receiver: ChannelReceiver[T] | Subscription[T]) -> Recv[T]:
+        if isinstance(receiver, Subscription):  # the same branch, reading a ring instead
+            return object.__new__(_RecvSubscription)
+        return object.__new__(cls)
+
+    def __init__(self, receiver: ChannelReceiver[T] | Subscription[T]) -> None:
+        if not isinstance(receiver, ChannelReceiver | Subscription):
+            raise TypeError(
+                f"Recv takes a fearless channel receiver or a broadcast subscription, got "
+                f"{receiver!r}"
+            )
         self.receiver = self._endpoint = receiver
         self._outcome = _UNSET
         self._error = None
@@ -114,7 +150,8 @@ class Recv(Branch, Generic[T]):
 
     @property
     def value(self) -> T:
-        """The item received. Raises the branch's ``EndOfStream`` / ``ClosedResourceError``."""
+        """The item received. Raises the branch's ``EndOfStream`` / ``ClosedResourceError`` (or,
+        on a subscription, ``Lagged``)."""
         if self._error is not None:
             raise self._error
         if self._outcome is _UNSET:
@@ -127,14 +164,14 @@ class Recv(Branch, Generic[T]):
         return isinstance(self._error, EndOfStream)
 
     def _ready(self) -> bool:
-        receiver = self.receiver
+        receiver: ChannelReceiver[T] = self._endpoint
         state = receiver._state
         return bool(
             receiver._closed or state.buffer or state.send_waiters or not state.open_senders
         )
 
     def _poll(self) -> bool:
-        receiver = self.receiver
+        receiver: ChannelReceiver[T] = self._endpoint
         state = receiver._state
         with state.lock:
             if receiver._closed:
@@ -153,9 +190,10 @@ class Recv(Branch, Generic[T]):
         return True
 
     def _park(self, waiter: _backend.Waiter, index: int) -> tuple[ParkingLot[Any], Parked]:
-        entry = _RecvEntry(waiter, self.receiver, index)
-        state = self.receiver._state
-        if self.receiver._closed:
+        receiver: ChannelReceiver[T] = self._endpoint
+        entry = _RecvEntry(waiter, receiver, index)
+        state = receiver._state
+        if receiver._closed:
             if entry.claim(CLOSED):
                 state.woken.append(entry)
         else:
@@ -173,8 +211,53 @@ class Recv(Branch, Generic[T]):
 
     def _undo(self, value: object) -> bool:
         if not is_signal(value):
-            self.receiver._state.give_back(cast(T, value))
+            receiver: ChannelReceiver[T] = self._endpoint
+            receiver._state.give_back(cast(T, value))
         return True
+
+
+class _RecvSubscription(Recv[T]):
+    """``Recv`` on a broadcast subscription: woken with ``READY``, it reads the ring once its task
+    runs (``select`` then calls ``_poll``)."""
+
+    __slots__ = ("_parked",)
+
+    _parked: list[Any]  # where the select's task parked on the subscription (one entry, or none)
+
+    def __init__(self, receiver: ChannelReceiver[T] | Subscription[T]) -> None:
+        super().__init__(receiver)
+        self._parked = []
+
+    def _ready(self) -> bool:
+        subscription: Subscription[T] = self._endpoint
+        return (
+            subscription._closed or subscription._readable() or not subscription._state.open_senders
+        )
+
+    def _poll(self) -> bool:
+        subscription: Subscription[T] = self._endpoint
+        try:
+            item = subscription._take_now()
+        except Lagged as lagged:
+            self._error = lagged
+            return True
+        if item is EMPTY:
+            return False
+        self._settle(item)
+        return True
+
+    def _park(self, waiter: _backend.Waiter, index: int) -> tuple[ParkingLot[Any], Parked]:
+        subscription: Subscription[T] = self._endpoint
+        return subscription._park_at(waiter, index, self._parked)
+
+    def _undo(self, value: object) -> bool:
+        return True  # woken with no item (or its end): nothing was taken
+
+    def _unpark(self) -> None:
+        if self._parked:
+            for entry in self._parked:
+                entry.release()
+            self._parked.clear()
 
 
 class Send(Branch, Generic[T]):
@@ -357,28 +440,35 @@ async def select(*branches: Branch, biased: bool = False) -> Branch:
     if must_yield:
         for branch in branches:  # as the endpoints' own operations would (fearless._backend.bind)
             _backend.bind(branch._endpoint)
-        await backend.checkpoint()
-    winner = _try(branches, biased)
-    if winner is not None:
-        return winner
+        with holding(branch._endpoint for branch in branches):  # its subscriptions keep up
+            await backend.checkpoint()
 
     def undo(result: tuple[int, object]) -> bool:
         index, value = result
         return branches[index]._undo(value)
 
-    waiter = backend.new_waiter(shared=True)
-    joins = (
-        (branch._endpoint._state, partial(branch._park, waiter, i))
-        for i, branch in enumerate(branches)
-    )
-    for branch in branches:
-        branch._busy = True
-    try:
-        result: tuple[int, object] = await park_many(waiter, joins, undo)
-    finally:
+    while True:
+        winner = _try(branches, biased)
+        if winner is not None:
+            return winner
+        waiter = backend.new_waiter(shared=True)
+        joins = (
+            (branch._endpoint._state, partial(branch._park, waiter, i))
+            for i, branch in enumerate(branches)
+        )
         for branch in branches:
-            branch._busy = False
-    index, value = result
-    winner = branches[index]
-    winner._settle(value)
-    return winner
+            branch._busy = True
+        try:
+            result: tuple[int, object] = await park_many(waiter, joins, undo)
+        finally:
+            for branch in branches:
+                branch._busy = False
+                branch._unpark()
+        index, value = result
+        winner = branches[index]
+        if value is not READY:
+            winner._settle(value)
+            return winner
+        if winner._poll():  # a subscription woke it: read the ring now (wake-then-read)
+            return winner
+        # A task sharing that subscription took the item first: nothing was committed; again.
