@@ -272,15 +272,17 @@ class MergedReceiver(Receiver[T_co]):
         )
 
     def __repr__(self) -> str:
-        # Read without the inputs' locks: a moment's snapshot. "open" counts the inputs as
-        # statistics() does (not closed, and a sender or an item left); "buffered" is theirs all.
+        # Read without the inputs' locks (a repr may be asked for while one is held): a moment's
+        # snapshot. "open" counts the inputs as statistics() does (not closed, and a sender or an
+        # item left); "buffered" is what they hold for the merge (a subscription: its pending).
         inputs = self._inputs
+        held = [_held(r) for r in inputs]
         still = sum(
-            1 for r in inputs if not r._closed and (r._state.open_senders or r._state.buffer)
+            1 for r, n in zip(inputs, held, strict=True) if not r._closed and (n or _fed(r))
         )
         return (
             f"<MergedReceiver {'closed' if self._closed else 'open'} inputs={len(inputs)}"
-            f" open_inputs={still} buffered={sum(len(r._state.buffer) for r in inputs)}>"
+            f" open_inputs={still} buffered={sum(held)}>"
         )
 
     def __del__(self) -> None:
@@ -294,6 +296,19 @@ def _give_back(result: tuple[ChannelReceiver[Any], Any]) -> bool:
     if not is_signal(value):
         receiver._state.give_back(value)
     return True
+
+
+def _held(receiver: ChannelReceiver[Any] | Subscription[Any]) -> int:
+    """What an input holds for the merge now, read without its lock (for the repr)."""
+    if type(receiver) is Subscription:
+        state = receiver._state
+        return 0 if receiver._closed else state.tail - max(receiver._pos, state.floor)
+    return len(receiver._state.buffer)
+
+
+def _fed(receiver: ChannelReceiver[Any] | Subscription[Any]) -> bool:
+    """Whether an input's senders are still open, read without its lock (for the repr)."""
+    return bool(receiver._state.open_senders)
 
 
 def _ended(receiver: ChannelReceiver[Any] | Subscription[Any]) -> bool:
