@@ -29,14 +29,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, TypeVar, final
+from typing import Any, TypeVar, cast, final
 
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
 
 from .. import _backend
 from .._backend import enter as _enter
 from .._exceptions import Lagged
-from .._parking import CLOSED, EMPTY, ENDED, READY, Parked, ParkingLot, Site, is_signal, park_many
+from .._parking import (
+    CLOSED,
+    EMPTY,
+    READY,
+    Parked,
+    ParkingLot,
+    Signal,
+    Site,
+    is_signal,
+    park_many,
+)
 from ._base import DEFAULT_YIELD_EVERY, Receiver
 from ._broadcast import Subscription, holding
 from ._endpoints import ChannelReceiver
@@ -108,7 +118,7 @@ class MergedReceiver(Receiver[T_co]):
         self._closed = False
         return self
 
-    def _poll(self, report_lag: bool = True) -> Any:
+    def _poll(self, report_lag: bool = True) -> T_co | Signal:
         """Take one item from the live inputs in rotation; ``EMPTY`` if none has one. A lagging
         subscription raises ``Lagged`` (or, unless ``report_lag``, is passed over)."""
         live = self._live
@@ -127,7 +137,7 @@ class MergedReceiver(Receiver[T_co]):
                 except Lagged:
                     self._next = i  # the rotation goes on past it
                     raise
-                if is_signal(item):
+                if type(item) is Signal:
                     continue  # nothing after all (closed, or taken by a task sharing it)
                 self._next = i
                 return item
@@ -135,13 +145,13 @@ class MergedReceiver(Receiver[T_co]):
             if not state.buffer and not state.send_waiters:
                 continue  # a peek without the lock: an item arriving now is found when parking
             with state.lock:
-                item = EMPTY if receiver._closed else state.take()
+                taken = EMPTY if receiver._closed else state.take()
                 woken = state.take_woken()
             if woken:
                 state.wake(woken)
-            if item is not EMPTY:
+            if type(taken) is not Signal:
                 self._next = i
-                return item
+                return taken
         # Nothing anywhere: drop the inputs that have ended (no sender left) or were closed.
         self._live = [r for r in live if not _ended(r)]
         self._yield_every = self._per_input * max(1, len(self._live))
@@ -164,9 +174,9 @@ class MergedReceiver(Receiver[T_co]):
         if self._closed:
             raise ClosedResourceError
         item = self._poll()
-        if item is EMPTY:
+        if type(item) is Signal:
             raise WouldBlock if self._live else EndOfStream
-        return item  # type: ignore[no-any-return]
+        return item
 
     async def receive(self) -> T_co:
         """The next item from whichever input has one first.
@@ -181,9 +191,9 @@ class MergedReceiver(Receiver[T_co]):
             await self._yield(backend)
         if not self._closed:
             item = self._poll()
-            if item is not EMPTY:
-                return item  # type: ignore[no-any-return]
-        return await self._wait(backend)  # type: ignore[no-any-return]
+            if type(item) is not Signal:
+                return item
+        return await self._wait(backend)
 
     async def __anext__(self) -> T_co:
         # receive(), inlined: iteration is the commonest way to consume a merge.
@@ -193,20 +203,20 @@ class MergedReceiver(Receiver[T_co]):
             await self._yield(backend)
         if not self._closed:
             item = self._poll()
-            if item is not EMPTY:
-                return item  # type: ignore[no-any-return]
+            if type(item) is not Signal:
+                return item
         try:
-            return await self._wait(backend)  # type: ignore[no-any-return]
+            return await self._wait(backend)
         except EndOfStream:
             raise StopAsyncIteration from None
 
-    async def _wait(self, backend: _backend.Backend) -> Any:
+    async def _wait(self, backend: _backend.Backend) -> T_co:
         """The slow path of receive: park on every live input until one delivers."""
         while True:
             if self._closed:
                 raise ClosedResourceError
             item = self._poll()
-            if item is not EMPTY:
+            if type(item) is not Signal:
                 return item
             if not self._live:
                 raise EndOfStream
@@ -214,8 +224,8 @@ class MergedReceiver(Receiver[T_co]):
             self._budget = self._yield_every
             if value is READY:
                 continue  # a subscription has something: read it now (wake-then-read)
-            if value is not ENDED and value is not CLOSED:
-                return value
+            if type(value) is not Signal:
+                return cast(T_co, value)
             if receiver in self._live:  # that input ended, or its receiver was closed
                 self._live.remove(receiver)
 
@@ -246,7 +256,7 @@ class MergedReceiver(Receiver[T_co]):
         items = [await self.receive()]
         while len(items) < max_items:
             item = self._poll(report_lag=False)
-            if item is EMPTY:
+            if type(item) is Signal:
                 break
             items.append(item)
         return items
