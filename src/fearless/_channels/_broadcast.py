@@ -1156,12 +1156,14 @@ class Subscription(LoopBound, Receiver[T_co]):
     async def _yield(self, backend: _backend.Backend) -> None:
         """The budget ran out inside a receive: yield once, keeping the subscription up meanwhile
         (a "block" subscription holds the sender back anyway)."""
+        self._budget = self._state.yield_every  # LoopBound._yield, inlined: one frame less
+        _backend.bind(self)
         if self._block:
-            await LoopBound._yield(self, backend)
+            await backend.checkpoint()
             return
         self._hold()
         try:
-            await LoopBound._yield(self, backend)
+            await backend.checkpoint()
         finally:
             self._unhold()
 
