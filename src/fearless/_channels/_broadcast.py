@@ -177,7 +177,7 @@ T_co = TypeVar("T_co", covariant=True)
 LagPolicy = Literal["error", "drop", "block"]
 """What happens when a subscription falls ``capacity`` items behind (see the module docstring)."""
 
-_POLICIES: Final = ("error", "drop", "block")
+_POLICIES: Final[tuple[LagPolicy, ...]] = ("error", "drop", "block")
 
 _NOBODY: Final = 1 << 62
 """``min_pos`` while no subscription holds the sender back: past every sequence number, so the
@@ -1515,9 +1515,11 @@ def check_broadcast_capacity(capacity: object) -> int:
 
 
 def check_on_lag(on_lag: object) -> LagPolicy:
-    if on_lag not in _POLICIES:
-        raise ValueError(f"on_lag must be 'error', 'drop' or 'block', got {on_lag!r}")
-    return on_lag  # type: ignore[return-value,unused-ignore]
+    """``on_lag`` as a lag policy, or ``ValueError`` naming the bad value."""
+    for policy in _POLICIES:
+        if on_lag == policy:
+            return policy
+    raise ValueError(f"on_lag must be 'error', 'drop' or 'block', got {on_lag!r}")
 
 
 class broadcast(tuple[BroadcastSender[T], Subscription[T]]):
