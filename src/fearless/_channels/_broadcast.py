@@ -177,7 +177,7 @@ T_co = TypeVar("T_co", covariant=True)
 LagPolicy = Literal["error", "drop", "block"]
 """What happens when a subscription falls ``capacity`` items behind (see the module docstring)."""
 
-_POLICIES: Final = ("error", "drop", "block")
+_POLICIES: Final[tuple[LagPolicy, ...]] = ("error", "drop", "block")
 
 _NOBODY: Final = 1 << 62
 """``min_pos`` while no subscription holds the sender back: past every sequence number, so the
@@ -1156,12 +1156,14 @@ class Subscription(LoopBound, Receiver[T_co]):
     async def _yield(self, backend: _backend.Backend) -> None:
         """The budget ran out inside a receive: yield once, keeping the subscription up meanwhile
         (a "block" subscription holds the sender back anyway)."""
+        self._budget = self._state.yield_every  # LoopBound._yield, inlined: one frame less
+        _backend.bind(self)
         if self._block:
-            await LoopBound._yield(self, backend)
+            await backend.checkpoint()
             return
         self._hold()
         try:
-            await LoopBound._yield(self, backend)
+            await backend.checkpoint()
         finally:
             self._unhold()
 
@@ -1513,9 +1515,11 @@ def check_broadcast_capacity(capacity: object) -> int:
 
 
 def check_on_lag(on_lag: object) -> LagPolicy:
-    if on_lag not in _POLICIES:
-        raise ValueError(f"on_lag must be 'error', 'drop' or 'block', got {on_lag!r}")
-    return on_lag  # type: ignore[return-value,unused-ignore]
+    """``on_lag`` as a lag policy, or ``ValueError`` naming the bad value."""
+    for policy in _POLICIES:
+        if on_lag == policy:
+            return policy
+    raise ValueError(f"on_lag must be 'error', 'drop' or 'block', got {on_lag!r}")
 
 
 class broadcast(tuple[BroadcastSender[T], Subscription[T]]):
