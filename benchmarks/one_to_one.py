@@ -13,6 +13,8 @@ scheduling budget.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import anyio
 import trio
@@ -25,11 +27,12 @@ CAPACITY = 128
 DONE = -1  # the asyncio.Queue sentinel; items are never negative
 
 
-def fearless_pair(yield_every: int = fearless.DEFAULT_YIELD_EVERY) -> Body:
-    """The fearless contender, with the scheduling budget ``yield_every``."""
+def stream_pair(factory: Callable[[int], tuple[Any, Any]]) -> Body:
+    """A producer and a consumer on the pair ``factory(CAPACITY)`` returns: fearless's channel,
+    the anyio drop-in and anyio's memory stream run the very same body."""
 
     async def body(n: int) -> list[int]:
-        send, receive = fearless.channel[int](CAPACITY, yield_every=yield_every)
+        send, receive = factory(CAPACITY)
         got: list[int] = []
 
         async def produce() -> None:
@@ -50,46 +53,15 @@ def fearless_pair(yield_every: int = fearless.DEFAULT_YIELD_EVERY) -> Body:
     return body
 
 
-async def dropin_pair(n: int) -> list[int]:
-    """The anyio drop-in at its default, anyio's schedule (a yield on every operation): the
-    figure to set beside anyio's, since code that swaps the import gets this."""
-    send, receive = fearless.create_memory_object_stream[int](CAPACITY)
-    got: list[int] = []
-
-    async def produce() -> None:
-        with send:
-            for i in range(n):
-                await send.send(i)
-
-    async def consume() -> None:
-        with receive:
-            async for item in receive:
-                got.append(item)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(produce)
-        tg.start_soon(consume)
-    return got
+def fearless_pair(yield_every: int = fearless.DEFAULT_YIELD_EVERY) -> Body:
+    """The fearless contender, with the scheduling budget ``yield_every``."""
+    return stream_pair(lambda capacity: fearless.channel[int](capacity, yield_every=yield_every))
 
 
-async def anyio_pair(n: int) -> list[int]:
-    send, receive = anyio.create_memory_object_stream[int](CAPACITY)
-    got: list[int] = []
-
-    async def produce() -> None:
-        with send:
-            for i in range(n):
-                await send.send(i)
-
-    async def consume() -> None:
-        with receive:
-            async for item in receive:
-                got.append(item)
-
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(produce)
-        tg.start_soon(consume)
-    return got
+# The anyio drop-in at its default, anyio's schedule (a yield on every operation): the figure to
+# set beside anyio's, since code that swaps the import gets this.
+dropin_pair = stream_pair(fearless.create_memory_object_stream[int])
+anyio_pair = stream_pair(anyio.create_memory_object_stream[int])
 
 
 async def asyncio_queue_pair(n: int) -> list[int]:
