@@ -95,6 +95,14 @@ def test_all_is_pinned() -> None:
     assert set(fearless.__all__) == EXPECTED
 
 
+def test_the_version_is_the_installed_distributions_and_not_in_all() -> None:
+    """``fearless.__version__`` is a module dunder, like ``__doc__``: not part of ``__all__``."""
+    from importlib.metadata import version
+
+    assert fearless.__version__ == version("fearless")
+    assert "__version__" not in fearless.__all__
+
+
 def test_every_public_name_exists_and_is_documented() -> None:
     for name in fearless.__all__:
         obj = getattr(fearless, name)
