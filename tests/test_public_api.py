@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
+
 import fearless
 
 EXPECTED = {
@@ -101,6 +103,22 @@ def test_the_version_is_the_installed_distributions_and_not_in_all() -> None:
 
     assert fearless.__version__ == version("fearless")
     assert "__version__" not in fearless.__all__
+
+
+def test_a_source_tree_that_was_never_installed_has_a_placeholder_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.metadata
+
+    def not_installed(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    installed = fearless.__version__  # read now, so that monkeypatch puts it back afterwards
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    monkeypatch.delitem(vars(fearless), "__version__")
+    assert fearless.__version__ == "0+unknown"
+    monkeypatch.undo()
+    assert fearless.__version__ == installed
 
 
 def test_every_public_name_exists_and_is_documented() -> None:
