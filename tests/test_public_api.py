@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
+
 import fearless
 
 EXPECTED = {
@@ -93,6 +95,30 @@ EXPECTED = {
 
 def test_all_is_pinned() -> None:
     assert set(fearless.__all__) == EXPECTED
+
+
+def test_the_version_is_the_installed_distributions_and_not_in_all() -> None:
+    """``fearless.__version__`` is a module dunder, like ``__doc__``: not part of ``__all__``."""
+    from importlib.metadata import version
+
+    assert fearless.__version__ == version("fearless")
+    assert "__version__" not in fearless.__all__
+
+
+def test_a_source_tree_that_was_never_installed_has_a_placeholder_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.metadata
+
+    def not_installed(name: str) -> str:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    installed = fearless.__version__  # read now, so that monkeypatch puts it back afterwards
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    monkeypatch.delitem(vars(fearless), "__version__")
+    assert fearless.__version__ == "0+unknown"
+    monkeypatch.undo()
+    assert fearless.__version__ == installed
 
 
 def test_every_public_name_exists_and_is_documented() -> None:

@@ -3,7 +3,9 @@
 
     python3 tools/dev.py demo [--backend asyncio|uvloop|trio]   run the demo
     python3 tools/dev.py test [pytest args...]                   run the whole test suite
-                                                                 (ours, then anyio's stream tests)
+                                                                 (ours, then anyio's stream tests:
+                                                                 its sdist is downloaded once,
+                                                                 then kept in ~/.cache/fearless)
     python3 tools/dev.py test-ft [pytest args...]                the thread and stress tests on
                                                                  free-threaded CPython 3.13t
     python3 tools/dev.py check                                   ruff + mypy --strict

@@ -178,3 +178,20 @@ __all__ = [
     "select_nowait",
     "thread_group",
 ]
+
+# The installed distribution's version, read on first use (importlib.metadata costs ~18 ms to
+# import, more than a tenth of importing fearless) and then kept as a module global.
+__version__: str
+
+
+def __getattr__(name: str) -> str:
+    if name != "__version__":
+        raise AttributeError(f"module 'fearless' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        found = version("fearless")
+    except PackageNotFoundError:  # a source tree on sys.path, never installed
+        found = "0+unknown"
+    globals()["__version__"] = found
+    return found

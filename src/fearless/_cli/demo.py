@@ -646,15 +646,41 @@ def run(
     return ok
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="fearless demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", default="asyncio", choices=BACKENDS)
-    parser.add_argument("--part", default="all", choices=PARTS)
-    parser.add_argument("--items", type=int, default=10_000, help="pipeline jobs")
-    parser.add_argument("--workers", type=int, default=4, help="pipeline workers")
-    parser.add_argument("--transfers", type=int, default=100, help="bank transfers")
-    args = parser.parse_args(argv)
+DESCRIPTION = __doc__.split("\n\n")[0].replace("\n", " ")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The demo's options, on ``parser`` (``fearless demo`` and this module's ``main``)."""
+    parser.add_argument(
+        "--backend", default="asyncio", choices=BACKENDS, help="event loop (default: asyncio)"
+    )
+    parser.add_argument(
+        "--part", default="all", choices=PARTS, help="which part to run (default: all)"
+    )
+    parser.add_argument(
+        "--items", type=int, default=10_000, metavar="N", help="pipeline jobs (default: 10000)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=4, metavar="W", help="pipeline workers (default: 4)"
+    )
+    parser.add_argument(
+        "--transfers", type=int, default=100, metavar="T", help="bank transfers (default: 100)"
+    )
+
+
+def run_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """Check the parsed options (a usage error through ``parser``), run the demo, and return the
+    exit status: 0 if every check passed, 1 if not."""
     if args.items < 0 or args.workers < 1 or args.transfers < 0:
-        parser.error("--items and --transfers must be >= 0, --workers >= 1")
+        parser.error(
+            f"--items ({args.items}) and --transfers ({args.transfers}) must be >= 0, "
+            f"--workers ({args.workers}) >= 1"
+        )
     ok = run(args.backend, args.items, args.workers, part=args.part, transfers=args.transfers)
     return 0 if ok else 1
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="fearless demo", description=DESCRIPTION)
+    add_arguments(parser)
+    return run_from_args(parser, parser.parse_args(argv))
