@@ -10,6 +10,9 @@
                                                                  free-threaded CPython 3.13t
     python3 tools/dev.py check                                   ruff + mypy --strict
     python3 tools/dev.py bench [args...]                         run the benchmarks
+    python3 tools/dev.py docs [--serve]                          build the documentation site
+                                                                 into site/ (mkdocs --strict), or
+                                                                 serve it with live reload
 
 The first call creates ``.venv`` beside this repository and installs fearless (editable) with its
 test and dev extras; later calls reinstall only when pyproject.toml changed.
@@ -141,7 +144,7 @@ def run(*args: str) -> int:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"demo", "test", "test-ft", "check", "bench"}:
+    if not argv or argv[0] not in {"demo", "test", "test-ft", "check", "bench", "docs"}:
         print(__doc__)
         return 2
     if argv[0] == "test-ft":
@@ -158,6 +161,15 @@ def main(argv: list[str]) -> int:
         return rc or run("tests/anyio_suite/run.py", "-q")
     if cmd == "bench":
         return run("-m", "benchmarks", *rest)
+    if cmd == "docs":
+        os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")  # Material's banner about its successor
+        if rest == ["--serve"]:
+            return run("-m", "mkdocs", "serve", "--strict")
+        if rest:
+            print(__doc__)
+            return 2
+        # --strict: a broken link, a missing page or a docstring mkdocstrings cannot render fails.
+        return run("-m", "mkdocs", "build", "--strict", "--site-dir", "site")
     rc = run("-m", "ruff", "check", ".")
     rc |= run("-m", "ruff", "format", "--check", ".")
     rc |= run("-m", "mypy")
