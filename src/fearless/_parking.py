@@ -146,6 +146,15 @@ class ParkingLot(deque[P]):
         woken.extend([entry for entry in self if entry.claim(value)])
         self.clear()
 
+    def take_all(self, value: object) -> list[P] | None:
+        """Claim every party still waiting with ``value`` and return them, to wake once the
+        lock is released; ``None`` if nobody was parked (the common case costs one test)."""
+        if not self:
+            return None
+        woken: list[P] = []
+        self.claim_all(value, woken)
+        return woken
+
     def claim_owned(self, owner: object, value: object, woken: list[Any]) -> None:
         """Claim the parties that parked through ``owner`` (an endpoint being closed)."""
         if not self:

@@ -110,7 +110,7 @@ class AtomicCell(Generic[T]):
         """Under the lock: store ``value`` and claim every parked party, to wake after it."""
         self._value = value
         self._changes += 1
-        return _claim_all(self._waiters)
+        return self._waiters.take_all(None)  # they re-check the cell when they run
 
     # A wake hands no value over (the woken party reads the cell), so a party whose loop has gone
     # has nothing to lose.
@@ -312,15 +312,6 @@ class _Changes(Generic[T]):
         return value
 
 
-def _claim_all(waiters: ParkingLot[Parked]) -> list[Parked] | None:
-    """Under the lock: claim every parked party (they re-check the cell when they run)."""
-    if not waiters:
-        return None
-    woken: list[Parked] = []
-    waiters.claim_all(None, woken)
-    return woken
-
-
 class AtomicInt(AtomicCell[int]):
     """An int cell with Rust's integer atomics. Compares by value (ints are values)."""
 
@@ -352,7 +343,7 @@ class AtomicInt(AtomicCell[int]):
             new = self._value + 1
             self._value = new
             self._changes += 1
-            woken = _claim_all(self._waiters) if self._waiters else None
+            woken = self._waiters.take_all(None) if self._waiters else None
         if woken:
             self._wake(woken)
         return new
@@ -373,7 +364,7 @@ class AtomicInt(AtomicCell[int]):
             old = self._value
             self._value = old + n
             self._changes += 1
-            woken = _claim_all(self._waiters) if self._waiters else None
+            woken = self._waiters.take_all(None) if self._waiters else None
         if woken:
             self._wake(woken)
         return old

@@ -73,11 +73,7 @@ class OneshotState(Generic[T]):
 
     def claim_waiter(self) -> list[Parked] | None:
         """Under the lock: the parked receive to wake once the lock is released, if any."""
-        if not self.waiters:
-            return None
-        woken: list[Parked] = []
-        self.waiters.claim_all(None, woken)
-        return woken
+        return self.waiters.take_all(None)
 
     def take(self) -> T | Signal:
         """Under the lock: the value, or ``EMPTY`` if it has not been sent yet; raises
