@@ -1,0 +1,763 @@
+"""Durable channels: a named channel of a system, kept in a JetStream stream.
+
+Specification (the guide is docs/nats.md; the reasons are in docs/design/nats.md):
+
+- **Where items live.** The channel ``jobs`` of the system ``shop`` is the stream
+  ``FEARLESS_shop_jobs`` (work-queue retention: an item is removed once a receiver acknowledged
+  it), subjects ``fearless.shop.channel.jobs.items`` and ``...jobs.end``. Its capacity is the
+  stream's ``max_msgs`` with the *discard new* policy: the server refuses an item when the stream
+  is full, it never drops a stored one.
+- **Sending.** ``await send(item)`` returns once the server has stored the item (its
+  acknowledgement). While the stream is full, or the server cannot be reached, it retries with a
+  backoff (2 ms doubling to 250 ms): backpressure across processes. Every attempt of one send
+  carries the same message id, so a retry after a lost acknowledgement is stored once (the
+  server's duplicate window is two minutes).
+- **Cancelling a send.** A cancelled ``send`` either stored the item or did not, and says which:
+  if it returns, the item is stored (the cancellation is delivered at the caller's next cancel
+  point); if it raises the cancellation, the item is not stored, unless an earlier attempt of the
+  same send got no answer (the server was unreachable): then the item is *in doubt*, kept in
+  ``sender.in_doubt``, and ``await sender.resend_in_doubt()`` stores each at most once.
+- **Receiving.** Each item goes to one receiver among all the receiving processes (one shared
+  durable consumer). ``receive()`` acknowledges the item as it hands it over. ``receive_delivery()``
+  hands over a :class:`Delivery` to acknowledge after processing (``ack()``), to hand back
+  (``nak(delay)``), or to refuse for good (``term()``). An item handed to a process that dies
+  before acknowledging it is delivered again after ``ack_wait``: delivery is at-least-once.
+- **Cancelling a receive.** A cancelled ``receive`` took nothing: an item that arrives for it
+  afterwards is kept for this receiver's next call (or handed back when it closes).
+- **Closing.** Closing a sender or a receiver closes that endpoint only (``ClosedResourceError``
+  on its next use); a receiver hands back what it had fetched. A process that closes or crashes
+  never ends the channel. The channel ends when a sender calls ``await end()``: the server then
+  refuses every later send (``ChannelEnded``), and each receiver raises ``EndOfStream`` once every
+  item stored before the end has been acknowledged by someone.
+- **Bad payloads.** A payload that does not decode into the channel's type (a foreign publisher)
+  is not delivered: it is logged, counted (``statistics().undecodable``), kept for inspection
+  (``receiver.undecodable``) and terminated so that it is not redelivered; the receiver goes on.
+  An item larger than the server's maximum payload is refused at ``send`` with
+  :class:`PayloadTooLarge`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import random
+from collections.abc import Callable, Coroutine, Iterable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import anyio
+import msgspec
+from anyio import ClosedResourceError, EndOfStream, WouldBlock
+from anyio.abc import ObjectReceiveStream, ObjectSendStream
+
+from .._channels._channel import channel as local_channel
+from .._channels._endpoints import Sender
+from ._codec import Codec, Undecodable
+
+if TYPE_CHECKING:
+    from ._node import Node
+
+__all__ = [
+    "ChannelEnded",
+    "Delivery",
+    "DurableReceiver",
+    "DurableSender",
+    "PayloadTooLarge",
+]
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+T_contra = TypeVar("T_contra", contravariant=True)
+
+logger = logging.getLogger("fearless.nats")
+
+# JetStream's error codes that fearless acts on.
+STREAM_FULL = 10077  # maximum messages exceeded (discard new)
+WRONG_LAST_SEQUENCE = 10071  # the end marker exists: the channel has ended
+STREAM_NAME_IN_USE = 10058  # a stream of that name with another configuration
+
+# The longest a receiver's fetch waits on the server before asking again.
+LONG_POLL = 5.0
+# Backoff between the attempts of a send that is refused (full) or unanswered.
+FIRST_RETRY = 0.002
+LAST_RETRY = 0.25
+# Room kept for the headers when comparing an item's size with the server's maximum payload.
+HEADER_ROOM = 256
+
+
+class ChannelEnded(anyio.BrokenResourceError):
+    """The durable channel has ended (a sender called ``end()``): the server refuses the item."""
+
+
+class PayloadTooLarge(ValueError):
+    """An item encodes to more bytes than the server accepts in one message."""
+
+
+class _DurableChannel(Generic[T]):
+    """What the endpoints of one durable channel in one process share."""
+
+    def __init__(
+        self,
+        node: Node,
+        name: str,
+        item_type: Any,
+        capacity: float,
+        ack_wait: float,
+        prefetch: int,
+    ) -> None:
+        self.node = node
+        self.name = name
+        self.codec = Codec[T](item_type)
+        self.capacity = capacity
+        self.ack_wait = ack_wait
+        self.prefetch = prefetch
+        system = node.system
+        self.stream = f"FEARLESS_{system}_{name}"
+        self.items_subject = f"fearless.{system}.channel.{name}.items"
+        self.end_subject = f"fearless.{system}.channel.{name}.end"
+        self.consumer = "receivers"
+        self.endpoints: list[DurableSender[Any] | DurableReceiver[Any]] = []
+
+    async def create(self) -> None:
+        from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+        from nats.js.errors import BadRequestError
+
+        js = self.node.jetstream
+        config = StreamConfig(
+            name=self.stream,
+            subjects=[f"fearless.{self.node.system}.channel.{self.name}.*"],
+            retention=RetentionPolicy.WORK_QUEUE,
+            max_msgs=-1 if self.capacity == math.inf else int(self.capacity),
+            discard=DiscardPolicy.NEW,
+            storage=StorageType.FILE,
+        )
+        try:
+            await self.node.client_loop.call(js.add_stream, config)
+        except BadRequestError as exc:
+            if exc.err_code != STREAM_NAME_IN_USE:
+                raise
+            info = await self.node.client_loop.call(js.stream_info, self.stream)
+            existing = info.config.max_msgs
+            existing_capacity = math.inf if existing is None or existing < 0 else existing
+            if existing_capacity != self.capacity:
+                raise ValueError(
+                    f"the channel {self.name!r} of the system {self.node.system!r} exists with "
+                    f"capacity {existing_capacity}, not {self.capacity}"
+                ) from None
+
+    def sender(self) -> DurableSender[T]:
+        sender = DurableSender[T](self)
+        self.endpoints.append(sender)
+        return sender
+
+    async def receiver(self) -> DurableReceiver[T]:
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+        from nats.js.errors import BadRequestError
+
+        js = self.node.jetstream
+        loop = self.node.client_loop
+        config = ConsumerConfig(
+            durable_name=self.consumer,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.ack_wait,
+            max_deliver=-1,
+        )
+        try:
+            await loop.call(js.add_consumer, self.stream, config)
+        except BadRequestError:  # it exists with another ack_wait: the first opener's stands
+            logger.debug("fearless.nats: using the existing consumer of %s", self.stream)
+        receiver = DurableReceiver[T](self)
+        await receiver._start()
+        self.endpoints.append(receiver)
+        return receiver
+
+    async def aclose(self) -> None:
+        for endpoint in self.endpoints:
+            await endpoint.aclose()
+
+
+@dataclasses.dataclass
+class SenderStatistics:
+    """What one durable sender did: items stored, attempts refused because the stream was full,
+    attempts that got no answer, and items in doubt."""
+
+    sent: int = 0
+    refused_full: int = 0
+    unanswered: int = 0
+    in_doubt: int = 0
+
+
+class DurableSender(ObjectSendStream[T_contra]):
+    """The sending side of a durable channel (see the module docstring for the guarantees).
+
+    Made by ``Node.open_channel`` / ``open_sender``; ``clone()`` makes another sender on the same
+    channel. Usable from the task that opened it and any other task of the same event loop.
+    """
+
+    def __init__(self, channel: _DurableChannel[Any]) -> None:
+        self._channel = channel
+        self._closed = False
+        self._stats = SenderStatistics()
+        self.in_doubt: list[tuple[T_contra, str]] = []
+
+    @property
+    def name(self) -> str:
+        return self._channel.name
+
+    def clone(self) -> DurableSender[T_contra]:
+        """Another sender on the same channel (closing one does not close the other)."""
+        self._check_open()
+        return self._channel.sender()
+
+    def statistics(self) -> SenderStatistics:
+        return dataclasses.replace(self._stats, in_doubt=len(self.in_doubt))
+
+    def _check_open(self) -> None:
+        if self._closed or self._channel.node.closed:
+            raise ClosedResourceError
+
+    def _encode(self, item: T_contra) -> bytes:
+        payload = self._channel.codec.encode(item)
+        limit = self._channel.node.max_payload - HEADER_ROOM
+        if len(payload) > limit:
+            raise PayloadTooLarge(
+                f"the item encodes to {len(payload)} bytes; the server accepts at most {limit} "
+                f"(its max_payload less {HEADER_ROOM} for the headers)"
+            )
+        return payload
+
+    def _headers(self, msg_id: str) -> dict[str, str]:
+        return {
+            "Nats-Msg-Id": msg_id,
+            "Nats-Expected-Last-Subject-Sequence": "0",
+            "Nats-Expected-Last-Subject-Sequence-Subject": self._channel.end_subject,
+        }
+
+    async def _attempt(self, payload: bytes, msg_id: str) -> bool:
+        """One publish; True if stored, False if the stream is full. Raises ``ChannelEnded``,
+        or the transport's error when there was no answer."""
+        from nats.js.errors import APIError
+
+        channel = self._channel
+        js = channel.node.jetstream
+        try:
+            await channel.node.client_loop.call(
+                js.publish,
+                channel.items_subject,
+                payload,
+                headers=self._headers(msg_id),
+                settle=True,
+            )
+        except APIError as exc:
+            if exc.err_code == STREAM_FULL:
+                self._stats.refused_full += 1
+                return False
+            if exc.err_code == WRONG_LAST_SEQUENCE:
+                raise ChannelEnded(f"the durable channel {channel.name!r} has ended") from None
+            raise
+        self._stats.sent += 1
+        return True
+
+    async def send(self, item: T_contra) -> None:
+        """Store ``item`` in the channel; wait while it is full or the server is unreachable.
+
+        Raises ``TypeError`` if the item is not of the channel's type, :class:`PayloadTooLarge`,
+        :class:`ChannelEnded` after ``end()``, ``ClosedResourceError`` after ``close()``.
+
+        Ordering: the items of one sender are stored in the order of its sends.
+
+        Cancellation: returning means stored; raising the cancellation means not stored, unless an
+        earlier attempt of this send went unanswered: the item is then in ``in_doubt`` (see the
+        module docstring). A cancelled send waits for the answer to the attempt in flight, at
+        most the node's ``request_timeout``.
+        """
+        self._check_open()
+        payload = self._encode(item)
+        msg_id = _new_id()
+        delay = FIRST_RETRY
+        unanswered = False
+        try:
+            while True:
+                try:
+                    if await self._attempt(payload, msg_id):
+                        return
+                except (ChannelEnded, ClosedResourceError):
+                    raise
+                except Exception as exc:
+                    if not _transient(exc):
+                        raise
+                    unanswered = True
+                    self._stats.unanswered += 1
+                await anyio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, LAST_RETRY)
+                self._check_open()
+        except anyio.get_cancelled_exc_class():
+            if unanswered:
+                self.in_doubt.append((item, msg_id))
+            raise
+
+    async def send_nowait(self, item: T_contra) -> None:
+        """One attempt: store ``item`` or raise ``WouldBlock`` if the channel is full.
+
+        Unlike a local channel's, this is a coroutine: asking the server takes a round trip.
+
+        Cancellation: as :meth:`send` (one attempt).
+        """
+        self._check_open()
+        if not await self._attempt(self._encode(item), _new_id()):
+            raise WouldBlock
+
+    async def send_many(self, items: Iterable[T_contra]) -> None:
+        """Send every item, in order, each as :meth:`send` does.
+
+        Cancellation: the items before the one in flight are stored; that one is as a cancelled
+        :meth:`send`; the rest are not sent.
+        """
+        for item in items:
+            await self.send(item)
+
+    async def resend_in_doubt(self) -> int:
+        """Send again every item in ``in_doubt`` with its original message id: the server stores
+        each at most once (if it is within the two-minute duplicate window). Returns how many.
+
+        Cancellation: the items not yet resent stay in ``in_doubt``.
+        """
+        done = 0
+        while self.in_doubt:
+            item, msg_id = self.in_doubt[0]
+            payload = self._encode(item)
+            delay = FIRST_RETRY
+            while True:
+                try:
+                    if await self._attempt(payload, msg_id):
+                        break
+                except Exception as exc:
+                    if not _transient(exc):
+                        raise
+                await anyio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, LAST_RETRY)
+            self.in_doubt.pop(0)
+            done += 1
+        return done
+
+    async def end(self) -> None:
+        """End the channel for every process: later sends are refused (:class:`ChannelEnded`),
+        and receivers raise ``EndOfStream`` once every item stored before now is acknowledged.
+
+        Idempotent. Cancellation: the end either happened or not; calling again is safe.
+        """
+        from nats.js.errors import APIError
+
+        self._check_open()
+        channel = self._channel
+        headers = {"Nats-Expected-Last-Subject-Sequence": "0"}
+        try:
+            await channel.node.client_loop.call(
+                channel.node.jetstream.publish, channel.end_subject, b"", headers=headers
+            )
+        except APIError as exc:
+            if exc.err_code != WRONG_LAST_SEQUENCE:  # already ended
+                raise
+
+    def close(self) -> None:
+        """Close this sender (not the channel: see :meth:`end`)."""
+        self._closed = True
+
+    async def aclose(self) -> None:
+        """Close this sender. Cancellation: nothing to wait for."""
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<fearless.nats.DurableSender {self._channel.stream} {state}>"
+
+
+class Delivery(Generic[T_co]):
+    """An item handed to a receiver, to acknowledge once processed.
+
+    ``ack()`` tells the server the item is done (it will not be delivered again); ``nak(delay)``
+    hands it back for redelivery after ``delay`` seconds; ``term()`` refuses it for good. An item
+    neither acknowledged nor handed back is delivered again after the channel's ``ack_wait``.
+    ``async with delivery:`` acknowledges on a normal exit and hands back (after ``retry_delay``)
+    on an exception.
+    """
+
+    retry_delay: float = 1.0
+
+    def __init__(self, receiver: DurableReceiver[Any], item: T_co, msg: Any) -> None:
+        self.item = item
+        self._receiver = receiver
+        self._msg = msg
+        self.settled = False
+
+    @property
+    def redelivered(self) -> bool:
+        """Whether this item had been delivered before (to a receiver that did not acknowledge)."""
+        return bool(self._msg.metadata.num_delivered > 1)
+
+    async def ack(self) -> None:
+        """Acknowledge the item and wait for the server to confirm it (it is then never
+        redelivered). Cancellation: the acknowledgement may or may not have reached the server;
+        at worst the item is delivered again."""
+        self._settle()
+        await self._receiver._loop.call(self._msg.ack_sync)
+
+    async def nak(self, delay: float | None = None) -> None:
+        """Hand the item back for redelivery, after ``delay`` seconds (default: at once).
+        Cancellation: at worst the item is redelivered after ``ack_wait`` instead."""
+        self._settle()
+        await self._receiver._loop.call(self._msg.nak, delay)
+
+    async def term(self) -> None:
+        """Refuse the item for good: it is not delivered again. Cancellation: as :meth:`nak`."""
+        self._settle()
+        await self._receiver._loop.call(self._msg.term)
+
+    def _settle(self) -> None:
+        if self.settled:
+            raise RuntimeError("this delivery was already acknowledged, handed back or refused")
+        self.settled = True
+
+    async def __aenter__(self) -> T_co:
+        return self.item
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if self.settled:
+            return
+        with anyio.CancelScope(shield=True):
+            if exc_type is None:
+                await self.ack()
+            else:
+                await self.nak(self.retry_delay)
+
+    def __repr__(self) -> str:
+        return f"<Delivery {self.item!r}{' settled' if self.settled else ''}>"
+
+
+@dataclasses.dataclass
+class ReceiverStatistics:
+    """What one durable receiver did: items handed over, how many of them were redeliveries,
+    payloads that did not decode, items fetched and not yet handed over, and how often it reached
+    the end while items stored before it were still outstanding (it then waits for them)."""
+
+    received: int = 0
+    redelivered: int = 0
+    undecodable: int = 0
+    buffered: int = 0
+    end_deferred: int = 0
+
+
+class _Pull:
+    """Keeps up to ``prefetch`` messages of the shared consumer coming to one receiver.
+
+    It runs on the client's loop. It asks the server for ``prefetch - held`` messages at a time
+    (a pull request to an inbox of its own, which the server answers with messages as they become
+    available, or with a status when the request expires), and passes each message to the
+    receiver through a local fearless channel, so a receiver waits for it as for any local item
+    (cancellable, and across threads on trio). ``held`` counts what was passed and not yet taken:
+    a receiver that stops receiving stops the pulling once it holds ``prefetch`` messages.
+
+    A request can be lost with the connection (a server restart): a request that neither filled
+    nor expired by ``LONG_POLL`` plus a margin is given up and asked again.
+    """
+
+    def __init__(self, channel: _DurableChannel[Any], deliver: Sender[Any]) -> None:
+        self.channel = channel
+        self.nc = channel.node.connection
+        self.loop = channel.node.client_loop.loop
+        self.deliver = deliver
+        self.subject = f"$JS.API.CONSUMER.MSG.NEXT.{channel.stream}.{channel.consumer}"
+        self.inbox = ""
+        self.subscription: Any = None
+        self.held = 0
+        self.awaiting = 0
+        self.generation = 0
+        self.closed = False
+
+    async def start(self) -> None:
+        self.inbox = self.nc.new_inbox()
+        self.subscription = await self.nc.subscribe(self.inbox, cb=self.on_message)
+        self.request()
+
+    def request(self) -> None:
+        """Ask for more if no request is open and there is room (on the client's loop)."""
+        if self.closed or self.awaiting > 0:
+            return
+        room = self.channel.prefetch - self.held
+        if room <= 0:
+            return
+        self.generation += 1
+        self.awaiting = room
+        body = json.dumps({"batch": room, "expires": int(LONG_POLL * 1e9)}).encode()
+        loop = self.loop
+        loop.create_task(_quiet(self.nc.publish(self.subject, body, reply=self.inbox)))
+        generation = self.generation
+        loop.call_later(LONG_POLL + 1.0, self.lost, generation)
+
+    def lost(self, generation: int) -> None:
+        if generation == self.generation and self.awaiting > 0:
+            self.awaiting = 0
+            self.request()
+
+    async def on_message(self, msg: Any) -> None:
+        if self.closed:
+            return  # unsubscribing: the server redelivers it after ack_wait
+        headers = msg.headers
+        status = headers.get("Status") if headers else None
+        if status is not None and not msg.data:
+            if status == "100":  # a heartbeat
+                return
+            # 404 no messages, 408 the request expired, 409 the server ended it: ask again.
+            self.awaiting = 0
+            if status in ("404", "408"):
+                self.request()
+            else:
+                self.loop.call_later(FIRST_RETRY * 50, self.request)
+            return
+        self.held += 1
+        self.awaiting = max(self.awaiting - 1, 0)
+        try:
+            self.deliver.send_nowait(msg)
+        except (anyio.BrokenResourceError, ClosedResourceError):  # the receiver closed just now
+            self.loop.create_task(_quiet(msg.nak()))
+            return
+        if self.awaiting == 0:
+            self.request()
+
+    def taken(self) -> None:
+        """The receiver took a message (on the client's loop)."""
+        self.held -= 1
+        self.request()
+
+    async def stop(self) -> None:
+        self.closed = True
+        self.deliver.close()
+        if self.subscription is not None:
+            await self.subscription.unsubscribe()
+
+
+class DurableReceiver(ObjectReceiveStream[T_co]):
+    """The receiving side of a durable channel (see the module docstring for the guarantees).
+
+    Made by ``Node.open_channel`` / ``open_receiver``. ``async for item in receiver`` receives
+    until the channel ends. Usable from the tasks of the event loop that opened it, one receive at
+    a time per receiver (open another receiver for another concurrent consumer).
+    """
+
+    def __init__(self, channel: _DurableChannel[Any]) -> None:
+        self._channel = channel
+        self._loop = channel.node.client_loop
+        self._tx, self._rx = local_channel[Any](math.inf)
+        self._pull = _Pull(channel, self._tx)
+        self._closed = False
+        self._ended = False
+        self._stats = ReceiverStatistics()
+
+    async def _start(self) -> None:
+        await self._loop.call(self._pull.start)
+
+    @property
+    def name(self) -> str:
+        return self._channel.name
+
+    @property
+    def undecodable(self) -> list[Undecodable]:
+        """The last payloads of this channel (up to 100) that did not decode, oldest first."""
+        return list(self._channel.codec.undecodable)
+
+    def statistics(self) -> ReceiverStatistics:
+        return dataclasses.replace(
+            self._stats,
+            undecodable=self._channel.codec.undecodable_count,
+            buffered=self._rx.statistics().current_buffer_used,
+        )
+
+    async def receive(self) -> T_co:
+        """The next item, acknowledged as it is handed over; wait for one.
+
+        Raises ``EndOfStream`` once the channel has ended and every item stored before the end
+        is acknowledged; ``ClosedResourceError`` after ``close()``.
+
+        Ordering: items come in the order they were stored, except redeliveries, which come when
+        they are handed back.
+
+        Cancellation: a cancelled receive took nothing; an item that arrives for it afterwards
+        is kept for the next receive (or handed back when the receiver closes).
+        """
+        delivery = await self.receive_delivery()
+        delivery.settled = True
+        self._loop.call_soon(delivery._msg.ack)
+        return delivery.item
+
+    async def receive_delivery(self) -> Delivery[T_co]:
+        """The next item as a :class:`Delivery` to acknowledge after processing it.
+
+        Raises and orders as :meth:`receive`. Cancellation: as :meth:`receive`.
+        """
+        while True:
+            if self._closed or self._channel.node.closed:
+                raise ClosedResourceError
+            if self._ended:
+                raise EndOfStream
+            try:
+                msg = await self._rx.receive()
+            except (EndOfStream, ClosedResourceError):
+                raise ClosedResourceError from None
+            self._loop.call_soon_sync(self._pull.taken)
+            delivery = await self._take(msg)
+            if delivery is not None:
+                return delivery
+
+    async def receive_many(self, max_items: int) -> list[T_co]:
+        """Up to ``max_items`` items (at least one), each acknowledged as :meth:`receive` does.
+
+        Waits only for the first. Cancellation: as :meth:`receive`.
+        """
+        if not isinstance(max_items, int) or max_items < 1:
+            raise ValueError(f"max_items must be a positive int, not {max_items!r}")
+        items = [await self.receive()]
+        while len(items) < max_items and not self._ended:
+            try:
+                msg = self._rx.receive_nowait()
+            except WouldBlock:
+                break
+            self._loop.call_soon_sync(self._pull.taken)
+            try:
+                delivery = await self._take(msg)
+            except EndOfStream:
+                break
+            if delivery is not None:
+                delivery.settled = True
+                self._loop.call_soon(delivery._msg.ack)
+                items.append(delivery.item)
+        return items
+
+    async def _take(self, msg: Any) -> Delivery[T_co] | None:
+        """The delivery of a message; None for one that is not an item."""
+        channel = self._channel
+        if msg.subject == channel.end_subject:
+            try:
+                done = await self._all_done()
+            except BaseException:
+                self._loop.call_soon(msg.nak)
+                raise
+            if done:  # this receiver is done: the marker goes on to the others
+                self._ended = True
+                self._loop.call_soon(self._stop_pulling(also=msg))
+                raise EndOfStream
+            self._stats.end_deferred += 1
+            self._loop.call_soon(msg.nak, 0.05)
+            return None
+        try:
+            item = channel.codec.decode(msg.data)
+        except msgspec.DecodeError as exc:
+            channel.codec.report(msg.subject, msg.data, exc, _sequence(msg))
+            self._loop.call_soon(msg.term)
+            return None
+        self._stats.received += 1
+        if msg.metadata.num_delivered > 1:
+            self._stats.redelivered += 1
+        return Delivery(self, item, msg)
+
+    async def _all_done(self) -> bool:
+        """Whether nothing but the end marker is pending or unacknowledged on the consumer."""
+        if self._rx.statistics().current_buffer_used:
+            return False
+        channel = self._channel
+        js = channel.node.jetstream
+        info = await self._loop.call(js.consumer_info, channel.stream, channel.consumer)
+        return bool(info.num_pending == 0 and info.num_ack_pending <= 1)
+
+    def _stop_pulling(self, also: Any = None) -> Callable[[], Coroutine[Any, Any, None]]:
+        """What stops the pulling, then hands back what was fetched and not handed over (and
+        ``also``), in that order, so that nothing handed back comes to this receiver again: a
+        coroutine function for the client's loop (aclose waits for it, close does not)."""
+        self._pull.closed = True  # from now on, what arrives is handed back
+        held = []
+        while True:
+            try:
+                held.append(self._rx.receive_nowait())
+            except (WouldBlock, EndOfStream, ClosedResourceError):
+                break
+        self._rx.close()
+        if also is not None:
+            held.append(also)
+        pull = self._pull
+
+        async def stop_then_hand_back() -> None:
+            try:
+                await pull.stop()
+            finally:
+                for msg in held:
+                    await _quiet(msg.nak())
+
+        return stop_then_hand_back
+
+    def close(self) -> None:
+        """Close this receiver; what it had fetched and not handed over goes back to the server
+        (prefer :meth:`aclose`, which waits for that)."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self._ended:
+            self._loop.call_soon(self._stop_pulling())
+
+    async def aclose(self) -> None:
+        """Close this receiver and hand back what it had fetched.
+
+        Cancellation: shielded; the receiver is closed when this returns.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if self._ended:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await self._loop.call(self._stop_pulling())
+            except Exception:
+                logger.debug("fearless.nats: closing a receiver failed", exc_info=True)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "ended" if self._ended else "open"
+        return f"<fearless.nats.DurableReceiver {self._channel.stream} {state}>"
+
+
+async def _quiet(coroutine: Any) -> None:
+    try:
+        await coroutine
+    except Exception as exc:  # a pull request lost with the connection: lost() asks again
+        logger.debug("fearless.nats: a pull request failed: %r", exc)
+
+
+def _new_id() -> str:
+    """A message id for the server's duplicate detection: 96 random bits."""
+    return os.urandom(12).hex()
+
+
+def _sequence(msg: Any) -> int | None:
+    try:
+        return int(msg.metadata.sequence.stream)
+    except Exception:
+        return None
+
+
+def _transient(exc: Exception) -> bool:
+    """Whether an error means *no answer* (retry) rather than a refusal."""
+    import nats.errors
+    import nats.js.errors
+
+    return isinstance(
+        exc,
+        nats.errors.TimeoutError
+        | nats.errors.NoRespondersError
+        | nats.errors.ConnectionClosedError
+        | nats.errors.ConnectionReconnectingError
+        | nats.errors.OutboundBufferLimitError
+        | nats.errors.StaleConnectionError
+        | nats.js.errors.NoStreamResponseError
+        | nats.js.errors.ServiceUnavailableError,
+    ) and not (isinstance(exc, nats.js.errors.APIError) and exc.err_code == STREAM_FULL)

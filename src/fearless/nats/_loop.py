@@ -1,0 +1,219 @@
+"""Where the NATS client runs: the one module of ``fearless.nats`` that knows asyncio.
+
+nats-py, the official client, is an asyncio library. A :class:`ClientLoop` runs its coroutines for
+one connection:
+
+- on asyncio (and uvloop, which is an asyncio loop), on the application's own loop, as tasks of
+  their own: no thread, no hop;
+- on trio, on a private asyncio loop in a daemon thread (the *client thread*), started with the
+  connection and stopped with it. The trio task waits for the result on a ``fearless.oneshot``
+  that the client thread fills, so it waits as any fearless receiver waits: cancellable, and woken
+  through trio's token from the other thread.
+
+Like ``fearless/_backend.py``, this module is allowed to import asyncio; nothing else in
+``fearless.nats`` may (``tests/test_public_api.py`` checks it). What crosses the seam is a
+coroutine function and its result.
+
+Cancellation is the one decision :meth:`ClientLoop.call` exposes. A network operation that was
+cancelled may already have happened on the server (a publish that was stored, a fetch whose
+messages are on their way). ``call(..., settle=True)`` therefore cancels the coroutine and then
+waits, shielded, for it to end: if it had completed, its result is returned (the caller's
+cancellation is delivered at its next cancel point, as anyio does for an operation that completed
+before the cancellation reached it) and the caller knows the operation happened; otherwise the
+cancellation is raised and the operation did not happen. ``settle=False`` raises the cancellation
+at once and lets the coroutine be cancelled in the background; ``on_orphan`` is then called, on
+the client's loop, with a result that arrives anyway (a fetch uses it to hand its messages back).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable, Coroutine
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
+
+from .. import _backend
+from .._channels._oneshot import OneshotSender, oneshot
+from .._exceptions import SendBrokenError
+
+__all__ = ["ClientLoop"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("fearless.nats")
+
+
+class ClientLoop:
+    """Runs nats-py coroutines for one connection; see the module docstring."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, thread: threading.Thread | None) -> None:
+        self.loop = loop
+        self._thread = thread
+        self.closed = False
+
+    @property
+    def private(self) -> bool:
+        """Whether the client runs on a private loop in a thread of its own (trio)."""
+        return self._thread is not None
+
+    @classmethod
+    def start(cls) -> ClientLoop:
+        """The loop for a connection made from the running event loop."""
+        if _backend.current().name == "asyncio":
+            return cls(asyncio.get_running_loop(), None)
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            loop.call_soon(ready.set)
+            try:
+                loop.run_forever()
+            finally:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.close()
+
+        thread = threading.Thread(target=run, name="fearless-nats-client", daemon=True)
+        thread.start()
+        ready.wait()
+        return cls(loop, thread)
+
+    async def call(
+        self,
+        fn: Callable[..., Coroutine[Any, Any, T]],
+        *args: Any,
+        settle: bool = False,
+        on_orphan: Callable[[T], object] | None = None,
+        **kwargs: Any,
+    ) -> T:
+        """Run ``fn(*args, **kwargs)`` on the client's loop; return its result or raise its error.
+
+        Cancellation: the coroutine is cancelled too. With ``settle`` the caller then waits for it
+        to end (shielded) and returns its result if it completed; else the cancellation is raised
+        at once and ``on_orphan(result)`` runs on the client's loop if a result arrives anyway.
+        """
+        if kwargs:
+            fn = partial(fn, **kwargs)
+        if self._thread is None:
+            return await self._call_here(fn, args, settle, on_orphan)
+        return await self._call_across(fn, args, settle, on_orphan)
+
+    async def _call_here(
+        self,
+        fn: Callable[..., Coroutine[Any, Any, T]],
+        args: tuple[Any, ...],
+        settle: bool,
+        on_orphan: Callable[[T], object] | None,
+    ) -> T:
+        if not settle and on_orphan is None:
+            return await fn(*args)
+        task = self.loop.create_task(fn(*args))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.cancel()
+            if not settle:
+                task.add_done_callback(_orphan_callback(on_orphan))
+                raise
+            with anyio.CancelScope(shield=True):
+                await asyncio.wait([task])
+            if task.cancelled() or task.exception() is not None:
+                raise
+            return task.result()
+
+    async def _call_across(
+        self,
+        fn: Callable[..., Coroutine[Any, Any, T]],
+        args: tuple[Any, ...],
+        settle: bool,
+        on_orphan: Callable[[T], object] | None,
+    ) -> T:
+        tx, rx = oneshot[asyncio.Future[T]]()
+        if self.closed:
+            raise anyio.ClosedResourceError
+        future: asyncio.Future[T] | None = None
+
+        def begin() -> None:
+            nonlocal future
+            future = self.loop.create_task(fn(*args))
+            future.add_done_callback(partial(_deliver, tx))
+
+        self.loop.call_soon_threadsafe(begin)
+        try:
+            done = await rx.receive()
+        except anyio.get_cancelled_exc_class():
+
+            def cancel() -> None:
+                assert future is not None  # begin() ran first: the loop runs callbacks in order
+                future.cancel()
+                if not settle:
+                    future.add_done_callback(_orphan_callback(on_orphan))
+
+            self.loop.call_soon_threadsafe(cancel)
+            if not settle:
+                raise
+            with anyio.CancelScope(shield=True):
+                done = await rx.receive()
+            if done.cancelled() or done.exception() is not None:
+                raise
+            return done.result()
+        return done.result()
+
+    def call_soon(self, fn: Callable[..., Coroutine[Any, Any, object]], *args: Any) -> None:
+        """Start ``fn(*args)`` on the client's loop and do not wait for it (acknowledgements).
+
+        A failure is logged, not raised: an acknowledgement that does not reach the server means
+        the item is delivered again, which at-least-once delivery allows.
+        """
+        if self._thread is None:
+            self.loop.create_task(_logged(fn, args))
+        elif not self.closed:
+            self.loop.call_soon_threadsafe(lambda: self.loop.create_task(_logged(fn, args)))
+
+    def call_soon_sync(self, fn: Callable[[], object]) -> None:
+        """Run the plain function ``fn`` on the client's loop (now, when that is this thread)."""
+        if self._thread is None:
+            fn()
+        elif not self.closed:
+            self.loop.call_soon_threadsafe(fn)
+
+    async def aclose(self) -> None:
+        """Stop the private loop and join its thread (off the event loop); nothing on asyncio.
+
+        Cancellation: the join is shielded; the loop is stopped whatever happens.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        thread = self._thread
+        if thread is None:
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(thread.join)
+
+
+async def _logged(fn: Callable[..., Coroutine[Any, Any, object]], args: tuple[Any, ...]) -> None:
+    try:
+        await fn(*args)
+    except Exception as exc:
+        logger.debug("fearless.nats: %s failed: %r", getattr(fn, "__qualname__", fn), exc)
+
+
+def _deliver(tx: OneshotSender[asyncio.Future[T]], future: asyncio.Future[T]) -> None:
+    try:
+        tx.send(future)
+    except SendBrokenError:  # the caller was cancelled and left; on_orphan has the result
+        pass
+
+
+def _orphan_callback(on_orphan: Callable[[Any], object] | None) -> Callable[[Any], None]:
+    def done(future: asyncio.Future[Any]) -> None:
+        if on_orphan is not None and not future.cancelled() and future.exception() is None:
+            on_orphan(future.result())
+
+    return done

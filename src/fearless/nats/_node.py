@@ -1,0 +1,319 @@
+"""``fearless.nats.connect``: one process's membership in a named system, over one NATS connection.
+
+A :class:`Node` owns a nats-py connection (on the loop :class:`ClientLoop` picks), its JetStream
+context, and, when no URL was given, the embedded :class:`NatsServer` it started. Everything a node
+opens (durable channels, cells) is scoped by the system's name: the subjects, streams and buckets
+of two systems on one NATS cluster never meet.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import ssl
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+import anyio
+
+from ._channel import DurableReceiver, DurableSender, _DurableChannel
+from ._loop import ClientLoop
+from ._server import NatsServer
+
+__all__ = ["Node", "connect"]
+
+T = TypeVar("T")
+
+logger = logging.getLogger("fearless.nats")
+
+NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def check_name(what: str, name: object) -> str:
+    """A system, channel or cell name: letters, digits, ``_`` and ``-`` (they become parts of
+    subjects and stream names)."""
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise ValueError(f"{what} name must be letters, digits, '_' or '-', not {name!r}")
+    return name
+
+
+class Node:
+    """One process's connection to a fearless system on NATS. Made by :func:`connect`."""
+
+    def __init__(
+        self,
+        servers: list[str] | None,
+        system: str,
+        options: dict[str, Any],
+        server: NatsServer | None,
+        request_timeout: float,
+    ) -> None:
+        self.system = check_name("system", system)
+        self._servers = servers
+        self._options = options
+        self._server = server
+        self._own_server = False
+        self.request_timeout = request_timeout
+        self._loop: ClientLoop | None = None
+        self._nc: Any = None
+        self._js: Any = None
+        self._channels: list[_DurableChannel[Any]] = []
+        self.closed = False
+
+    # -- the connection ---------------------------------------------------------------------
+
+    @property
+    def server(self) -> NatsServer | None:
+        """The embedded server, when this node started one (or was given one)."""
+        return self._server
+
+    @property
+    def url(self) -> str:
+        """The URL of the server the connection uses now."""
+        nc = self._nc
+        if nc is None or nc.connected_url is None:
+            return (self._servers or ["?"])[0]
+        url = nc.connected_url
+        return f"{url.scheme}://{url.hostname}:{url.port}"
+
+    @property
+    def max_payload(self) -> int:
+        """The largest payload the server accepts, in bytes."""
+        return int(self._nc.max_payload)
+
+    @property
+    def client_loop(self) -> ClientLoop:
+        if self._loop is None or self.closed:
+            raise anyio.ClosedResourceError
+        return self._loop
+
+    @property
+    def jetstream(self) -> Any:
+        """The nats-py JetStream context (use it on the client's loop: ``client_loop.call``)."""
+        return self._js
+
+    @property
+    def connection(self) -> Any:
+        """The nats-py connection (use it on the client's loop: ``client_loop.call``)."""
+        return self._nc
+
+    async def __aenter__(self) -> Self:
+        import nats
+
+        if self._servers is None:
+            if self._server is None:
+                self._server = NatsServer()
+                self._own_server = True
+            if not self._server.running:
+                await anyio.to_thread.run_sync(self._server.start)
+            self._servers = [self._server.url]
+        loop = self._loop = ClientLoop.start()
+        try:
+            self._nc = await loop.call(
+                nats.connect,
+                servers=self._servers,
+                name=self._options.pop("name", None) or f"fearless:{self.system}:{os.getpid()}",
+                error_cb=_log_error,
+                disconnected_cb=_log_event("disconnected"),
+                reconnected_cb=_log_event("reconnected"),
+                **self._options,
+            )
+            self._js = self._nc.jetstream(timeout=self.request_timeout)
+        except BaseException:
+            await self._shut_down()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close what this node opened, the connection, and the embedded server it started.
+
+        Cancellation: shielded; the node is closed when this returns. Items its receivers had
+        fetched and not handed out are handed back to the server for redelivery.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        with anyio.CancelScope(shield=True):
+            for channel in self._channels:
+                await channel.aclose()
+            await self._shut_down()
+
+    async def _shut_down(self) -> None:
+        loop = self._loop
+        if self._nc is not None and loop is not None:
+            try:
+                await loop.call(self._nc.close)
+            except Exception:  # a connection that is already gone has nothing to close
+                logger.debug("fearless.nats: closing the connection failed", exc_info=True)
+        if loop is not None:
+            await loop.aclose()
+        if self._own_server and self._server is not None:
+            await anyio.to_thread.run_sync(self._server.close)
+
+    # -- what a node opens ------------------------------------------------------------------
+
+    async def open_channel(
+        self,
+        name: str,
+        item_type: type[T],
+        *,
+        capacity: float = math.inf,
+        ack_wait: float = 30.0,
+        prefetch: int = 16,
+    ) -> tuple[DurableSender[T], DurableReceiver[T]]:
+        """Open the durable channel ``name`` of this system: a sender and a receiver.
+
+        The channel is a JetStream stream, created by the first process that opens it and shared
+        by every process that opens the same name with the same capacity (another capacity raises
+        ``ValueError``; ``math.inf`` is unbounded). Items are ``item_type`` values (msgspec
+        structs, dataclasses, plain types), encoded as JSON.
+
+        ``ack_wait``: seconds after which an item handed to a receiver that has not acknowledged
+        it is delivered again (its process may have died). ``prefetch``: how many items a
+        receiver fetches at once (fetched items are held for this process; a receiver that closes
+        hands them back at once, a process that dies hands them back after ``ack_wait``).
+
+        Cancellation: creating the stream and its consumer is idempotent; a cancelled open leaves
+        at most a stream and a consumer that the next open reuses.
+        """
+        channel = await self._open(name, item_type, capacity, ack_wait, prefetch)
+        return channel.sender(), await channel.receiver()
+
+    async def open_sender(
+        self, name: str, item_type: type[T], *, capacity: float = math.inf
+    ) -> DurableSender[T]:
+        """Open only the sending side of the durable channel ``name`` (see :meth:`open_channel`).
+
+        Cancellation: as :meth:`open_channel`.
+        """
+        channel = await self._open(name, item_type, capacity, 30.0, 16)
+        return channel.sender()
+
+    async def open_receiver(
+        self,
+        name: str,
+        item_type: type[T],
+        *,
+        capacity: float = math.inf,
+        ack_wait: float = 30.0,
+        prefetch: int = 16,
+    ) -> DurableReceiver[T]:
+        """Open only the receiving side of the durable channel ``name`` (see
+        :meth:`open_channel`).
+
+        Cancellation: as :meth:`open_channel`.
+        """
+        channel = await self._open(name, item_type, capacity, ack_wait, prefetch)
+        return await channel.receiver()
+
+    async def _open(
+        self, name: str, item_type: Any, capacity: float, ack_wait: float, prefetch: int
+    ) -> _DurableChannel[Any]:
+        check_name("channel", name)
+        if capacity != math.inf and (
+            not isinstance(capacity, int) or isinstance(capacity, bool) or capacity < 1
+        ):
+            raise ValueError(f"capacity must be a positive int or math.inf, not {capacity!r}")
+        if not (isinstance(ack_wait, int | float) and 0 < ack_wait < math.inf):
+            raise ValueError(f"ack_wait must be a positive number of seconds, not {ack_wait!r}")
+        if not isinstance(prefetch, int) or isinstance(prefetch, bool) or prefetch < 1:
+            raise ValueError(f"prefetch must be a positive int, not {prefetch!r}")
+        channel = _DurableChannel[Any](self, name, item_type, capacity, ack_wait, prefetch)
+        await channel.create()
+        self._channels.append(channel)
+        return channel
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else self.url
+        return f"<fearless.nats.Node system={self.system!r} {state}>"
+
+
+def connect(
+    url: str | Sequence[str] | None = None,
+    *,
+    system: str,
+    name: str | None = None,
+    user: str | None = None,
+    password: str | None = None,
+    token: str | None = None,
+    credentials: str | os.PathLike[str] | None = None,
+    nkeys_seed: str | os.PathLike[str] | None = None,
+    tls: ssl.SSLContext | None = None,
+    tls_hostname: str | None = None,
+    connect_timeout: float = 2.0,
+    reconnect_wait: float = 0.25,
+    max_reconnect_attempts: int = -1,
+    request_timeout: float = 5.0,
+    server: NatsServer | None = None,
+) -> Node:
+    """Join the system ``system``: ``async with fearless.nats.connect(url, system=...) as node:``.
+
+    ``url``: a NATS server (``nats://host:4222``, ``tls://...``) or a list of a cluster's servers.
+    None starts an embedded server (:class:`NatsServer`: loopback, a random port, a temporary
+    JetStream store, stopped when the node closes), or uses ``server`` if given.
+
+    The connection options pass through to nats-py: ``user``/``password``, ``token``,
+    ``credentials`` (a ``.creds`` file), ``nkeys_seed`` (a seed file), ``tls`` (an
+    ``ssl.SSLContext``) and ``tls_hostname``. The client reconnects forever by default
+    (``max_reconnect_attempts=-1``), waiting ``reconnect_wait`` seconds between attempts; while it
+    is disconnected, sends wait and retry (see :class:`DurableSender`). ``request_timeout`` bounds
+    each request to the server (a stored publish, a fetch).
+
+    Cancellation: a cancelled ``async with`` entry leaves nothing running: the connection and an
+    embedded server it started are closed.
+    """
+    servers: list[str] | None
+    if url is None:
+        servers = None
+    elif isinstance(url, str):
+        servers = [url]
+    else:
+        servers = list(url)
+        if not servers or not all(isinstance(u, str) for u in servers):
+            raise ValueError(f"url must be a URL or a non-empty list of URLs, not {url!r}")
+    if url is not None and server is not None:
+        raise ValueError("pass a url or an embedded server, not both")
+    options: dict[str, Any] = {
+        "name": name,
+        "connect_timeout": connect_timeout,
+        "reconnect_time_wait": reconnect_wait,
+        "max_reconnect_attempts": max_reconnect_attempts,
+        "allow_reconnect": True,
+    }
+    if user is not None:
+        options["user"] = user
+    if password is not None:
+        options["password"] = password
+    if token is not None:
+        options["token"] = token
+    if credentials is not None:
+        options["user_credentials"] = os.fspath(credentials)
+    if nkeys_seed is not None:
+        options["nkeys_seed"] = os.fspath(nkeys_seed)
+    if tls is not None:
+        options["tls"] = tls
+    if tls_hostname is not None:
+        options["tls_hostname"] = tls_hostname
+    return Node(servers, system, options, server, request_timeout)
+
+
+async def _log_error(exc: Exception) -> None:
+    logger.warning("fearless.nats: connection error: %s", exc)
+
+
+def _log_event(what: str) -> Any:
+    async def log() -> None:
+        logger.info("fearless.nats: %s", what)
+
+    return log
