@@ -48,6 +48,7 @@ from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
+import anyio.lowlevel
 import msgspec
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
 from anyio.abc import ObjectReceiveStream, ObjectSendStream
@@ -278,6 +279,7 @@ class DurableSender(ObjectSendStream[T_contra]):
         payload = self._encode(item)
         msg_id = _new_id()
         delay = FIRST_RETRY
+        await anyio.lowlevel.checkpoint_if_cancelled()
         unanswered = False
         try:
             while True:
@@ -307,7 +309,9 @@ class DurableSender(ObjectSendStream[T_contra]):
         Cancellation: as :meth:`send` (one attempt).
         """
         self._check_open()
-        if not await self._attempt(self._encode(item), _new_id()):
+        payload = self._encode(item)
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        if not await self._attempt(payload, _new_id()):
             raise WouldBlock
 
     async def send_many(self, items: Iterable[T_contra]) -> None:

@@ -15,14 +15,15 @@ Like ``fearless/_backend.py``, this module is allowed to import asyncio; nothing
 coroutine function and its result.
 
 Cancellation is the one decision :meth:`ClientLoop.call` exposes. A network operation that was
-cancelled may already have happened on the server (a publish that was stored, a fetch whose
-messages are on their way). ``call(..., settle=True)`` therefore cancels the coroutine and then
-waits, shielded, for it to end: if it had completed, its result is returned (the caller's
-cancellation is delivered at its next cancel point, as anyio does for an operation that completed
-before the cancellation reached it) and the caller knows the operation happened; otherwise the
-cancellation is raised and the operation did not happen. ``settle=False`` raises the cancellation
-at once and lets the coroutine be cancelled in the background; ``on_orphan`` is then called, on
-the client's loop, with a result that arrives anyway (a fetch uses it to hand its messages back).
+cancelled may already have happened on the server: a publish written to the socket is stored
+whether or not anyone waits for its acknowledgement, and cancelling the coroutine cannot take it
+back. ``call(..., settle=True)`` therefore does not cancel the coroutine: it waits, shielded, for
+the coroutine's own outcome (bounded by the operation's own timeout). If it succeeded, its result
+is returned (the caller's cancellation is delivered at its next cancel point, as anyio does for
+an operation that completed before the cancellation reached it), so the caller knows the
+operation happened; if it failed, the cancellation is raised and the operation did not happen.
+``settle=False`` raises the cancellation at once and cancels the coroutine in the background;
+``on_orphan`` is then called, on the client's loop, with a result that arrives anyway.
 """
 
 from __future__ import annotations
@@ -92,9 +93,10 @@ class ClientLoop:
     ) -> T:
         """Run ``fn(*args, **kwargs)`` on the client's loop; return its result or raise its error.
 
-        Cancellation: the coroutine is cancelled too. With ``settle`` the caller then waits for it
-        to end (shielded) and returns its result if it completed; else the cancellation is raised
-        at once and ``on_orphan(result)`` runs on the client's loop if a result arrives anyway.
+        Cancellation: with ``settle``, the coroutine runs to its end (the caller waits, shielded)
+        and its result is returned if it succeeded, else the cancellation is raised. Without, the
+        coroutine is cancelled, the cancellation is raised at once, and ``on_orphan(result)``
+        runs on the client's loop if a result arrives anyway.
         """
         if kwargs:
             fn = partial(fn, **kwargs)
@@ -115,8 +117,8 @@ class ClientLoop:
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            task.cancel()
             if not settle:
+                task.cancel()
                 task.add_done_callback(_orphan_callback(on_orphan))
                 raise
             with anyio.CancelScope(shield=True):
@@ -146,15 +148,14 @@ class ClientLoop:
         try:
             done = await rx.receive()
         except anyio.get_cancelled_exc_class():
+            if not settle:
 
-            def cancel() -> None:
-                assert future is not None  # begin() ran first: the loop runs callbacks in order
-                future.cancel()
-                if not settle:
+                def cancel() -> None:
+                    assert future is not None  # begin() ran first: callbacks run in order
+                    future.cancel()
                     future.add_done_callback(_orphan_callback(on_orphan))
 
-            self.loop.call_soon_threadsafe(cancel)
-            if not settle:
+                self.loop.call_soon_threadsafe(cancel)
                 raise
             with anyio.CancelScope(shield=True):
                 done = await rx.receive()
