@@ -9,6 +9,10 @@ The NATS client (nats-py) is an asyncio library: on trio it runs on a private as
 thread of its own, and the API is the same on every backend.
 """
 
+from ._cells import CellStatistics as CellStatistics
+from ._cells import DistributedCell as DistributedCell
+from ._cells import DistributedInt as DistributedInt
+from ._cells import UndecodableValue as UndecodableValue
 from ._channel import ChannelEnded as ChannelEnded
 from ._channel import Delivery as Delivery
 from ._channel import DurableReceiver as DurableReceiver
@@ -24,8 +28,11 @@ from ._server import NatsServerError as NatsServerError
 from ._server import find_nats_server as find_nats_server
 
 __all__ = [
+    "CellStatistics",
     "ChannelEnded",
     "Delivery",
+    "DistributedCell",
+    "DistributedInt",
     "DurableReceiver",
     "DurableSender",
     "NatsServer",
@@ -35,6 +42,7 @@ __all__ = [
     "ReceiverStatistics",
     "SenderStatistics",
     "Undecodable",
+    "UndecodableValue",
     "connect",
     "find_nats_server",
 ]

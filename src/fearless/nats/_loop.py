@@ -74,7 +74,11 @@ class ClientLoop:
             loop.call_soon(ready.set)
             try:
                 loop.run_forever()
-            finally:
+            finally:  # as asyncio.run ends: cancel what is left, and let it finish
+                left = asyncio.all_tasks(loop)
+                for task in left:
+                    task.cancel()
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
                 loop.run_until_complete(loop.shutdown_asyncgens())
                 loop.close()
 

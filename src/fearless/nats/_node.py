@@ -19,6 +19,7 @@ from typing import Any, Self, TypeVar
 
 import anyio
 
+from ._cells import DistributedCell, DistributedInt
 from ._channel import DurableReceiver, DurableSender, _DurableChannel
 from ._loop import ClientLoop
 from ._server import NatsServer
@@ -61,6 +62,8 @@ class Node:
         self._nc: Any = None
         self._js: Any = None
         self._channels: list[_DurableChannel[Any]] = []
+        self._cells: list[DistributedCell[Any]] = []
+        self._bucket: Any = None
         self.closed = False
 
     # -- the connection ---------------------------------------------------------------------
@@ -147,6 +150,8 @@ class Node:
         with anyio.CancelScope(shield=True):
             for channel in self._channels:
                 await channel.aclose()
+            for cell in self._cells:
+                await cell.aclose()
             await self._shut_down()
 
     async def _shut_down(self) -> None:
@@ -233,6 +238,39 @@ class Node:
         await channel.create()
         self._channels.append(channel)
         return channel
+
+    async def cell(self, name: str, item_type: type[T], initial: T) -> DistributedCell[T]:
+        """Open the distributed cell ``name`` of this system, holding ``item_type`` values.
+
+        The first process to open it stores ``initial``; later ones find the value it holds. See
+        :class:`DistributedCell` for what reads, writes and waits guarantee.
+
+        Cancellation: creating the cell is idempotent; a cancelled open leaves at most a cell
+        that the next open finds.
+        """
+        cell = DistributedCell[T](self, check_name("cell", name), item_type, await self._kv())
+        await cell._create(initial)
+        self._cells.append(cell)
+        return cell
+
+    async def int_cell(self, name: str, initial: int = 0) -> DistributedInt:
+        """Open the distributed integer ``name`` of this system (see :meth:`cell`).
+
+        Cancellation: as :meth:`cell`.
+        """
+        cell = DistributedInt(self, check_name("cell", name), int, await self._kv())
+        await cell._create(initial)
+        self._cells.append(cell)
+        return cell
+
+    async def _kv(self) -> Any:
+        """The system's key-value bucket, created on first use."""
+        if self._bucket is None:
+            from nats.js.api import KeyValueConfig
+
+            config = KeyValueConfig(bucket=f"fearless_{self.system}", history=1)
+            self._bucket = await self.client_loop.call(self._js.create_key_value, config)
+        return self._bucket
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else self.url
