@@ -155,7 +155,7 @@ class _DurableChannel(Generic[T]):
 
     async def receiver(self) -> DurableReceiver[T]:
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-        from nats.js.errors import BadRequestError
+        from nats.js.errors import BadRequestError, NotFoundError
 
         js = self.node.jetstream
         loop = self.node.client_loop
@@ -166,10 +166,15 @@ class _DurableChannel(Generic[T]):
             ack_wait=self.ack_wait,
             max_deliver=-1,
         )
+        # The consumer is shared: the first opener's settings stand. (Adding it again with other
+        # settings would update it on the server, under every other process's feet.)
         try:
-            await loop.call(js.add_consumer, self.stream, config)
-        except BadRequestError:  # it exists with another ack_wait: the first opener's stands
-            logger.debug("fearless.nats: using the existing consumer of %s", self.stream)
+            await loop.call(js.consumer_info, self.stream, self.consumer)
+        except NotFoundError:
+            try:
+                await loop.call(js.add_consumer, self.stream, config)
+            except BadRequestError:  # created by another process in between
+                logger.debug("fearless.nats: using the consumer of %s just made", self.stream)
         receiver = DurableReceiver[T](self)
         await receiver._start()
         self.endpoints.append(receiver)
@@ -464,8 +469,9 @@ class _Pull:
     (cancellable, and across threads on trio). ``held`` counts what was passed and not yet taken:
     a receiver that stops receiving stops the pulling once it holds ``prefetch`` messages.
 
-    A request can be lost with the connection (a server restart): a request that neither filled
-    nor expired by ``LONG_POLL`` plus a margin is given up and asked again.
+    A request can be lost with the connection (a server restart): after a reconnection it is
+    asked again at once, and a request that neither filled nor expired by ``LONG_POLL`` plus a
+    margin is given up and asked again.
     """
 
     def __init__(self, channel: _DurableChannel[Any], deliver: Sender[Any]) -> None:
@@ -484,6 +490,12 @@ class _Pull:
     async def start(self) -> None:
         self.inbox = self.nc.new_inbox()
         self.subscription = await self.nc.subscribe(self.inbox, cb=self.on_message)
+        self.channel.node.on_reconnect.append(self.reconnected)
+        self.request()
+
+    def reconnected(self) -> None:
+        """The open request died with the old connection: ask again now, not after LONG_POLL."""
+        self.awaiting = 0
         self.request()
 
     def request(self) -> None:
@@ -539,6 +551,8 @@ class _Pull:
     async def stop(self) -> None:
         self.closed = True
         self.deliver.close()
+        if self.reconnected in self.channel.node.on_reconnect:
+            self.channel.node.on_reconnect.remove(self.reconnected)
         if self.subscription is not None:
             await self.subscription.unsubscribe()
 

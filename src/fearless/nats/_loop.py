@@ -55,6 +55,7 @@ class ClientLoop:
         self.loop = loop
         self._thread = thread
         self.closed = False
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def private(self) -> bool:
@@ -175,9 +176,20 @@ class ClientLoop:
         the item is delivered again, which at-least-once delivery allows.
         """
         if self._thread is None:
-            self.loop.create_task(_logged(fn, args))
+            self._start_background(fn, args)
         elif not self.closed:
-            self.loop.call_soon_threadsafe(lambda: self.loop.create_task(_logged(fn, args)))
+            self.loop.call_soon_threadsafe(self._start_background, fn, args)
+
+    def _start_background(self, fn: Callable[..., Coroutine[Any, Any, object]], args: Any) -> None:
+        task = self.loop.create_task(_logged(fn, args))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def settle_background(self, seconds: float) -> None:
+        """Wait (on the client's loop) for what ``call_soon`` started, at most ``seconds``: the
+        acknowledgements a closing node still owes the server."""
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=seconds)
 
     def call_soon_sync(self, fn: Callable[[], object]) -> None:
         """Run the plain function ``fn`` on the client's loop (now, when that is this thread)."""

@@ -13,7 +13,7 @@ import math
 import os
 import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
@@ -64,6 +64,9 @@ class Node:
         self._channels: list[_DurableChannel[Any]] = []
         self._cells: list[DistributedCell[Any]] = []
         self._bucket: Any = None
+        # Called on the client's loop after a reconnection (pull requests die with a connection).
+        self.on_reconnect: list[Callable[[], object]] = []
+        self.reconnections = 0  # how often the connection was lost and made again
         self.closed = False
 
     # -- the connection ---------------------------------------------------------------------
@@ -121,7 +124,7 @@ class Node:
                 name=self._options.pop("name", None) or f"fearless:{self.system}:{os.getpid()}",
                 error_cb=_log_error,
                 disconnected_cb=_log_event("disconnected"),
-                reconnected_cb=_log_event("reconnected"),
+                reconnected_cb=self._reconnected,
                 **self._options,
             )
             self._js = self._nc.jetstream(timeout=self.request_timeout)
@@ -129,6 +132,12 @@ class Node:
             await self._shut_down()
             raise
         return self
+
+    async def _reconnected(self) -> None:
+        self.reconnections += 1
+        logger.info("fearless.nats: reconnected to %s", self.url)
+        for callback in list(self.on_reconnect):
+            callback()
 
     async def __aexit__(
         self,
@@ -158,6 +167,7 @@ class Node:
         loop = self._loop
         if self._nc is not None and loop is not None:
             try:
+                await loop.call(loop.settle_background, 2.0)
                 await loop.call(self._nc.close)
             except Exception:  # a connection that is already gone has nothing to close
                 logger.debug("fearless.nats: closing the connection failed", exc_info=True)
