@@ -9,6 +9,7 @@ The NATS client (nats-py) is an asyncio library: on trio it runs on a private as
 thread of its own, and the API is the same on every backend.
 """
 
+from ._broadcast import Publisher as Publisher
 from ._cells import CellStatistics as CellStatistics
 from ._cells import DistributedCell as DistributedCell
 from ._cells import DistributedInt as DistributedInt
@@ -39,6 +40,7 @@ __all__ = [
     "NatsServerError",
     "Node",
     "PayloadTooLarge",
+    "Publisher",
     "ReceiverStatistics",
     "SenderStatistics",
     "Undecodable",

@@ -8,6 +8,7 @@ of two systems on one NATS cluster never meet.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import math
 import os
@@ -15,10 +16,12 @@ import re
 import ssl
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 import anyio
 
+from .._channels._broadcast import Subscription
+from ._broadcast import Publisher, Subscriber, check_replay, stream_of, subject_of
 from ._cells import DistributedCell, DistributedInt
 from ._channel import DurableReceiver, DurableSender, _DurableChannel
 from ._loop import ClientLoop
@@ -64,6 +67,7 @@ class Node:
         self._channels: list[_DurableChannel[Any]] = []
         self._cells: list[DistributedCell[Any]] = []
         self._bucket: Any = None
+        self._subscribers: list[Subscriber[Any]] = []
         # Called on the client's loop after a reconnection (pull requests die with a connection).
         self.on_reconnect: list[Callable[[], object]] = []
         self.reconnections = 0  # how often the connection was lost and made again
@@ -155,13 +159,17 @@ class Node:
         """
         if self.closed:
             return
-        self.closed = True
         with anyio.CancelScope(shield=True):
-            for channel in self._channels:
-                await channel.aclose()
-            for cell in self._cells:
-                await cell.aclose()
-            await self._shut_down()
+            try:
+                for channel in self._channels:
+                    await channel.aclose()
+                for cell in self._cells:
+                    await cell.aclose()
+                for subscriber in self._subscribers:
+                    await self.client_loop.call(subscriber.stop)
+            finally:
+                self.closed = True
+                await self._shut_down()
 
     async def _shut_down(self) -> None:
         loop = self._loop
@@ -272,6 +280,93 @@ class Node:
         await cell._create(initial)
         self._cells.append(cell)
         return cell
+
+    async def open_publisher(
+        self,
+        name: str,
+        item_type: type[T],
+        *,
+        keep: int | None = None,
+        max_age: float | None = None,
+    ) -> Publisher[T]:
+        """Open a publisher of the broadcast ``name`` of this system (see :class:`Publisher`).
+
+        ``keep`` (items) and ``max_age`` (seconds) make the broadcast replayable: a JetStream
+        stream keeps its last ``keep`` items, none older than ``max_age``, for subscribers that
+        ask for ``replay``. The first opener with ``keep`` or ``max_age`` creates the stream;
+        another opener's limits must match (``ValueError``).
+
+        Cancellation: creating the stream is idempotent.
+        """
+        check_name("broadcast", name)
+        if keep is not None or max_age is not None:
+            await self._keep_broadcast(name, keep, max_age)
+        return Publisher[T](self, name, item_type)
+
+    async def _keep_broadcast(self, name: str, keep: int | None, max_age: float | None) -> None:
+        from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+        from nats.js.errors import BadRequestError
+
+        if keep is not None and (not isinstance(keep, int) or isinstance(keep, bool) or keep < 1):
+            raise ValueError(f"keep must be a positive int, not {keep!r}")
+        if max_age is not None and not (isinstance(max_age, int | float) and max_age > 0):
+            raise ValueError(f"max_age must be a positive number of seconds, not {max_age!r}")
+        config = StreamConfig(
+            name=stream_of(self.system, name),
+            subjects=[subject_of(self.system, name)],
+            max_msgs=keep if keep is not None else -1,
+            max_age=max_age,
+            discard=DiscardPolicy.OLD,
+            storage=StorageType.FILE,
+        )
+        try:
+            await self.client_loop.call(self._js.add_stream, config)
+        except BadRequestError as exc:
+            raise ValueError(
+                f"the broadcast {name!r} of the system {self.system!r} is kept with other "
+                f"limits ({exc.description})"
+            ) from None
+
+    async def subscribe(
+        self,
+        name: str,
+        item_type: type[T],
+        *,
+        capacity: int = 256,
+        on_lag: Literal["error", "drop"] = "error",
+        replay: Literal["all"] | int | datetime.datetime | None = None,
+    ) -> Subscription[T]:
+        """Subscribe this process to the broadcast ``name``: a local ``fearless.Subscription``
+        fed with every item published from now on (at-most-once; see :class:`Publisher`).
+
+        ``capacity`` and ``on_lag`` are the local ring's (``"block"`` is refused: a process
+        cannot hold the network back). ``replay`` starts from items the broadcast kept (its
+        publisher was opened with ``keep`` or ``max_age``): ``"all"``, a stream sequence number,
+        or a ``datetime``; then goes on with the live ones, in order.
+
+        Cancellation: a cancelled subscribe leaves no subscription.
+        """
+        check_name("broadcast", name)
+        if on_lag not in ("error", "drop"):
+            raise ValueError(f'on_lag must be "error" or "drop" across processes, not {on_lag!r}')
+        replay = check_replay(replay)
+        subscriber = Subscriber[T](self, name, item_type, capacity, on_lag)
+        try:
+            await self.client_loop.call(subscriber.start, replay, settle=True)
+        except BaseException as exc:
+            subscriber.discard()
+            if not isinstance(exc, Exception):
+                raise
+            from nats.js.errors import NotFoundError
+
+            if isinstance(exc, NotFoundError) or "no stream" in str(exc).lower():
+                raise ValueError(
+                    f"the broadcast {name!r} keeps no items to replay: open its publisher with "
+                    "keep= or max_age="
+                ) from None
+            raise
+        self._subscribers.append(subscriber)
+        return subscriber.subscription
 
     async def _kv(self) -> Any:
         """The system's key-value bucket, created on first use."""
