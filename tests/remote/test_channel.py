@@ -15,6 +15,7 @@ import msgspec
 import pytest
 from anyio import EndOfStream, WouldBlock
 
+import fearless
 import fearless.nats
 from fearless.nats import Node
 
@@ -322,3 +323,37 @@ async def test_a_cancelled_send_either_stored_the_item_or_raised(node: Node) -> 
     assert 0 < len(returned) < 150
     assert await stored(node, "jobs") == len(returned)
     assert [await rx.receive() for _ in returned] == returned
+
+
+async def test_a_durable_receiver_is_a_fearless_receiver_that_fan_out_takes(node: Node) -> None:
+    """fan_out over a durable channel: every item processed once, by clones of the receiver."""
+    tx, rx = await node.open_channel("jobs", int)
+    assert isinstance(rx, fearless.Receiver)
+    await tx.send_many(range(100))
+    await tx.end()
+
+    async def double(item: int) -> int:
+        return item * 2
+
+    async with fearless.fan_out(rx, double, workers=3) as results:
+        with anyio.fail_after(30):
+            got = sorted([result async for result in results])
+    assert got == [item * 2 for item in range(100)]
+
+
+async def test_receive_nowait_hands_over_only_what_was_fetched(node: Node) -> None:
+    tx, rx = await node.open_channel("jobs", int, prefetch=5)
+    with pytest.raises(WouldBlock):
+        rx.receive_nowait()  # nothing fetched (it asks the server nothing)
+    await tx.send_many(range(5))
+    first = await rx.receive()
+    await poll_until(lambda: rx.statistics().buffered == 4)
+    assert [first] + [rx.receive_nowait() for _ in range(4)] == list(range(5))
+    with pytest.raises(WouldBlock):
+        rx.receive_nowait()
+    clone = rx.clone()
+    await rx.aclose()  # whatever rx had pulled goes back; the clone pulls from its first receive
+    await tx.send_many([5, 6, 7])
+    with anyio.fail_after(10):
+        assert sorted([await clone.receive() for _ in range(3)]) == [5, 6, 7]
+    await clone.aclose()

@@ -51,8 +51,9 @@ import anyio
 import anyio.lowlevel
 import msgspec
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
-from anyio.abc import ObjectReceiveStream, ObjectSendStream
+from anyio.abc import ObjectSendStream
 
+from .._channels._base import Receiver
 from .._channels._channel import channel as local_channel
 from .._channels._endpoints import Sender
 from ._codec import Codec, Undecodable
@@ -557,12 +558,14 @@ class _Pull:
             await self.subscription.unsubscribe()
 
 
-class DurableReceiver(ObjectReceiveStream[T_co]):
+class DurableReceiver(Receiver[T_co]):
     """The receiving side of a durable channel (see the module docstring for the guarantees).
 
-    Made by ``Node.open_channel`` / ``open_receiver``. ``async for item in receiver`` receives
-    until the channel ends. Usable from the tasks of the event loop that opened it, one receive at
-    a time per receiver (open another receiver for another concurrent consumer).
+    Made by ``Node.open_channel`` / ``open_receiver``; ``clone()`` makes another receiver of the
+    same channel (each item goes to one of them). A ``fearless.Receiver``: ``async for item in
+    receiver`` receives until the channel ends, and ``fearless.fan_out`` takes it. Usable from
+    the tasks of the event loop that opened it; each receiver pulls up to ``prefetch`` items for
+    itself, so give each concurrent consumer its own clone.
     """
 
     def __init__(self, channel: _DurableChannel[Any]) -> None:
@@ -570,12 +573,46 @@ class DurableReceiver(ObjectReceiveStream[T_co]):
         self._loop = channel.node.client_loop
         self._tx, self._rx = local_channel[Any](math.inf)
         self._pull = _Pull(channel, self._tx)
+        self._started = False
         self._closed = False
         self._ended = False
         self._stats = ReceiverStatistics()
 
     async def _start(self) -> None:
-        await self._loop.call(self._pull.start)
+        if not self._started:
+            self._started = True
+            await self._loop.call(self._pull.start)
+
+    def clone(self) -> DurableReceiver[T_co]:
+        """Another receiver of the same channel, with its own prefetch; it starts pulling at its
+        first receive."""
+        if self._closed:
+            raise ClosedResourceError
+        receiver = DurableReceiver[T_co](self._channel)
+        self._channel.endpoints.append(receiver)
+        return receiver
+
+    def receive_nowait(self) -> T_co:
+        """An item this receiver already fetched, acknowledged as it is handed over; else
+        ``WouldBlock`` (it asks the server nothing: use :meth:`receive` to wait).
+
+        Raises ``EndOfStream`` once the channel has ended for this receiver.
+        """
+        if self._closed or self._channel.node.closed:
+            raise ClosedResourceError
+        if self._ended:
+            raise EndOfStream
+        while True:
+            msg = self._rx.receive_nowait()  # WouldBlock when nothing is fetched
+            self._loop.call_soon_sync(self._pull.taken)
+            if msg.subject == self._channel.end_subject:
+                self._loop.call_soon(msg.nak)  # the end needs the server's view: receive() asks
+                raise WouldBlock
+            delivery = self._decoded(msg)
+            if delivery is not None:
+                delivery.settled = True
+                self._loop.call_soon(delivery._msg.ack)
+                return delivery.item
 
     @property
     def name(self) -> str:
@@ -615,6 +652,7 @@ class DurableReceiver(ObjectReceiveStream[T_co]):
 
         Raises and orders as :meth:`receive`. Cancellation: as :meth:`receive`.
         """
+        await self._start()
         while True:
             if self._closed or self._channel.node.closed:
                 raise ClosedResourceError
@@ -669,6 +707,12 @@ class DurableReceiver(ObjectReceiveStream[T_co]):
             self._stats.end_deferred += 1
             self._loop.call_soon(msg.nak, 0.05)
             return None
+        return self._decoded(msg)
+
+    def _decoded(self, msg: Any) -> Delivery[T_co] | None:
+        """The delivery of an item's message; None (reported, refused for good) if it does not
+        decode."""
+        channel = self._channel
         try:
             item = channel.codec.decode(msg.data)
         except msgspec.DecodeError as exc:
@@ -720,8 +764,11 @@ class DurableReceiver(ObjectReceiveStream[T_co]):
         if self._closed:
             return
         self._closed = True
-        if not self._ended:
+        if not self._ended and self._started:
             self._loop.call_soon(self._stop_pulling())
+        elif not self._started:
+            self._rx.close()
+            self._tx.close()
 
     async def aclose(self) -> None:
         """Close this receiver and hand back what it had fetched.
@@ -729,6 +776,9 @@ class DurableReceiver(ObjectReceiveStream[T_co]):
         Cancellation: shielded; the receiver is closed when this returns.
         """
         if self._closed:
+            return
+        if not self._started:
+            self.close()
             return
         self._closed = True
         if self._ended:
