@@ -357,3 +357,37 @@ async def test_receive_nowait_hands_over_only_what_was_fetched(node: Node) -> No
     with anyio.fail_after(10):
         assert sorted([await clone.receive() for _ in range(3)]) == [5, 6, 7]
     await clone.aclose()
+
+
+async def test_threads_send_and_receive_on_a_durable_channel(node: Node) -> None:
+    """The thread bridge: two threads send 200 items each with send_blocking, two threads
+    receive with receive_blocking until the end; every item arrives exactly once, and a blocking
+    call on the event loop's thread is refused at once."""
+    tx, rx = await node.open_channel("jobs", int)
+    got: list[int] = []
+
+    def produce(first: int) -> None:
+        for item in range(first, first + 200):
+            tx.send_blocking(item)
+
+    def consume(receiver: fearless.nats.DurableReceiver[int]) -> None:
+        while True:
+            try:
+                got.append(receiver.receive_blocking(timeout=30))
+            except EndOfStream:
+                return
+
+    with pytest.raises(fearless.EventLoopBlockingError):
+        rx.receive_blocking(timeout=1)
+    with pytest.raises(fearless.EventLoopBlockingError):
+        tx.send_blocking(1)
+    clone = rx.clone()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(anyio.to_thread.run_sync, consume, rx)
+        tg.start_soon(anyio.to_thread.run_sync, consume, clone)
+        async with anyio.create_task_group() as producers:
+            producers.start_soon(anyio.to_thread.run_sync, produce, 0)
+            producers.start_soon(anyio.to_thread.run_sync, produce, 200)
+        await tx.end()
+    assert sorted(got) == list(range(400))
+    await clone.aclose()

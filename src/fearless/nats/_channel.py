@@ -44,6 +44,7 @@ import logging
 import math
 import os
 import random
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -53,6 +54,7 @@ import msgspec
 from anyio import ClosedResourceError, EndOfStream, WouldBlock
 from anyio.abc import ObjectSendStream
 
+from .. import _backend
 from .._channels._base import Receiver
 from .._channels._channel import channel as local_channel
 from .._channels._endpoints import Sender
@@ -306,6 +308,44 @@ class DurableSender(ObjectSendStream[T_contra]):
             if unanswered:
                 self.in_doubt.append((item, msg_id))
             raise
+
+    def send_blocking(self, item: T_contra) -> None:
+        """:meth:`send` from a thread that runs no event loop: blocks until the item is stored.
+
+        Raises ``EventLoopBlockingError`` at once on an event-loop thread, and what :meth:`send`
+        raises. The thread cannot be cancelled; closing the node ends the wait.
+        """
+        self._check_open()
+        self._channel.node.client_loop.call_blocking(self._send_on_client_loop, item)
+
+    async def _send_on_client_loop(self, item: T_contra) -> None:
+        """:meth:`send`'s loop, run on the client's loop itself (for a thread's call)."""
+        payload = self._encode(item)
+        msg_id = _new_id()
+        delay = FIRST_RETRY
+        js = self._channel.node.jetstream
+        while True:
+            try:
+                await js.publish(
+                    self._channel.items_subject, payload, headers=self._headers(msg_id)
+                )
+                self._stats.sent += 1
+                return
+            except Exception as exc:
+                from nats.js.errors import APIError
+
+                if isinstance(exc, APIError) and exc.err_code == WRONG_LAST_SEQUENCE:
+                    raise ChannelEnded(f"the durable channel {self.name!r} has ended") from None
+                full = isinstance(exc, APIError) and exc.err_code == STREAM_FULL
+                if not full and not _transient(exc):
+                    raise
+                if full:
+                    self._stats.refused_full += 1
+                else:
+                    self._stats.unanswered += 1
+            await anyio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, LAST_RETRY)
+            self._check_open()
 
     async def send_nowait(self, item: T_contra) -> None:
         """One attempt: store ``item`` or raise ``WouldBlock`` if the channel is full.
@@ -690,6 +730,51 @@ class DurableReceiver(Receiver[T_co]):
                 self._loop.call_soon(delivery._msg.ack)
                 items.append(delivery.item)
         return items
+
+    def receive_blocking(self, timeout: float | None = None) -> T_co:
+        """:meth:`receive` from a thread that runs no event loop: blocks until an item comes (at
+        most ``timeout`` seconds: ``TimeoutError``).
+
+        Raises ``EventLoopBlockingError`` at once on an event-loop thread, and what
+        :meth:`receive` raises. An item fetched for a wait that timed out stays for the next call.
+        """
+        _backend.check_blocking_allowed("receive_blocking")
+        if not self._started:
+            self._loop.call_blocking(self._pull.start)
+            self._started = True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self._closed or self._channel.node.closed:
+                raise ClosedResourceError
+            if self._ended:
+                raise EndOfStream
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                msg = self._rx.receive_blocking(left)
+            except (EndOfStream, ClosedResourceError):
+                raise ClosedResourceError from None
+            self._loop.call_soon_sync(self._pull.taken)
+            if msg.subject == self._channel.end_subject:
+                if self._loop.call_blocking(self._all_done_here):
+                    self._ended = True
+                    self._loop.call_soon(self._stop_pulling(also=msg))
+                    raise EndOfStream
+                self._stats.end_deferred += 1
+                self._loop.call_soon(msg.nak, 0.05)
+                continue
+            delivery = self._decoded(msg)
+            if delivery is not None:
+                delivery.settled = True
+                self._loop.call_soon(delivery._msg.ack)
+                return delivery.item
+
+    async def _all_done_here(self) -> bool:
+        """:meth:`_all_done` on the client's loop."""
+        if self._rx.statistics().current_buffer_used:
+            return False
+        channel = self._channel
+        info = await channel.node.jetstream.consumer_info(channel.stream, channel.consumer)
+        return bool(info.num_pending == 0 and info.num_ack_pending <= 1)
 
     async def _take(self, msg: Any) -> Delivery[T_co] | None:
         """The delivery of a message; None for one that is not an item."""

@@ -54,6 +54,8 @@ class ClientLoop:
     def __init__(self, loop: asyncio.AbstractEventLoop, thread: threading.Thread | None) -> None:
         self.loop = loop
         self._thread = thread
+        # The thread the client's loop runs in: the caller's (asyncio) or the client thread (trio).
+        self._loop_thread = threading.get_ident() if thread is None else None
         self.closed = False
         self._background: set[asyncio.Task[None]] = set()
 
@@ -86,7 +88,13 @@ class ClientLoop:
         thread = threading.Thread(target=run, name="fearless-nats-client", daemon=True)
         thread.start()
         ready.wait()
-        return cls(loop, thread)
+        client = cls(loop, thread)
+        client._loop_thread = thread.ident
+        return client
+
+    def _here(self) -> bool:
+        """Whether this thread runs the client's loop."""
+        return threading.get_ident() == self._loop_thread
 
     async def call(
         self,
@@ -175,7 +183,7 @@ class ClientLoop:
         A failure is logged, not raised: an acknowledgement that does not reach the server means
         the item is delivered again, which at-least-once delivery allows.
         """
-        if self._thread is None:
+        if self._here():
             self._start_background(fn, args)
         elif not self.closed:
             self.loop.call_soon_threadsafe(self._start_background, fn, args)
@@ -193,10 +201,18 @@ class ClientLoop:
 
     def call_soon_sync(self, fn: Callable[[], object]) -> None:
         """Run the plain function ``fn`` on the client's loop (now, when that is this thread)."""
-        if self._thread is None:
+        if self._here():
             fn()
         elif not self.closed:
             self.loop.call_soon_threadsafe(fn)
+
+    def call_blocking(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
+        """Run ``fn(*args)`` on the client's loop and block this thread for its result (the
+        thread calls of durable endpoints). ``EventLoopBlockingError`` on an event-loop thread."""
+        _backend.check_blocking_allowed(getattr(fn, "__name__", "call"))
+        if self.closed:
+            raise anyio.ClosedResourceError
+        return asyncio.run_coroutine_threadsafe(fn(*args), self.loop).result()
 
     async def aclose(self) -> None:
         """Stop the private loop and join its thread (off the event loop); nothing on asyncio.
