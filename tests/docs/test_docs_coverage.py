@@ -26,7 +26,7 @@ COVERED_BY: dict[str, tuple[str, ...]] = {
     "docs/cells.md": ("tests/docs/test_docs_pages.py",),
     "docs/threads.md": ("tests/threads/test_docs_threads.py", "tests/docs/test_docs_pages.py"),
     "docs/actors.md": ("tests/test_docs_actors.py",),
-    "docs/supervision.md": ("tests/test_docs_supervision.py",),
+    "docs/supervision.md": ("tests/test_docs_supervision.py", "tests/docs/test_docs_pages.py"),
     "docs/benchmarks.md": ("tests/docs/test_docs_pages.py",),
     "docs/comparison.md": ("tests/docs/test_docs_pages.py",),
     "docs/design/README.md": ("tests/docs/test_docs_pages.py",),

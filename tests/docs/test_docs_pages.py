@@ -3,6 +3,8 @@ type-checked by mypy --strict.
 
 Pages: docs/index.md, docs/channels.md, docs/select.md, docs/broadcast.md, docs/cells.md, and the
 blocks of docs/threads.md after its first (tests/threads/test_docs_threads.py runs the first).
+The fragments of docs/supervision.md that tests/test_docs_supervision.py only compiles are
+type-checked here (``runs=False``), against stand-ins for the actors the page only names.
 docs/benchmarks.md, docs/design/README.md, docs/design/concurrency.md, docs/design/supervision.md
 and docs/comparison.md have no Python block today; tests/docs/test_docs_coverage.py fails as soon
 as one gets a block that no test module covers.
@@ -67,6 +69,10 @@ class Block:
     check: Callable[[Outcome], None] | None = None
     files: dict[str, str] = field(default_factory=dict)
     """Files the block reads, created in a temporary working directory."""
+    runs: bool = True
+    """False: only type-checked (a fragment another module runs the rest of its page for)."""
+    inside: str = ""
+    """For mypy only: a line the block is indented under (a method shown without its class)."""
 
 
 def raises(exception: type[BaseException], fn: Callable[[], object]) -> bool:
@@ -362,12 +368,92 @@ import fearless
     ),
 ]
 
+# docs/supervision.md: tests/test_docs_supervision.py runs three of its blocks (the ones in
+# COVERED_ELSEWHERE); the others are fragments about actors the page only names, type-checked
+# here against stand-ins for those actors.
+SUPERVISED = """
+from dataclasses import dataclass
+from typing import Any
+
+import fearless
+
+
+class Listener(fearless.Actor[str]):
+    async def handle(self, message: str) -> None: ...
+
+
+class Handler(fearless.Actor[bytes]):
+    async def handle(self, message: bytes) -> None: ...
+
+
+class Database(fearless.Actor[str]):
+    async def handle(self, message: str) -> None: ...
+
+
+class Cache(fearless.Actor[str]):
+    async def handle(self, message: str) -> None: ...
+
+
+class Fetcher(fearless.Actor[str]):
+    def __init__(self, url: str = "https://example.com") -> None:
+        self.url = url
+
+    async def handle(self, message: str) -> None: ...
+
+
+class Room(fearless.Actor[str]):
+    async def handle(self, message: str) -> None: ...
+
+
+class Session(fearless.Actor[str]):
+    async def handle(self, message: str) -> None: ...
+
+
+@dataclass
+class Withdraw(fearless.Request[bool]):
+    amount: int
+
+
+system: fearless.ActorSystem
+sup: fearless.ActorRef[Any]
+
+
+async def serve(system: fearless.ActorSystem) -> None: ...
+"""
+
+
+def type_checked(marker: str, given: str = SUPERVISED, inside: str = "") -> Block:
+    return Block("docs/supervision.md", marker, given=given, runs=False, inside=inside)
+
+
+BLOCKS += [
+    type_checked('strategy="rest_for_one",'),
+    type_checked(
+        "factory,  # makes the instance",
+        given=SUPERVISED + "\nfrom fearless._actors._actor import DEFAULT\n\nfactory = Cache\n",
+    ),
+    type_checked('name="fetchers",'),
+    type_checked("escalate=False)  # the defaults"),
+    type_checked("await serve(system)"),
+    type_checked("fearless.TerminateChild(ref)"),
+    type_checked(
+        "-> bool | fearless.ErrorReply:",
+        inside="class Account(fearless.Actor[Withdraw]):\n    balance = 100\n",
+    ),
+    type_checked("fearless.GetOrStartChild("),
+    type_checked("fearless.Backoff(min_backoff=0.1"),
+    type_checked("def decide(error: BaseException)"),
+]
+
 # Blocks of these pages that another module runs, by their marker.
 COVERED_ELSEWHERE = {
     (
         "docs/threads.md",
         'anyio.run(main, [b"a", b"b", b"c"])',
     ): "tests/threads/test_docs_threads.py",
+    ("docs/supervision.md", "anyio.run(main"): "tests/test_docs_supervision.py",
+    ("docs/supervision.md", "async def connections()"): "tests/test_docs_supervision.py",
+    ("docs/supervision.md", "async def test_the_fourth_restart"): "tests/test_docs_supervision.py",
 }
 
 PAGES = sorted({block.page for block in BLOCKS})
@@ -421,7 +507,7 @@ async def run(block: Block, namespace: dict[str, Any]) -> None:
             await result
 
 
-@pytest.mark.parametrize("block", BLOCKS, ids=block_id)
+@pytest.mark.parametrize("block", [block for block in BLOCKS if block.runs], ids=block_id)
 async def test_every_block_runs_and_does_what_its_page_says(
     block: Block,
     capsys: pytest.CaptureFixture[str],
@@ -471,7 +557,9 @@ ignore_missing_imports = True
 
 def as_module(block: Block) -> str:
     code = code_of(block)
-    if awaits_at_top_level(code):
+    if block.inside:
+        code = block.inside + "\n" + textwrap.indent(code, "    ")
+    elif awaits_at_top_level(code):
         code = "async def _the_block() -> None:\n" + textwrap.indent(code, "    ")
     return block.given + "\n\n" + code
 
