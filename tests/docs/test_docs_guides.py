@@ -88,6 +88,11 @@ HOW: dict[str, dict[str, How]] = {
         "def read_sensor(": Main("[0.0, 0.5, 1.0, 1.5, 2.0]\n"),
         'backend="trio")  # trio': Script("running\nrunning\nrunning\n"),
     },
+    "howto/migrate-anyio-streams.md": {
+        "create_memory_object_stream[int](2)": Main("[0, 1, 2, 3, 4]\nTrue\n"),
+        "def feed(": Main("b'fearless'\n"),
+        "fearless.channel[int](100)": Main("499500\n"),
+    },
     "howto/shutdown.md": {
         "except* KeyboardInterrupt:": Interrupted(
             signal.SIGINT, r"running; press Ctrl-C to stop\nworker: cleaned up\ninterrupted\n"
