@@ -93,6 +93,18 @@ HOW: dict[str, dict[str, How]] = {
         "def feed(": Main("b'fearless'\n"),
         "fearless.channel[int](100)": Main("499500\n"),
     },
+    "howto/migrate-asyncio-queue.md": {
+        "asyncio.Queue(maxsize=10)": Script("328350\n"),
+        "# after: a channel": Main("328350\n"),
+        "fearless.AtomicInt(0)": Main(
+            "batch 0: 5 processed\nbatch 1: 10 processed\nbatch 2: 15 processed\n"
+        ),
+    },
+    "howto/migrate-janus-culsans.md": {
+        "janus.Queue(maxsize=4)": Script("285\n"),
+        "# after: a channel": Main("285\n"),
+        "tx.send_blocking(1)": Main("refused: use await tx.send(1) here\n0\n"),
+    },
     "howto/shutdown.md": {
         "except* KeyboardInterrupt:": Interrupted(
             signal.SIGINT, r"running; press Ctrl-C to stop\nworker: cleaned up\ninterrupted\n"
