@@ -62,9 +62,12 @@ FT_TESTS = [
 ]
 
 
-def ensure_venv(path: Path = VENV, python: Path = PY, extras: str = DEV_EXTRAS) -> None:
+def ensure_venv(
+    path: Path = VENV, python: Path = PY, extras: str = DEV_EXTRAS, upgrade_pip: bool = True
+) -> None:
     """Create the venv at ``path`` with fearless (editable) and ``extras``; reinstall when
-    pyproject.toml changed."""
+    pyproject.toml changed. (The demo's venv keeps the pip that ``venv`` bundles, recent enough
+    for an editable install on Python 3.11+: upgrading it would only lengthen a first run.)"""
     stamp = path / ".fearless-installed"
     want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == want and python.exists():
@@ -73,7 +76,8 @@ def ensure_venv(path: Path = VENV, python: Path = PY, extras: str = DEV_EXTRAS) 
         print(f"creating {path}", flush=True)
         venv.EnvBuilder(with_pip=True).create(path)
     pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    if upgrade_pip:
+        subprocess.run([*pip, "--upgrade", "pip"], check=True)
     subprocess.run([*pip, "-e", f"{ROOT}[{extras}]"], check=True)
     stamp.write_text(want)
 
@@ -161,7 +165,7 @@ def main(argv: list[str]) -> int:
         return test_ft(argv[1:])
     cmd, rest = argv[0], argv[1:]
     if cmd == "demo":
-        ensure_venv(VENV_DEMO, PY_DEMO, DEMO_EXTRAS)
+        ensure_venv(VENV_DEMO, PY_DEMO, DEMO_EXTRAS, upgrade_pip=False)
         return subprocess.call([str(PY_DEMO), "-m", "fearless", "demo", *rest], cwd=ROOT)
     ensure_venv()
     if cmd == "test":
