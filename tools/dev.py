@@ -9,7 +9,12 @@
     python3 tools/dev.py test-ft [pytest args...]                the thread and stress tests on
                                                                  free-threaded CPython 3.13t
     python3 tools/dev.py check                                   ruff + mypy --strict
-    python3 tools/dev.py bench [args...]                         run the benchmarks
+    python3 tools/dev.py bench [args...]                         run the benchmarks (a full run
+                                                                 saves its results in
+                                                                 benchmarks/results/latest.json)
+    python3 tools/dev.py bench --plot [FILE]                     draw the charts (SVG) in
+                                                                 docs/images/benchmarks/ from saved
+                                                                 results, running nothing
     python3 tools/dev.py docs [--serve]                          build the documentation site
                                                                  into site/ (mkdocs --strict), or
                                                                  serve it with live reload
