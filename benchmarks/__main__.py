@@ -213,12 +213,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(written)} charts from {options.plot} in {options.plot_dir}")
         return 0
     print(describe_machine(options.settings), end="\n\n", flush=True)
+    commit = results.git_commit()  # now: the tree may change while a long run goes on
     start = time.perf_counter()
     measured = run(options)
     seconds = time.perf_counter() - start
     print(f"(all measured in {seconds:.1f} s)")
     command = sys.argv[1:] if argv is None else argv
-    data = results.results(measured, options.settings, command, seconds)
+    data = results.results(measured, options.settings, command, seconds, commit)
     if options.json is not None:
         results.save(data, options.json)
         print(f"results saved to {options.json}")

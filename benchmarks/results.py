@@ -5,12 +5,14 @@ A results file is one JSON object::
     {
       "format": 1,
       "date": "2025-01-31T12:00:00+00:00",        # when the run ended, UTC
-      "commit": "7468b61-dirty",                   # git describe --always --dirty, or null
+      "commit": "7468b61-dirty",                   # git describe --always --dirty as the run
+                                                   # started, or null
       "command": ["--skip-100k"],                  # the arguments of the run
       "seconds": 612.3,                            # how long the whole run took
       "settings": {"repeats": 5, "seconds": 0.25},
       "machine": {"cpu": "...", "cores": 2, "python": "3.11.7", "implementation": "CPython",
-                  "pgo": false, "platform": "Linux-...", "load_average": [1.2, 1.1, 0.9]},
+                  "pgo": false, "platform": "Linux-...",
+                  "load_average": [1.2, 1.1, 0.9]},       # os.getloadavg() as the run ended
       "versions": {"fearless": "...", "anyio": "...", "trio": "...", "uvloop": "...", ...},
       "workloads": [...]
     }
@@ -108,13 +110,18 @@ def git_commit() -> str | None:
 
 
 def results(
-    workloads: list[dict[str, Any]], settings: Settings, command: list[str], seconds: float
+    workloads: list[dict[str, Any]],
+    settings: Settings,
+    command: list[str],
+    seconds: float,
+    commit: str | None,
 ) -> dict[str, Any]:
-    """A whole results file, for the ``workloads`` just measured."""
+    """A whole results file, for the ``workloads`` just measured; ``commit`` is ``git_commit()``
+    as the run started (the code that was imported and measured)."""
     return {
         "format": FORMAT,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "commit": git_commit(),
+        "commit": commit,
         "command": command,
         "seconds": round(seconds, 1),
         "settings": {"repeats": settings.repeats, "seconds": settings.seconds},
