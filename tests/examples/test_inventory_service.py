@@ -9,9 +9,11 @@ gate through the ``--chaos`` endpoints and reads ``/health`` until the state is 
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
+import textwrap
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,7 +28,9 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 pytestmark = pytest.mark.anyio
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "inventory_service.py"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "inventory_service.py"
+PAGE = ROOT / "docs" / "examples" / "inventory.md"
 START_TIMEOUT = 20.0  # seconds for the process to import everything and start serving
 STEP_TIMEOUT = 10.0  # seconds for any one step that must happen promptly
 
@@ -427,3 +431,17 @@ async def test_a_signal_stops_the_service_cleanly(
                 rest += await svc.stdout.receive()
         assert status == 0
         assert rest == b"stopped\n"
+
+
+def test_the_docs_page_quotes_the_example_as_it_is() -> None:
+    """Every Python excerpt on docs/examples/inventory.md is a verbatim piece of the example
+    (dedented, as the formatter leaves it), so the page cannot drift from the code it explains."""
+    source = EXAMPLE.read_text()
+    excerpts = re.findall(r"```python\n(.*?)```", PAGE.read_text(), flags=re.DOTALL)
+    assert len(excerpts) >= 5
+    for excerpt in excerpts:
+        for piece in re.split(r"\n\n+", excerpt.strip("\n")):  # the formatter adds blank lines
+            piece = textwrap.dedent(piece)
+            assert any(
+                textwrap.indent(piece, indent) in source for indent in ("", " " * 4, " " * 8)
+            ), piece
