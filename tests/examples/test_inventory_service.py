@@ -308,13 +308,14 @@ async def test_a_crashed_product_is_restarted_and_handles_the_orders_queued_behi
     ) as svc:
         assert (await svc.order(("apple", 10))).status_code == 201  # handled by the first instance
         assert (await svc.client.post("/chaos/products/apple/hold")).json() == {"held": "apple"}
-        responses: list[httpx.Response] = []
+        crashes: list[httpx.Response] = []
+        orders: list[httpx.Response] = []
 
         async def crash() -> None:
-            responses.append(await svc.client.post("/chaos/products/apple/crash"))
+            crashes.append(await svc.client.post("/chaos/products/apple/crash"))
 
         async def order() -> None:
-            responses.append(await svc.order(("pear", 1), ("apple", 1)))
+            orders.append(await svc.order(("pear", 1), ("apple", 1)))
 
         pear_orders = 0
         async with anyio.create_task_group() as tg:
@@ -331,7 +332,7 @@ async def test_a_crashed_product_is_restarted_and_handles_the_orders_queued_behi
             release = await svc.client.post("/chaos/products/apple/release")
             assert release.json() == {"released": "apple"}
 
-        crashed, *orders = responses
+        (crashed,) = crashes
         assert crashed.status_code == 200, crashed.text
         assert crashed.json() == {"crashed": "apple", "error": "chaos: 'apple' crashed on purpose"}
         assert [response.status_code for response in orders] == [201] * queued
