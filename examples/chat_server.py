@@ -301,13 +301,17 @@ class User(fearless.Actor[str]):
                 + data
             )
         try:
-            await self.stream.send(data)
+            await self.write(data)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             # The client is gone. Kill this actor: the line in hand goes to dead letters
             # (KILLED), and so does everything still queued (ACTOR_STOPPED), where the server
             # counts it; the connection's task notices the end and closes the socket.
             self.context.ref.kill()
             await anyio.sleep_forever()  # the kill cancels this
+
+    async def write(self, data: bytes) -> None:
+        """Write to the client: waits while its socket's buffers are full."""
+        await self.stream.send(data)
 
 
 # -- the server -----------------------------------------------------------------------------------
@@ -599,7 +603,7 @@ class ChatServer:
             self.accepted += 1
             number = self.accepted
             user = await self.system.spawn(
-                functools.partial(User, stream),
+                functools.partial(self.user_actor, number, stream),
                 name=f"user:{number}",
                 mailbox=self.mailbox,
                 restart="temporary",  # a User that fails (a bug) ends its connection
@@ -613,6 +617,10 @@ class ChatServer:
                 await self._run(connection)
             finally:
                 del self.connections[number]
+
+    def user_actor(self, number: int, stream: anyio.abc.ByteSendStream) -> User:
+        """The ``User`` actor of connection ``number`` (the tests give one a gated writer)."""
+        return User(stream)
 
     async def _run(self, connection: Connection) -> None:
         user = connection.user
