@@ -642,9 +642,9 @@ class ChatServer:
                 except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                     broken = True  # reset by the client: what is pending cannot be delivered
             tg.cancel_scope.cancel()
-        if self._closing:
+        if self._closing:  # no leaving rooms one by one: they all stop with the server
             connection.tell("* the server is shutting down: goodbye")
-        else:  # leaving rooms is not worth the churn while the whole server stops
+        else:
             await self.directory.ask(Leave(connection.nick, connection.room_name, gone=True))
         if broken:
             user.kill()  # its queued lines go to dead letters (ACTOR_STOPPED)
