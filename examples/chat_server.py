@@ -190,8 +190,8 @@ class Room(fearless.Actor[RoomMessage]):
                 self.members[nick] = user
                 return already
             case Exit(nick, why):
-                self.members.pop(nick, None)
-                self.broadcast(f"* {nick} {why} #{self.name}")
+                if self.members.pop(nick, None) is not None:
+                    self.broadcast(f"* {nick} {why} #{self.name}")
                 return len(self.members)
             case Rename(old, new):
                 if old in self.members:
@@ -231,26 +231,38 @@ class Directory(fearless.Actor[DirectoryMessage]):
                 self.nicks.discard(old)
                 self.nicks.add(new)
                 if where is not None and where in self.rooms:
-                    await self.rooms[where].ask(Rename(old, new))
+                    try:
+                        await self.rooms[where].ask(Rename(old, new))
+                    except fearless.ActorStopped:  # it failed just now
+                        await self.forget(self.rooms[where])
                 return True
             case Join(nick, user, name, previous):
                 if previous is not None:
                     await self.leave(nick, previous, "left")
-                room = self.rooms.get(name)
-                if room is None:
-                    room = await self.context.spawn(
-                        functools.partial(Room, name), name=f"room:{name}"
-                    )
-                    self.context.monitor(room)
-                    self.rooms[name] = room
-                return Joined(room, await room.ask(Enter(nick, user)))
+                while True:
+                    room = self.rooms.get(name)
+                    if room is None:
+                        room = await self.context.spawn(
+                            functools.partial(Room, name), name=f"room:{name}"
+                        )
+                        self.context.monitor(room)
+                        self.rooms[name] = room
+                    try:
+                        return Joined(room, await room.ask(Enter(nick, user)))
+                    except fearless.ActorStopped:  # it failed just now: start a new one
+                        await self.forget(room)
             case Leave(nick, where, gone):
                 if where is not None:
                     await self.leave(nick, where, "disconnected from" if gone else "left")
                 if gone:
                     self.nicks.discard(nick)
             case ListRooms():
-                counts = [(name, len(await room.ask(Who()))) for name, room in self.rooms.items()]
+                counts = []
+                for name, room in list(self.rooms.items()):
+                    try:
+                        counts.append((name, len(await room.ask(Who()))))
+                    except fearless.ActorStopped:  # it failed just now
+                        await self.forget(room)
                 return tuple(sorted(counts))
         return None
 
@@ -260,18 +272,26 @@ class Directory(fearless.Actor[DirectoryMessage]):
             return
         try:
             left = await room.ask(Exit(nick, why))
-        except fearless.ActorStopped:  # it failed just now: on_terminated forgets it
+        except fearless.ActorStopped:  # it failed just now
+            await self.forget(room)
             return
         if left == 0:  # the last one out: the room stops, and its name is free again
             del self.rooms[name]
             room.stop()
             await room.wait_stopped()
 
-    async def on_terminated(self, notice: fearless.Terminated) -> None:
-        for name, room in list(self.rooms.items()):
-            if room == notice.ref:  # a room ended without our stop: it failed
+    async def forget(self, room: fearless.ActorRef[RoomMessage]) -> None:
+        """A room that ended without our stop (it failed: a bug): forget it, so that the next
+        join starts a new one. Its members are told nothing (their lines to it go to dead
+        letters, and their /who says it is gone)."""
+        notice = await room.wait_stopped()
+        for name, known in list(self.rooms.items()):
+            if known == room:
                 log.error("room %r ended (%s): %r", name, notice.reason, notice.error)
                 del self.rooms[name]
+
+    async def on_terminated(self, notice: fearless.Terminated) -> None:
+        await self.forget(notice.ref)
 
 
 class User(fearless.Actor[str]):
@@ -310,7 +330,10 @@ class User(fearless.Actor[str]):
             await anyio.sleep_forever()  # the kill cancels this
 
     async def write(self, data: bytes) -> None:
-        """Write to the client: waits while its socket's buffers are full."""
+        """Write to the client: waits while its socket's buffers are full.
+
+        Cancellation: a kill cancels it; what was written by then may have reached the
+        client."""
         await self.stream.send(data)
 
 
@@ -366,7 +389,11 @@ class Connection:
     async def read_lines(self) -> None:
         """Read the client's lines until it disconnects or quits. A line longer than
         ``max_line`` bytes is refused (and skipped up to its end), as is one that is not UTF-8
-        or holds control characters."""
+        or holds control characters.
+
+        Cancellation: the connection's reader scope is cancelled at shutdown, and when the
+        User actor ends; a command cut short was not carried out, or was in full (asks are
+        handled even when the asker stops waiting)."""
         limit = self.server.max_line
         buffer = bytearray()
         skipping = False  # inside a line that was too long: drop up to its newline
@@ -419,6 +446,8 @@ class Connection:
                     self.tell(f"! nick {new!r} is taken")
             case "/join":
                 name = check_name("room", argument.removeprefix("#"))
+                if self.room is not None and not self.room.is_alive:  # it ended under us
+                    self.room = self.room_name = None
                 if name == self.room_name:
                     self.tell(f"* you are in #{name} already")
                     return
@@ -444,7 +473,8 @@ class Connection:
                 try:
                     members = await room.ask(Who())
                 except fearless.ActorStopped:
-                    raise BadLine(f"#{self.room_name} is gone; /join a room") from None
+                    gone, self.room, self.room_name = self.room_name, None, None
+                    raise BadLine(f"#{gone} is gone; /join a room") from None
                 self.tell(f"* in #{self.room_name}: {', '.join(members)}")
             case "/stats":
                 no_argument(verb, argument)

@@ -210,6 +210,26 @@ async def test_nicks_and_rooms_work_as_the_protocol_says() -> None:
         assert failures(server) == 0
 
 
+async def test_a_room_that_ends_unexpectedly_is_forgotten_and_started_again() -> None:
+    """A room killed from outside (standing in for a bug) is not restarted: the directory,
+    which monitors its rooms, forgets it; its member is told it is gone, what it says goes to
+    dead letters, and the next join starts a fresh room under the same name."""
+    async with serving() as server:
+        client = await Client.connect(server)
+        await client.ask("/join lobby")
+        room = server.system.lookup("room:lobby")
+        assert room is not None
+        room.kill()
+        await room.wait_stopped()
+        await client.send("anyone?")  # to the dead room: a dead letter, no error
+        await eventually(lambda: server.dead_letters.by_reason["actor_stopped"] == 1)
+        assert await client.ask("/who") == ["! #lobby is gone; /join a room"]
+        assert await client.ask("/rooms") == ["* rooms: none"]
+        assert await client.ask("/join lobby") == ["* you joined #lobby; here: nobody else"]
+        assert await client.ask("hello") == ["#lobby <guest1> hello"]
+        assert server.system.lookup("room:lobby") is not room
+
+
 def chat_lines(lines: list[str], room: str) -> list[str]:
     return [line for line in lines if line.startswith(f"#{room} <")]
 
