@@ -635,7 +635,7 @@ class ChatServer:
             user = await self.system.spawn(
                 functools.partial(self.user_actor, number, stream),
                 name=f"user:{number}",
-                mailbox=self.mailbox,
+                mailbox=self.mailbox,  # fearless.Mailbox(256, overflow="drop_oldest")
                 restart="temporary",  # a User that fails (a bug) ends its connection
                 shutdown=self.flush_timeout,
             )

@@ -1,5 +1,6 @@
-"""The getting-started page and the how-to guides are real code: every ```python block in them is
-run, or, where it cannot run here, type-checked, and the ones that run print what the page says.
+"""The getting-started page (docs/getting-started.md) and the how-to guides are real code:
+every ```python block in them is run, or, where it cannot run here, type-checked, and the ones
+that run print what the page says.
 
 How each block is checked is written down below, in ``HOW``: for each page, a line that only that
 block has, and one of

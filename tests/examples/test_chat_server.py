@@ -27,6 +27,8 @@ import pytest
 from anyio.abc import SocketAttribute
 from anyio.streams.buffered import BufferedByteReceiveStream
 
+from .excerpts import assert_page_quotes
+
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -538,3 +540,8 @@ async def test_the_server_process_stops_cleanly_on_sigint(anyio_backend: Any) ->
         assert rest.decode() == "chat server stopped\n"
         assert "Traceback" not in errors
         assert "SIGINT: shutting down" in errors
+
+
+def test_the_docs_page_quotes_the_example_as_it_is() -> None:
+    """Every Python excerpt on docs/examples/chat.md is a verbatim piece of the example."""
+    assert_page_quotes(ROOT / "docs" / "examples" / "chat.md", EXAMPLE, Path(__file__), at_least=3)

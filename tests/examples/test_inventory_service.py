@@ -9,11 +9,9 @@ gate through the ``--chaos`` endpoints and reads ``/health`` until the state is 
 
 from __future__ import annotations
 
-import re
 import signal
 import subprocess
 import sys
-import textwrap
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -25,6 +23,8 @@ import httpx
 import pytest
 from anyio.abc import Process
 from anyio.streams.buffered import BufferedByteReceiveStream
+
+from .excerpts import assert_page_quotes
 
 pytestmark = pytest.mark.anyio
 
@@ -435,14 +435,5 @@ async def test_a_signal_stops_the_service_cleanly(
 
 
 def test_the_docs_page_quotes_the_example_as_it_is() -> None:
-    """Every Python excerpt on docs/examples/inventory.md is a verbatim piece of the example
-    (dedented, as the formatter leaves it), so the page cannot drift from the code it explains."""
-    source = EXAMPLE.read_text()
-    excerpts = re.findall(r"```python\n(.*?)```", PAGE.read_text(), flags=re.DOTALL)
-    assert len(excerpts) >= 5
-    for excerpt in excerpts:
-        for piece in re.split(r"\n\n+", excerpt.strip("\n")):  # the formatter adds blank lines
-            piece = textwrap.dedent(piece)
-            assert any(
-                textwrap.indent(piece, indent) in source for indent in ("", " " * 4, " " * 8)
-            ), piece
+    """Every Python excerpt on docs/examples/inventory.md is a verbatim piece of the example."""
+    assert_page_quotes(PAGE, EXAMPLE, at_least=5)
