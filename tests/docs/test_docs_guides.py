@@ -251,7 +251,7 @@ def test_the_interrupted_program_prints_what_the_page_says_and_exits_cleanly(
     assert isinstance(way, Interrupted)
     status, output = interrupt(tmp_path, block, backend, way.signal)
     assert re.fullmatch(way.prints, output), output
-    assert status == 0, output
+    assert status == 0, (status, output)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -261,7 +261,7 @@ def test_a_graceful_stop_works_on_ctrl_c_too(backend: str, tmp_path: Path) -> No
     status, output = interrupt(tmp_path, block, backend, signal.SIGINT)
     expected = r"serving\nSIGINT: draining\naccepted (\d+) jobs\njournal: \1 jobs written\n"
     assert re.fullmatch(expected, output), output
-    assert status == 0, output
+    assert status == 0, (status, output)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -279,7 +279,7 @@ def test_a_plain_except_keyboard_interrupt_misses_ctrl_c_on_trio_only(
         assert "KeyboardInterrupt" in output, output
         assert "interrupted" not in output
     else:
-        assert status == 0, output
+        assert status == 0, (status, output)
         assert output.endswith("interrupted\n"), output
 
 
