@@ -21,10 +21,11 @@ PYPROJECT_VERSION: str = tomllib.loads((ROOT / "pyproject.toml").read_text())["p
 # What the demo accepts, spelled out: a new option or choice must be added here as well.
 DEMO_OPTIONS = (
     "--backend {asyncio,uvloop,trio}",
-    "--part {all,pipeline,bank,tree}",
+    "--part {all,pipeline,bank,tree,cluster}",
     "--items N",
     "--workers W",
     "--transfers T",
+    "--jobs J",
 )
 
 
@@ -51,7 +52,14 @@ def test_the_demo_help_describes_every_option_it_accepts(
     options = text.split("options:\n")[1]
     for option, meaning in zip(
         DEMO_OPTIONS,
-        ["event loop", "which part to run", "pipeline jobs", "pipeline workers", "bank transfers"],
+        [
+            "event loop",
+            "which part to run",
+            "pipeline jobs",
+            "pipeline workers",
+            "bank transfers",
+            "cluster jobs",
+        ],
         strict=True,
     ):
         assert option in options, option

@@ -19,8 +19,9 @@
                                                                  into site/ (mkdocs --strict), or
                                                                  serve it with live reload
 
-``demo`` has a light venv of its own, ``.venv-demo``: fearless (editable) with only its trio and
-uvloop extras (anyio, trio, uvloop), so that a first run takes seconds. Every other command uses
+``demo`` has a light venv of its own, ``.venv-demo``: fearless (editable) with only its trio,
+uvloop and nats extras (anyio, trio, uvloop; nats-py, msgspec and the nats-server binary for the
+cluster part), so that a first run takes seconds. Every other command uses
 ``.venv``, which the first of them creates with fearless (editable) and its dev extra (the test
 tools, mypy, ruff, mkdocs, the benchmark peers, the examples' web stack). Either venv is
 reinstalled only when pyproject.toml changed.
@@ -50,7 +51,7 @@ DEV_EXTRAS = "dev"
 # The demo's venv: only what `python -m fearless demo` imports on each of its backends.
 VENV_DEMO = Path(os.environ.get("FEARLESS_VENV_DEMO", ROOT / ".venv-demo"))
 PY_DEMO = VENV_DEMO / ("Scripts" if os.name == "nt" else "bin") / "python"
-DEMO_EXTRAS = "trio,uvloop"
+DEMO_EXTRAS = "trio,uvloop,nats"
 
 # The free-threaded run: its own venv, made by the 3.13t interpreter that the script prints.
 VENV_FT = Path(os.environ.get("FEARLESS_VENV_FT", ROOT / ".venv-ft"))

@@ -2,12 +2,13 @@
 
 It starts an embedded nats-server (``fearless.nats.NatsServer``: nothing to install beyond the
 ``nats`` extra), opens the durable channel ``jobs`` and the distributed counter ``done`` of the
-system ``demo``, and starts three worker *processes* (``python -m fearless._cli.cluster worker URL
-SYSTEM``). Each worker takes jobs, prints them, acknowledges each after its work, and increments
-``done``. After the first worker has done a few jobs it is killed with SIGKILL, mid-stream. The
-others finish the stream: every job is done at least once, and the jobs done twice are only ones
-the killed worker had done and not yet acknowledged. The counter, awaited with ``wait_until``,
-shows the cluster's progress from the demo's own process.
+system ``demo``, and starts three worker *processes* on the demo's backend (``python -m
+fearless._cli.cluster worker URL SYSTEM BACKEND``). Each worker takes jobs, does them (prints
+them), increments ``done``, and acknowledges each job after that. Once the cluster has done a
+fifth of the jobs, the first worker is killed with SIGKILL, mid-stream. The others finish the
+stream: every job is done at least once, and a job done twice is one the killed worker did and
+never acknowledged. The counter, awaited with ``wait_until``, shows the cluster's progress from
+the demo's own process.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class _Worker:
         self.finished.set()
 
 
-async def cluster(jobs: int, out: TextIO) -> bool:
+async def cluster(jobs: int, backend: str, out: TextIO) -> bool:
     """Run the cluster part; True if every check passed."""
     import fearless.nats
 
@@ -77,7 +78,9 @@ async def cluster(jobs: int, out: TextIO) -> bool:
         await rx.aclose()  # this process only sends
         done = await node.int_cell("done")
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-        command = [sys.executable, "-m", "fearless._cli.cluster", "worker", server.url, SYSTEM]
+        command = [
+            sys.executable, "-m", "fearless._cli.cluster", "worker", server.url, SYSTEM, backend
+        ]  # fmt: skip
         async with anyio.create_task_group() as tg:
             workers = []
             for number in range(1, 4):
@@ -116,7 +119,8 @@ async def cluster(jobs: int, out: TextIO) -> bool:
             lost == 0
             and set(twice) <= set(victim.did)
             and all(one.process.returncode == 0 for one in workers[1:])
-            and total == sum(done_count.values())
+            # a job the victim did but had not counted when killed is counted once, by its redo
+            and len(done_count) <= total <= sum(done_count.values())
         )
         out.write(
             f"check: every job done at least once (lost {lost}); done twice: {len(twice)} "
@@ -126,7 +130,10 @@ async def cluster(jobs: int, out: TextIO) -> bool:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["worker"] and len(sys.argv) == 4:
-        anyio.run(worker, sys.argv[2], sys.argv[3])
+    if sys.argv[1:2] == ["worker"] and len(sys.argv) == 5:
+        from .demo import backend_args
+
+        name, options = backend_args(sys.argv[4])
+        anyio.run(worker, sys.argv[2], sys.argv[3], backend=name, backend_options=options)
     else:
-        sys.exit("usage: python -m fearless._cli.cluster worker URL SYSTEM")
+        sys.exit("usage: python -m fearless._cli.cluster worker URL SYSTEM BACKEND")

@@ -1,8 +1,9 @@
-"""The demo, in three parts: a pipeline of tasks and channels, a bank built from actors, and a
-supervision tree.
+"""The demo, in four parts: a pipeline of tasks and channels, a bank built from actors, a
+supervision tree, and worker processes sharing a durable channel over NATS.
 
-    python -m fearless demo [--backend asyncio|uvloop|trio] [--part all|pipeline|bank|tree]
-                            [--items N] [--workers W] [--transfers T]
+    python -m fearless demo [--backend asyncio|uvloop|trio]
+                            [--part all|pipeline|bank|tree|cluster]
+                            [--items N] [--workers W] [--transfers T] [--jobs J]
 
 The pipeline: a producer sends jobs into a bounded channel; ``fan_out`` runs the workers over it,
 each "fetching" a job (a short, random, simulated I/O wait) and hashing it; the collector gathers
@@ -595,7 +596,7 @@ async def tree(out: TextIO, log: _Collect) -> bool:
 
 # -- the command line -------------------------------------------------------------------------
 
-PARTS = ("all", "pipeline", "bank", "tree")
+PARTS = ("all", "pipeline", "bank", "tree", "cluster")
 
 
 def run(
@@ -608,6 +609,7 @@ def run(
     part: str = "all",
     transfers: int = 100,
     clients: int = 4,
+    jobs: int = 300,
 ) -> bool:
     """Run the demo on ``backend``; True if every check passed."""
     if part not in PARTS:
@@ -643,6 +645,14 @@ def run(
         finally:
             logger.removeHandler(log)
             logger.propagate = propagate
+    if part in ("all", "cluster"):
+        from .cluster import cluster
+
+        if part == "all":
+            out.write("\n")
+        out.write(f"fearless demo: worker processes over NATS, one killed, on {backend}\n\n")
+        passed = anyio.run(cluster, jobs, backend, out, backend=name, backend_options=options)
+        ok = passed and ok
     return ok
 
 
@@ -666,17 +676,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--transfers", type=int, default=100, metavar="T", help="bank transfers (default: 100)"
     )
+    parser.add_argument(
+        "--jobs", type=int, default=300, metavar="J", help="cluster jobs (default: 300)"
+    )
 
 
 def run_from_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """Check the parsed options (a usage error through ``parser``), run the demo, and return the
     exit status: 0 if every check passed, 1 if not."""
-    if args.items < 0 or args.workers < 1 or args.transfers < 0:
+    if args.items < 0 or args.workers < 1 or args.transfers < 0 or args.jobs < 10:
         parser.error(
             f"--items ({args.items}) and --transfers ({args.transfers}) must be >= 0, "
-            f"--workers ({args.workers}) >= 1"
+            f"--workers ({args.workers}) >= 1, --jobs ({args.jobs}) >= 10"
         )
-    ok = run(args.backend, args.items, args.workers, part=args.part, transfers=args.transfers)
+    ok = run(
+        args.backend,
+        args.items,
+        args.workers,
+        part=args.part,
+        transfers=args.transfers,
+        jobs=args.jobs,
+    )
     return 0 if ok else 1
 
 
