@@ -22,6 +22,7 @@ from ._channel import PayloadTooLarge as PayloadTooLarge
 from ._channel import ReceiverStatistics as ReceiverStatistics
 from ._channel import SenderStatistics as SenderStatistics
 from ._codec import Undecodable as Undecodable
+from ._node import ConnectFailed as ConnectFailed
 from ._node import Node as Node
 from ._node import connect as connect
 from ._server import NatsServer as NatsServer
@@ -31,6 +32,7 @@ from ._server import find_nats_server as find_nats_server
 __all__ = [
     "CellStatistics",
     "ChannelEnded",
+    "ConnectFailed",
     "Delivery",
     "DistributedCell",
     "DistributedInt",

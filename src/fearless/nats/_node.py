@@ -36,6 +36,16 @@ logger = logging.getLogger("fearless.nats")
 NAME = re.compile(r"[A-Za-z0-9_-]+")
 
 
+# How many times the first connection tries each server before connect() gives up.
+CONNECT_ATTEMPTS = 3
+
+
+class ConnectFailed(ConnectionError):
+    """The first connection to the system's servers failed: none answered, or each refused (the
+    message names the last error: an authorization violation, a TLS failure, a refused
+    connection...)."""
+
+
 def check_name(what: str, name: object) -> str:
     """A system, channel or cell name: letters, digits, ``_`` and ``-`` (they become parts of
     subjects and stream names)."""
@@ -121,16 +131,37 @@ class Node:
                 await anyio.to_thread.run_sync(self._server.start)
             self._servers = [self._server.url]
         loop = self._loop = ClientLoop.start()
+        options = dict(self._options)
+        reconnects = options.pop("max_reconnect_attempts")
+        errors: list[Exception] = []  # the first connection's, to name in ConnectFailed
+
+        async def error(exc: Exception) -> None:
+            if self._nc is None:
+                errors.append(exc)
+            await _log_error(exc)
+
         try:
-            self._nc = await loop.call(
-                nats.connect,
-                servers=self._servers,
-                name=self._options.pop("name", None) or f"fearless:{self.system}:{os.getpid()}",
-                error_cb=_log_error,
-                disconnected_cb=_log_event("disconnected"),
-                reconnected_cb=self._reconnected,
-                **self._options,
-            )
+            try:
+                # The first connection tries each server a bounded number of times (nats-py would
+                # retry it forever); the connection's own reconnect policy applies after that.
+                self._nc = await loop.call(
+                    nats.connect,
+                    servers=self._servers,
+                    name=options.pop("name", None) or f"fearless:{self.system}:{os.getpid()}",
+                    error_cb=error,
+                    disconnected_cb=_log_event("disconnected"),
+                    reconnected_cb=self._reconnected,
+                    max_reconnect_attempts=CONNECT_ATTEMPTS,
+                    allow_reconnect=reconnects != 0,
+                    **options,
+                )
+            except Exception as exc:
+                cause = errors[-1] if errors else exc
+                raise ConnectFailed(
+                    f"could not connect to {', '.join(self._servers)} for the system "
+                    f"{self.system!r}: {cause!r}"
+                ) from cause
+            self._nc.options["max_reconnect_attempts"] = reconnects
             self._js = self._nc.jetstream(timeout=self.request_timeout)
         except BaseException:
             await self._shut_down()
@@ -432,7 +463,6 @@ def connect(
         "connect_timeout": connect_timeout,
         "reconnect_time_wait": reconnect_wait,
         "max_reconnect_attempts": max_reconnect_attempts,
-        "allow_reconnect": True,
     }
     if user is not None:
         options["user"] = user
