@@ -391,3 +391,18 @@ async def test_threads_send_and_receive_on_a_durable_channel(node: Node) -> None
         await tx.end()
     assert sorted(got) == list(range(400))
     await clone.aclose()
+
+
+async def test_receive_many_takes_what_was_fetched_and_acknowledges_all_of_it(node: Node) -> None:
+    tx, rx = await node.open_channel("jobs", int, prefetch=50)
+    await tx.send_many(range(100))
+    got: list[int] = []
+    with anyio.fail_after(10):
+        while len(got) < 100:
+            batch = await rx.receive_many(30)
+            assert 1 <= len(batch) <= 30
+            got += batch
+    assert got == list(range(100))
+    with pytest.raises(ValueError, match="max_items must be a positive int"):
+        await rx.receive_many(0)
+    await eventually_stored(node, "jobs", 0)

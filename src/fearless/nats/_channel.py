@@ -46,6 +46,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Coroutine, Iterable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
@@ -584,10 +585,20 @@ class _Pull:
         if self.awaiting == 0:
             self.request()
 
-    def taken(self) -> None:
-        """The receiver took a message (on the client's loop)."""
+    def taken(self, ack: Any = None) -> None:
+        """The receiver took a message, and acknowledges ``ack`` if given (on the client's loop:
+        one hop from another thread for both)."""
         self.held -= 1
         self.request()
+        if ack is not None:
+            self.channel.node.client_loop.call_soon(ack.ack)
+
+    def taken_many(self, count: int, acks: list[Any]) -> None:
+        """The receiver took ``count`` messages and acknowledges ``acks`` (client's loop)."""
+        self.held -= count
+        self.request()
+        for msg in acks:
+            self.channel.node.client_loop.call_soon(msg.ack)
 
     async def stop(self) -> None:
         self.closed = True
@@ -682,16 +693,16 @@ class DurableReceiver(Receiver[T_co]):
         Cancellation: a cancelled receive took nothing; an item that arrives for it afterwards
         is kept for the next receive (or handed back when the receiver closes).
         """
-        delivery = await self.receive_delivery()
-        delivery.settled = True
-        self._loop.call_soon(delivery._msg.ack)
-        return delivery.item
+        return (await self._next(ack=True)).item
 
     async def receive_delivery(self) -> Delivery[T_co]:
         """The next item as a :class:`Delivery` to acknowledge after processing it.
 
         Raises and orders as :meth:`receive`. Cancellation: as :meth:`receive`.
         """
+        return await self._next(ack=False)
+
+    async def _next(self, ack: bool) -> Delivery[T_co]:
         await self._start()
         while True:
             if self._closed or self._channel.node.closed:
@@ -702,8 +713,14 @@ class DurableReceiver(Receiver[T_co]):
                 msg = await self._rx.receive()
             except (EndOfStream, ClosedResourceError):
                 raise ClosedResourceError from None
-            self._loop.call_soon_sync(self._pull.taken)
-            delivery = await self._take(msg)
+            acknowledged = None
+            try:
+                delivery = await self._take(msg)
+                if delivery is not None and ack:
+                    delivery.settled = True
+                    acknowledged = msg
+            finally:
+                self._loop.call_soon_sync(partial(self._pull.taken, acknowledged))
             if delivery is not None:
                 return delivery
 
@@ -715,20 +732,24 @@ class DurableReceiver(Receiver[T_co]):
         if not isinstance(max_items, int) or max_items < 1:
             raise ValueError(f"max_items must be a positive int, not {max_items!r}")
         items = [await self.receive()]
+        taken = 0
+        acks: list[Any] = []
         while len(items) < max_items and not self._ended:
             try:
                 msg = self._rx.receive_nowait()
-            except WouldBlock:
+            except (WouldBlock, EndOfStream, ClosedResourceError):
                 break
-            self._loop.call_soon_sync(self._pull.taken)
-            try:
-                delivery = await self._take(msg)
-            except EndOfStream:
+            taken += 1
+            if msg.subject == self._channel.end_subject:
+                self._loop.call_soon(msg.nak)  # the next receive() checks the end
                 break
+            delivery = self._decoded(msg)
             if delivery is not None:
                 delivery.settled = True
-                self._loop.call_soon(delivery._msg.ack)
+                acks.append(msg)
                 items.append(delivery.item)
+        if taken:  # one hop for the whole batch
+            self._loop.call_soon_sync(partial(self._pull.taken_many, taken, acks))
         return items
 
     def receive_blocking(self, timeout: float | None = None) -> T_co:

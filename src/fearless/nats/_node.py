@@ -42,7 +42,7 @@ CONNECT_ATTEMPTS = 3
 
 class ConnectFailed(ConnectionError):
     """The first connection to the system's servers failed: none answered, or each refused (the
-    message names the last error: an authorization violation, a TLS failure, a refused
+    message names each distinct error: an authorization violation, a TLS failure, a refused
     connection...)."""
 
 
@@ -156,10 +156,11 @@ class Node:
                     **options,
                 )
             except Exception as exc:
+                seen = list(dict.fromkeys(str(error) or repr(error) for error in errors))
                 cause = errors[-1] if errors else exc
                 raise ConnectFailed(
                     f"could not connect to {', '.join(self._servers)} for the system "
-                    f"{self.system!r}: {cause!r}"
+                    f"{self.system!r}: {'; '.join(seen) or repr(exc)}"
                 ) from cause
             self._nc.options["max_reconnect_attempts"] = reconnects
             self._js = self._nc.jetstream(timeout=self.request_timeout)
