@@ -34,6 +34,10 @@ Workloads (each in its own module, one small function per contender):
                   one task beside copies of their fast paths stripped one part at a time (the
                   cancel check, the lock, the budget, the counters), ``asyncio.Queue.put``/``get``
                   and one yield; and the one-to-one stream with a consumer that only counts
+``nats``          ``fearless.nats`` against raw nats-py over one embedded nats-server: durable
+                  sends and receives, a request/reply round trip through the client's loop,
+                  distributed cells (increment, load), broadcast (needs ``fearless[nats]``;
+                  skipped with a note without it)
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from . import (
     cells,
     four_to_four,
     merging,
+    nats,
     one_to_one,
     selecting,
     short_lived,
@@ -57,11 +62,12 @@ from .actor_scale import ActorScale
 from .anatomy import Anatomy
 from .cells import Cells
 from .harness import Group, Workload
+from .nats import NatsBench
 from .yield_every import Sweep
 
 __all__ = ["WORKLOADS"]
 
-WORKLOADS: dict[str, Workload | Sweep | Group | Cells | ActorScale | Anatomy] = {
+WORKLOADS: dict[str, Workload | Sweep | Group | Cells | ActorScale | Anatomy | NatsBench] = {
     workload.name: workload
     for workload in (
         one_to_one.WORKLOAD,
@@ -77,6 +83,7 @@ WORKLOADS: dict[str, Workload | Sweep | Group | Cells | ActorScale | Anatomy] = 
         short_lived.WORKLOAD,
         actor_scale.WORKLOAD,
         anatomy.WORKLOAD,
+        nats.WORKLOAD,
     )
 }
 """Every workload, by its ``--only`` name, in the order they run."""

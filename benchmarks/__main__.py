@@ -24,6 +24,7 @@ from typing import Any
 from . import WORKLOADS, plot, results
 from .actor_scale import DEFAULT_SIZES, QUICK_SIZES, ActorScale, parse_sizes
 from .harness import FULL, QUICK, Group, Settings, Workload
+from .nats import NatsBench
 
 HUNDRED_K = 100_000
 
@@ -194,7 +195,7 @@ def run(options: Options) -> list[dict[str, Any]]:
     measured: list[dict[str, Any]] = []
     for name in options.names:
         workload = WORKLOADS[name]
-        if isinstance(workload, Workload | Group):
+        if isinstance(workload, Workload | Group | NatsBench):
             print(workload.run(options.settings, measured), flush=True)
             continue
         if isinstance(workload, ActorScale):

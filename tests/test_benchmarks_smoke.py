@@ -7,13 +7,16 @@ each contender of each workload delivers every item exactly once, with a tiny it
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import threading
+from pathlib import Path
 
 import anyio
 import benchmarks
 import pykka
 import pytest
-from benchmarks.__main__ import parse_settings
+from benchmarks.__main__ import main, parse_settings
 from benchmarks.actor_scale import ActorScale, ScaleContender, parse_sizes
 from benchmarks.anatomy import Anatomy
 from benchmarks.cells import Cells, CounterContender
@@ -30,6 +33,7 @@ from benchmarks.harness import (
     deliver,
     exactly_once,
 )
+from benchmarks.nats import NatsBench
 from benchmarks.threads import THREAD_NAME, in_thread
 from benchmarks.yield_every import LatencyProbe, Sweep
 
@@ -40,12 +44,12 @@ ITEMS = 203  # not a multiple of the 4 or 8 producers, nor of the capacity or th
 
 def _workloads() -> list[Workload | Sweep]:
     """Every workload, a group (``threads``) counting as the workloads it is made of; ``cells``,
-    ``actor-scale`` and ``anatomy`` have no channel contenders (they have their own smoke
-    tests)."""
+    ``actor-scale``, ``anatomy`` and ``nats`` have no channel contenders (they have their own
+    smoke tests)."""
     return [
         part
         for workload in benchmarks.WORKLOADS.values()
-        if not isinstance(workload, Cells | ActorScale | Anatomy)
+        if not isinstance(workload, Cells | ActorScale | Anatomy | NatsBench)
         for part in (workload.workloads if isinstance(workload, Group) else (workload,))
     ]
 
@@ -276,3 +280,61 @@ def test_the_anatomy_runs_end_to_end_and_every_copy_stays_on_its_fast_path() -> 
         assert f"| {runner} | asyncio.Queue |" in table
         assert f"- {runner}: the real method minus the sum of its parts: send " in table
         assert f"- {runner}: the parts predict fearless at send + __anext__" in table
+
+
+def _nats_server_or_skip() -> None:
+    """Skip without the ``fearless[nats]`` extra or its server binary; under ``CI=true``, fail."""
+    try:
+        import fearless.nats
+
+        fearless.nats.find_nats_server()
+    except (ImportError, RuntimeError) as exc:  # NatsServerError is a RuntimeError
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs fearless[nats] and nats-server: {exc}")
+        pytest.skip(str(exc))
+
+
+def test_the_nats_workload_runs_end_to_end_in_quick_mode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--only nats --quick`` against one embedded server: the six tables, every contender on
+    its backends (each run checks that every item came back exactly once), the raw client shown
+    again on trio's rows; the results saved as JSON, six ratio tables, and a chart drawn for
+    each."""
+    _nats_server_or_skip()
+    saved = tmp_path / "results.json"
+    charts = tmp_path / "charts"
+    argv = ["--only", "nats", "--quick", "--json", str(saved), "--plot", "--plot-dir", str(charts)]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "nats skipped" not in out
+    for letter in "abcdef":
+        assert f"### 12{letter}. fearless.nats vs nats-py: " in out
+    for backend in ("asyncio", "uvloop", "trio"):
+        assert f"| {backend} | fearless send | " in out
+        assert f"| {backend} | fearless prefetch 256 | " in out
+        assert f"| {backend} | fearless client_loop.call | " in out
+        assert f"| {backend} | fearless increment | " in out
+        assert f"| {backend} | fearless load | " in out
+        assert f"| {backend} | fearless publish + subscribe | " in out
+    assert "| uvloop | js.publish | " in out
+    assert "| trio | js.publish (asyncio) | " in out
+    assert "nc.request (asyncio)/fearless client_loop.call = " in out
+    assert "| trio | fetch(16) + ack | " not in out  # raw nats-py never runs on trio
+    data = json.loads(saved.read_text())
+    tables = {w["name"]: w for w in data["workloads"]}
+    assert sorted(tables) == [
+        "nats-broadcast",
+        "nats-increment",
+        "nats-load",
+        "nats-receive",
+        "nats-request",
+        "nats-send",
+    ]
+    assert all(t["kind"] == "ratios" for t in tables.values())
+    request = {(r["backend"], r["contender"]): r for r in tables["nats-request"]["rows"]}
+    assert (
+        request["trio", "nc.request (asyncio)"]["median"]
+        == (request["asyncio", "nc.request"]["median"])
+    )
+    assert sorted(p.name for p in charts.iterdir()) == sorted(f"{n}.svg" for n in tables)
