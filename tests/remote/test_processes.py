@@ -162,3 +162,33 @@ async def test_a_server_killed_and_restarted_on_its_store_loses_nothing_acknowle
             assert duplicates <= 8, counts.most_common(3)
     finally:
         await anyio.to_thread.run_sync(server.close)
+
+
+async def test_a_send_cancelled_while_the_server_is_down_is_in_doubt_and_resent_once(
+    system: str, tmp_path: Path
+) -> None:
+    """The server is down, a send's attempt goes unanswered, and the send is cancelled: the item
+    is in doubt (the attempt may yet be delivered by the client's reconnect buffer). Resending it
+    after the restart stores it once: the message id makes the server drop a second copy."""
+    server = NatsServer(store_dir=tmp_path / "store")
+    await anyio.to_thread.run_sync(server.start)
+    try:
+        async with fearless.nats.connect(server.url, system=system, request_timeout=0.5) as node:
+            tx, rx = await node.open_channel("jobs", int)
+            await tx.send(1)
+            await anyio.to_thread.run_sync(server.kill)
+            with anyio.move_on_after(1.5) as scope:
+                await tx.send(2)  # the first attempt times out after 0.5 s; then it retries
+            assert scope.cancelled_caught
+            assert [item for item, _ in tx.in_doubt] == [2]
+            assert tx.statistics().in_doubt == 1
+            await anyio.to_thread.run_sync(server.start)
+            with anyio.fail_after(30):
+                assert await tx.resend_in_doubt() == 1
+            assert tx.in_doubt == []
+            await tx.send(3)
+            await tx.end()
+            with anyio.fail_after(30):
+                assert [item async for item in rx] == [1, 2, 3]
+    finally:
+        await anyio.to_thread.run_sync(server.close)
