@@ -28,12 +28,15 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
+import threading
+from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import anyio
 import msgspec
 
+from .._cells._atomic import AtomicInt
 from .._channels._broadcast import BroadcastSender, broadcast
 from ._channel import HEADER_ROOM, PayloadTooLarge
 from ._codec import Codec, Undecodable
@@ -62,8 +65,14 @@ def stream_of(system: str, name: str) -> str:
 class Publisher(Generic[T_contra]):
     """Publishes items of one broadcast to every process subscribed now (at-most-once).
 
-    Made by ``await node.open_publisher(name, item_type)``.
+    Made by ``await node.open_publisher(name, item_type)``. The items of one publisher are
+    published in the order of its sends. On trio, where the client runs in a thread of its own,
+    sends are queued for that thread and published in order by one drain per burst, so a send
+    does not pay a thread round trip; once about ``BACKLOG`` items wait, a send waits for room
+    (backpressure, not loss). Closing the publisher, or its node, waits for the queue.
     """
+
+    BACKLOG = 4096
 
     def __init__(self, node: Node, name: str, item_type: Any) -> None:
         self._node = node
@@ -72,6 +81,10 @@ class Publisher(Generic[T_contra]):
         self._subject = subject_of(node.system, name)
         self._closed = False
         self.sent = 0
+        self._queue: deque[bytes] = deque()
+        self._lock = threading.Lock()
+        self._draining = False
+        self._pending = AtomicInt(0)  # queued and not yet published
 
     async def send(self, item: T_contra) -> None:
         """Publish ``item``: it is written to the connection (not acknowledged by anyone).
@@ -85,8 +98,68 @@ class Publisher(Generic[T_contra]):
         if self._closed or self._node.closed:
             raise anyio.ClosedResourceError
         payload = self._encode(item)
-        await self._node.client_loop.call(self._node.connection.publish, self._subject, payload)
-        self.sent += 1
+        loop = self._node.client_loop
+        if not loop.private:
+            await loop.call(self._node.connection.publish, self._subject, payload)
+            self.sent += 1
+            return
+        await self._enqueue([payload])
+
+    async def send_many(self, items: Iterable[T_contra]) -> None:
+        """Publish every item, in order, in one call to the client.
+
+        Cancellation: as :meth:`send`: some of the items may have been written.
+        """
+        if self._closed or self._node.closed:
+            raise anyio.ClosedResourceError
+        payloads = [self._encode(item) for item in items]
+        loop = self._node.client_loop
+        if loop.private:
+            await self._enqueue(payloads)
+            return
+        publish = self._node.connection.publish
+        subject = self._subject
+
+        async def publish_all() -> None:
+            for payload in payloads:
+                await publish(subject, payload)
+
+        await loop.call(publish_all)
+        self.sent += len(payloads)
+
+    async def _enqueue(self, payloads: list[bytes]) -> None:
+        """Queue payloads for the client's thread; wait while the backlog is full."""
+        await self._pending.wait_until(lambda pending: pending < self.BACKLOG)
+        with self._lock:
+            self._queue.extend(payloads)
+            self._pending.fetch_add(len(payloads))
+            start, self._draining = not self._draining, True
+        if start:
+            self._node.client_loop.call_soon(self._drain)
+        self.sent += len(payloads)
+
+    async def _drain(self) -> None:
+        """Publish what is queued, in order, until the queue is empty (on the client's loop)."""
+        publish = self._node.connection.publish
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._draining = False
+                    return
+                batch = list(self._queue)
+                self._queue.clear()
+            try:
+                for payload in batch:
+                    await publish(self._subject, payload)
+            except BaseException:  # the connection closed: what is queued is lost (at-most-once)
+                with self._lock:
+                    dropped = len(self._queue)
+                    self._queue.clear()
+                    self._draining = False
+                self._pending.fetch_add(-dropped)
+                raise
+            finally:
+                self._pending.fetch_add(-len(batch))
 
     def _encode(self, item: T_contra) -> bytes:
         payload = self._codec.encode(item)
@@ -97,31 +170,17 @@ class Publisher(Generic[T_contra]):
             )
         return payload
 
-    async def send_many(self, items: Iterable[T_contra]) -> None:
-        """Publish every item, in order, in one call to the client (on trio, one hop to its
-        thread for the whole batch rather than one per item).
-
-        Cancellation: as :meth:`send`: some of the items may have been written.
-        """
-        if self._closed or self._node.closed:
-            raise anyio.ClosedResourceError
-        payloads = [self._encode(item) for item in items]
-        publish = self._node.connection.publish
-        subject = self._subject
-
-        async def publish_all() -> None:
-            for payload in payloads:
-                await publish(subject, payload)
-
-        await self._node.client_loop.call(publish_all)
-        self.sent += len(payloads)
-
     def close(self) -> None:
+        """Close this publisher; what it queued is still published (prefer :meth:`aclose`)."""
         self._closed = True
 
     async def aclose(self) -> None:
-        """Close this publisher. Cancellation: nothing to wait for."""
-        self.close()
+        """Close this publisher once what it queued is published.
+
+        Cancellation: the publisher is closed; the wait for the queue stops.
+        """
+        self._closed = True
+        await self._pending.wait_until(lambda pending: pending == 0)
 
     def __repr__(self) -> str:
         return f"<fearless.nats.Publisher {self._subject} sent={self.sent}>"

@@ -78,6 +78,7 @@ class Node:
         self._cells: list[DistributedCell[Any]] = []
         self._bucket: Any = None
         self._subscribers: list[Subscriber[Any]] = []
+        self._publishers: list[Publisher[Any]] = []
         # Called on the client's loop after a reconnection (pull requests die with a connection).
         self.on_reconnect: list[Callable[[], object]] = []
         self.reconnections = 0  # how often the connection was lost and made again
@@ -193,6 +194,9 @@ class Node:
             return
         with anyio.CancelScope(shield=True):
             try:
+                with anyio.move_on_after(self.request_timeout):  # what publishers queued
+                    for publisher in self._publishers:
+                        await publisher.aclose()
                 for channel in self._channels:
                     await channel.aclose()
                 for cell in self._cells:
@@ -333,7 +337,9 @@ class Node:
         check_name("broadcast", name)
         if keep is not None or max_age is not None:
             await self._keep_broadcast(name, keep, max_age)
-        return Publisher[T](self, name, item_type)
+        publisher = Publisher[T](self, name, item_type)
+        self._publishers.append(publisher)
+        return publisher
 
     async def _keep_broadcast(self, name: str, keep: int | None, max_age: float | None) -> None:
         from nats.js.api import DiscardPolicy, StorageType, StreamConfig
