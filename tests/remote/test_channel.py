@@ -406,3 +406,33 @@ async def test_receive_many_takes_what_was_fetched_and_acknowledges_all_of_it(no
     with pytest.raises(ValueError, match="max_items must be a positive int"):
         await rx.receive_many(0)
     await eventually_stored(node, "jobs", 0)
+
+
+async def test_send_many_pipelines_and_stores_every_item_once_even_through_a_full_stream(
+    node: Node,
+) -> None:
+    """600 items into a channel of capacity 50 while a receiver drains it: windows are refused
+    in part and retried with their ids, so every item is stored exactly once (in order when
+    nothing was refused; the test only counts)."""
+    tx, rx = await node.open_channel("jobs", int, capacity=50)
+    got: list[int] = []
+
+    async def drain() -> None:
+        while len(got) < 600:
+            got.extend(await rx.receive_many(100))
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(drain)
+            await tx.send_many(range(600))
+    assert sorted(got) == list(range(600))
+    assert tx.statistics().sent == 600
+    assert tx.statistics().refused_full > 0
+
+
+async def test_send_many_into_room_keeps_the_order(node: Node) -> None:
+    tx, rx = await node.open_channel("jobs", int)
+    await tx.send_many(range(1000))
+    with anyio.fail_after(30):
+        got = [await rx.receive() for _ in range(1000)]
+    assert got == list(range(1000))

@@ -60,6 +60,7 @@ from .._channels._base import Receiver
 from .._channels._channel import channel as local_channel
 from .._channels._endpoints import Sender
 from ._codec import Codec, Undecodable
+from ._loop import outcomes
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -88,6 +89,8 @@ LONG_POLL = 5.0
 # Backoff between the attempts of a send that is refused (full) or unanswered.
 FIRST_RETRY = 0.002
 LAST_RETRY = 0.25
+# How many publishes send_many keeps in flight at once.
+PIPELINE = 256
 # Room kept for the headers when comparing an item's size with the server's maximum payload.
 HEADER_ROOM = 256
 
@@ -362,13 +365,77 @@ class DurableSender(ObjectSendStream[T_contra]):
             raise WouldBlock
 
     async def send_many(self, items: Iterable[T_contra]) -> None:
-        """Send every item, in order, each as :meth:`send` does.
+        """Send every item: pipelined, up to ``PIPELINE`` publishes in flight at once, each with
+        its own message id, and return once every one is stored.
 
-        Cancellation: the items before the one in flight are stored; that one is as a cancelled
-        :meth:`send`; the rest are not sent.
+        Ordering: the items are stored in order, except that an item the server refused (the
+        stream was full) or did not answer is sent again, with its id, after the ones it was
+        sent with: a batch that meets a full stream or an outage may be stored out of order.
+        Send one at a time (:meth:`send`) where order under backpressure matters.
+
+        Cancellation: the window in flight is settled (its outcomes awaited) before the
+        cancellation is raised; the items stored stay stored, an item whose attempt went
+        unanswered is put in ``in_doubt``, and the rest are not stored.
         """
-        for item in items:
-            await self.send(item)
+        self._check_open()
+        pending = [(item, self._encode(item), _new_id()) for item in items]
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        while pending:
+            window, pending = pending[:PIPELINE], pending[PIPELINE:]
+            await self._send_window(window)
+
+    async def _send_window(self, window: list[tuple[T_contra, bytes, str]]) -> None:
+        """Store every item of ``window`` (retrying what was refused or unanswered)."""
+        from nats.js.errors import APIError
+
+        channel = self._channel
+        js = channel.node.jetstream
+        delay = FIRST_RETRY
+        unanswered: set[str] = set()
+        try:
+            while window:
+
+                async def publish_all(
+                    batch: list[tuple[T_contra, bytes, str]] = window,
+                ) -> list[Any]:
+                    # Concurrent requests, written in order. (Not js.publish_async: nats-py
+                    # 2.16 raises the server's error inside its reply handler instead of setting
+                    # it on the future, so a refused publish would look unanswered.)
+                    subject = channel.items_subject
+                    return await outcomes(
+                        [
+                            js.publish(subject, payload, headers=self._headers(msg_id))
+                            for _, payload, msg_id in batch
+                        ]
+                    )
+
+                results = await channel.node.client_loop.call(publish_all, settle=True)
+                again = []
+                for entry, result in zip(window, results, strict=True):
+                    if not isinstance(result, BaseException):
+                        self._stats.sent += 1
+                        unanswered.discard(entry[2])
+                    elif isinstance(result, APIError) and result.err_code == WRONG_LAST_SEQUENCE:
+                        raise ChannelEnded(f"the durable channel {self.name!r} has ended")
+                    elif isinstance(result, APIError) and result.err_code == STREAM_FULL:
+                        self._stats.refused_full += 1
+                        again.append(entry)
+                    elif isinstance(result, Exception) and _transient(result):
+                        self._stats.unanswered += 1
+                        unanswered.add(entry[2])
+                        again.append(entry)
+                    else:
+                        raise result
+                window = again
+                if window:
+                    await anyio.sleep(delay * (0.5 + random.random()))
+                    delay = min(delay * 2, LAST_RETRY)
+                    self._check_open()
+        except anyio.get_cancelled_exc_class():
+            self.in_doubt.extend(
+                (item, msg_id) for item, _, msg_id in window if msg_id in unanswered
+            )
+            raise
 
     async def resend_in_doubt(self) -> int:
         """Send again every item in ``in_doubt`` with its original message id: the server stores

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from functools import partial
 from typing import Any, TypeVar
 
@@ -41,7 +41,7 @@ from .. import _backend
 from .._channels._oneshot import OneshotSender, oneshot
 from .._exceptions import SendBrokenError
 
-__all__ = ["ClientLoop"]
+__all__ = ["ClientLoop", "outcomes"]
 
 T = TypeVar("T")
 
@@ -235,6 +235,12 @@ async def _logged(fn: Callable[..., Coroutine[Any, Any, object]], args: tuple[An
         await fn(*args)
     except Exception as exc:
         logger.debug("fearless.nats: %s failed: %r", getattr(fn, "__qualname__", fn), exc)
+
+
+async def outcomes(awaitables: list[Awaitable[Any]]) -> list[Any]:
+    """Await every awaitable together (on the client's loop); each one's result, or the exception
+    it raised, in order."""
+    return await asyncio.gather(*awaitables, return_exceptions=True)
 
 
 def _deliver(tx: OneshotSender[asyncio.Future[T]], future: asyncio.Future[T]) -> None:
