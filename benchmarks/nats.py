@@ -158,7 +158,7 @@ def fearless_send(many: bool) -> NatsBody:
                 for i in range(n):
                     await sender.send(i)
             seconds = time.perf_counter() - start
-            stream = f"FEARLESS_{node.system}_jobs"
+            stream = f"FEARLESS_CH_{node.system}_jobs"
             stored = await node.client_loop.call(_stored, node.jetstream, stream)
             await node.client_loop.call(node.jetstream.delete_stream, stream)
         return Delivery(seconds, _check_stored(stored, n, "fearless send"))
@@ -228,7 +228,7 @@ def fearless_receive(prefetch: int) -> NatsBody:
             seconds = time.perf_counter() - start
             await receiver.aclose()
             await node.client_loop.call(
-                node.jetstream.delete_stream, f"FEARLESS_{node.system}_jobs"
+                node.jetstream.delete_stream, f"FEARLESS_CH_{node.system}_jobs"
             )
         return Delivery(seconds, received)
 

@@ -21,7 +21,7 @@ class Price(msgspec.Struct, frozen=True):
     cents: int
 
 
-async def barrier(node: Node) -> None:
+async def barrier(node: Node) -> None:  # (the publisher side: its items reached the server)
     """Make sure the server has seen this connection's subscriptions: a request/reply round
     trip to the server after them (a flush alone is not a barrier in nats-py: the PING can leave
     before a SUB still in the pending buffer)."""
@@ -130,3 +130,19 @@ async def test_closing_the_node_ends_its_subscriptions(
         subscription = await node.subscribe("ticks", int)
     with subscription, anyio.fail_after(10), pytest.raises(anyio.EndOfStream):
         await subscription.receive()
+
+
+async def test_an_item_published_by_another_node_right_after_subscribe_returns_arrives(
+    node: Node, nats_server: NatsServer, system: str
+) -> None:
+    """subscribe returns once the server has the subscription: 50 rounds of subscribe, then an
+    immediate publish from another connection, lose nothing (this is the flush trap: a flush
+    alone lost about a third of them)."""
+    async with fearless.nats.connect(nats_server.url, system=system) as other:
+        publisher = await other.open_publisher("ticks", int)
+        for round_ in range(50):
+            subscription = await node.subscribe("ticks", int)
+            with subscription:
+                await publisher.send(round_)
+                with anyio.fail_after(10):
+                    assert await subscription.receive() == round_

@@ -52,7 +52,7 @@ async def eventually_stored(node: Node, name: str, count: int) -> None:
 async def stored(node: Node, name: str) -> int:
     """How many messages the server holds for the channel ``name``."""
     js = node.jetstream
-    info = await node.client_loop.call(js.stream_info, f"FEARLESS_{node.system}_{name}")
+    info = await node.client_loop.call(js.stream_info, f"FEARLESS_CH_{node.system}_{name}")
     return int(info.state.messages)
 
 

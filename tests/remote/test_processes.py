@@ -189,6 +189,10 @@ async def test_a_send_cancelled_while_the_server_is_down_is_in_doubt_and_resent_
             await tx.send(3)
             await tx.end()
             with anyio.fail_after(30):
-                assert [item async for item in rx] == [1, 2, 3]
+                got = Counter([item async for item in rx])
+            # 2, in doubt, is stored once; 1 may come twice (fetched before the kill, and
+            # delivered again by the restarted server: at-least-once).
+            assert set(got) == {1, 2, 3}
+            assert got[2] == got[3] == 1
     finally:
         await anyio.to_thread.run_sync(server.close)

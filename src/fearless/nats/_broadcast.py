@@ -34,12 +34,14 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import anyio
+import anyio.lowlevel
 import msgspec
 
 from .._cells._atomic import AtomicInt
 from .._channels._broadcast import BroadcastSender, broadcast
 from ._channel import HEADER_ROOM, PayloadTooLarge
 from ._codec import Codec, Undecodable
+from ._loop import barrier
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -59,7 +61,7 @@ def subject_of(system: str, name: str) -> str:
 
 
 def stream_of(system: str, name: str) -> str:
-    return f"FEARLESS_{system}_broadcast_{name}"
+    return f"FEARLESS_BC_{system}_{name}"
 
 
 class Publisher(Generic[T_contra]):
@@ -220,6 +222,7 @@ class Subscriber(Generic[T]):
         subject = subject_of(node.system, self.name)
         if replay is None:
             self._nats_subscription = await node.connection.subscribe(subject, cb=self._on_message)
+            await barrier(node.connection)  # an item published after subscribe() reaches it
             return
         from nats.js.api import ConsumerConfig, DeliverPolicy
 

@@ -3,7 +3,7 @@
 Specification (the guide is docs/nats.md; the reasons are in docs/design/nats.md):
 
 - **Where items live.** The channel ``jobs`` of the system ``shop`` is the stream
-  ``FEARLESS_shop_jobs`` (work-queue retention: an item is removed once a receiver acknowledged
+  ``FEARLESS_CH_shop_jobs`` (work-queue retention: an item is removed once a receiver acknowledged
   it), subjects ``fearless.shop.channel.jobs.items`` and ``...jobs.end``. Its capacity is the
   stream's ``max_msgs`` with the *discard new* policy: the server refuses an item when the stream
   is full, it never drops a stored one.
@@ -122,7 +122,7 @@ class _DurableChannel(Generic[T]):
         self.ack_wait = ack_wait
         self.prefetch = prefetch
         system = node.system
-        self.stream = f"FEARLESS_{system}_{name}"
+        self.stream = f"FEARLESS_CH_{system}_{name}"
         self.items_subject = f"fearless.{system}.channel.{name}.items"
         self.end_subject = f"fearless.{system}.channel.{name}.end"
         self.consumer = "receivers"

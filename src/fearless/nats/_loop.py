@@ -10,6 +10,9 @@ one connection:
   that the client thread fills, so it waits as any fearless receiver waits: cancellable, and woken
   through trio's token from the other thread.
 
+What runs on the private loop runs in a fresh ``contextvars.Context``, not the trio task's that
+scheduled it: a copied context would tell sniffio (and so anyio) that trio is running there.
+
 Like ``fearless/_backend.py``, this module is allowed to import asyncio; nothing else in
 ``fearless.nats`` may (``tests/test_public_api.py`` checks it). What crosses the seam is a
 coroutine function and its result.
@@ -29,6 +32,7 @@ operation happened; if it failed, the cancellation is raised and the operation d
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
@@ -41,7 +45,7 @@ from .. import _backend
 from .._channels._oneshot import OneshotSender, oneshot
 from .._exceptions import SendBrokenError
 
-__all__ = ["ClientLoop", "outcomes"]
+__all__ = ["ClientLoop", "barrier", "outcomes"]
 
 T = TypeVar("T")
 
@@ -157,7 +161,7 @@ class ClientLoop:
             future = self.loop.create_task(fn(*args))
             future.add_done_callback(partial(_deliver, tx))
 
-        self.loop.call_soon_threadsafe(begin)
+        self.loop.call_soon_threadsafe(begin, context=contextvars.Context())
         try:
             done = await rx.receive()
         except anyio.get_cancelled_exc_class():
@@ -168,7 +172,7 @@ class ClientLoop:
                     future.cancel()
                     future.add_done_callback(_orphan_callback(on_orphan))
 
-                self.loop.call_soon_threadsafe(cancel)
+                self.loop.call_soon_threadsafe(cancel, context=contextvars.Context())
                 raise
             with anyio.CancelScope(shield=True):
                 done = await rx.receive()
@@ -186,7 +190,9 @@ class ClientLoop:
         if self._here():
             self._start_background(fn, args)
         elif not self.closed:
-            self.loop.call_soon_threadsafe(self._start_background, fn, args)
+            self.loop.call_soon_threadsafe(
+                self._start_background, fn, args, context=contextvars.Context()
+            )
 
     def _start_background(self, fn: Callable[..., Coroutine[Any, Any, object]], args: Any) -> None:
         task = self.loop.create_task(_logged(fn, args))
@@ -204,7 +210,7 @@ class ClientLoop:
         if self._here():
             fn()
         elif not self.closed:
-            self.loop.call_soon_threadsafe(fn)
+            self.loop.call_soon_threadsafe(fn, context=contextvars.Context())
 
     def call_blocking(self, fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
         """Run ``fn(*args)`` on the client's loop and block this thread for its result (the
@@ -212,7 +218,7 @@ class ClientLoop:
         _backend.check_blocking_allowed(getattr(fn, "__name__", "call"))
         if self.closed:
             raise anyio.ClosedResourceError
-        return asyncio.run_coroutine_threadsafe(fn(*args), self.loop).result()
+        return asyncio.run_coroutine_threadsafe(fn(*args), self.loop).result()  # a plain thread
 
     async def aclose(self) -> None:
         """Stop the private loop and join its thread (off the event loop); nothing on asyncio.
@@ -235,6 +241,17 @@ async def _logged(fn: Callable[..., Coroutine[Any, Any, object]], args: tuple[An
         await fn(*args)
     except Exception as exc:
         logger.debug("fearless.nats: %s failed: %r", getattr(fn, "__qualname__", fn), exc)
+
+
+async def barrier(nc: Any) -> None:
+    """Return once the server has the subscriptions made so far on ``nc`` (on the client's loop).
+
+    A flush alone is not that barrier in nats-py: its PING can be written before a SUB still in
+    the pending buffer. One yield lets the buffer go first; the PONG then proves the server read
+    the SUB, so an item anyone publishes afterwards reaches the subscription.
+    """
+    await asyncio.sleep(0)
+    await nc.flush()
 
 
 async def outcomes(awaitables: list[Awaitable[Any]]) -> list[Any]:

@@ -34,6 +34,9 @@ T = TypeVar("T")
 logger = logging.getLogger("fearless.nats")
 
 NAME = re.compile(r"[A-Za-z0-9_-]+")
+# A system's name is the first part of its stream names (FEARLESS_CH_<system>_<channel>): without
+# "_" in it, two systems can never make the same stream name.
+SYSTEM_NAME = re.compile(r"[A-Za-z0-9-]+")
 
 
 # How many times the first connection tries each server before connect() gives up.
@@ -49,6 +52,10 @@ class ConnectFailed(ConnectionError):
 def check_name(what: str, name: object) -> str:
     """A system, channel or cell name: letters, digits, ``_`` and ``-`` (they become parts of
     subjects and stream names)."""
+    if what == "system":
+        if not isinstance(name, str) or not SYSTEM_NAME.fullmatch(name):
+            raise ValueError(f"system name must be letters, digits or '-', not {name!r}")
+        return name
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ValueError(f"{what} name must be letters, digits, '_' or '-', not {name!r}")
     return name
