@@ -260,14 +260,69 @@ class Workload:
     contenders: tuple[Contender, ...]
     targets: tuple[Target, ...] = ()
 
-    def run(self, settings: Settings) -> str:
-        """Measure every contender and return the table, ratios and targets as markdown."""
-        results = measure(
-            [checked(c) for c in self.contenders],
-            settings,
-            [c.max_items for c in self.contenders],
+    def run(self, settings: Settings, record: list[dict[str, Any]] | None = None) -> str:
+        """Measure every contender and return the table, ratios and targets as markdown; append
+        the same figures, as plain data (:meth:`table`), to ``record`` if given."""
+        results = dict(
+            zip(
+                self.contenders,
+                measure(
+                    [checked(c) for c in self.contenders],
+                    settings,
+                    [c.max_items for c in self.contenders],
+                ),
+                strict=True,
+            )
         )
-        return self.report(dict(zip(self.contenders, results, strict=True)))
+        if record is not None:
+            record.append(self.table(results))
+        return self.report(results)
+
+    def table(self, results: dict[Contender, Series[Delivery]]) -> dict[str, Any]:
+        """The figures as JSON-ready data: what ``benchmarks/results/*.json`` holds per workload
+        and what ``--plot`` draws (``benchmarks/plot.py``). Times are seconds per item; a row's
+        ``ratio`` is its median over the baseline's on the same backend (``None`` for the
+        baseline)."""
+        baselines = {
+            c.backend.name: series.median
+            for c, series in results.items()
+            if c.label == self.baseline
+        }
+        ratios = {
+            (c.backend.name, c.label): series.median / baselines[c.backend.name]
+            for c, series in results.items()
+            if c.label != self.baseline
+        }
+        rows = [
+            {
+                "backend": c.backend.name,
+                "contender": c.label,
+                "items": series.items,
+                "median": series.median,
+                "spread": series.spread,
+                "ratio": ratios.get((c.backend.name, c.label)),
+            }
+            for c, series in results.items()
+        ]
+        targets = [
+            {
+                "backend": t.backend,
+                "peer": t.peer,
+                "at_least": t.at_least,
+                "wording": t.wording,
+                "measured": ratios[t.backend, t.peer],
+                "met": ratios[t.backend, t.peer] >= t.at_least,
+            }
+            for t in self.targets
+        ]
+        return {
+            "name": self.name,
+            "kind": "ratios",
+            "title": self.title,
+            "baseline": self.baseline,
+            "rows": rows,
+            "targets": targets,
+        }
 
     def report(self, results: dict[Contender, Series[Delivery]]) -> str:
         baselines = {
@@ -317,9 +372,9 @@ class Group:
     def contenders(self) -> tuple[Contender, ...]:
         return tuple(c for workload in self.workloads for c in workload.contenders)
 
-    def run(self, settings: Settings) -> str:
+    def run(self, settings: Settings, record: list[dict[str, Any]] | None = None) -> str:
         notes = "".join(f"Note: {note}\n" for note in self.notes)
-        return (notes and notes + "\n") + "\n".join(w.run(settings) for w in self.workloads)
+        return (notes and notes + "\n") + "\n".join(w.run(settings, record) for w in self.workloads)
 
 
 def format_time(seconds: float) -> str:

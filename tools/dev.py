@@ -9,13 +9,21 @@
     python3 tools/dev.py test-ft [pytest args...]                the thread and stress tests on
                                                                  free-threaded CPython 3.13t
     python3 tools/dev.py check                                   ruff + mypy --strict
-    python3 tools/dev.py bench [args...]                         run the benchmarks
+    python3 tools/dev.py bench [args...]                         run the benchmarks (a full run
+                                                                 saves its results in
+                                                                 benchmarks/results/latest.json)
+    python3 tools/dev.py bench --plot [FILE]                     draw the charts (SVG) in
+                                                                 docs/images/benchmarks/ from saved
+                                                                 results, running nothing
     python3 tools/dev.py docs [--serve]                          build the documentation site
                                                                  into site/ (mkdocs --strict), or
                                                                  serve it with live reload
 
-The first call creates ``.venv`` beside this repository and installs fearless (editable) with its
-test and dev extras; later calls reinstall only when pyproject.toml changed.
+``demo`` has a light venv of its own, ``.venv-demo``: fearless (editable) with only its trio and
+uvloop extras (anyio, trio, uvloop), so that a first run takes seconds. Every other command uses
+``.venv``, which the first of them creates with fearless (editable) and its dev extra (the test
+tools, mypy, ruff, mkdocs, the benchmark peers, the examples' web stack). Either venv is
+reinstalled only when pyproject.toml changed.
 
 ``test-ft`` gets a free-threaded CPython 3.13t from ``tools/free-threaded-python.sh`` (built from
 Debian's source package the first time, about 3 minutes, then cached in ``~/.cache/fearless``),
@@ -36,8 +44,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("FEARLESS_VENV", ROOT / ".venv"))
-BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-PY = BIN / "python"
+PY = VENV / ("Scripts" if os.name == "nt" else "bin") / "python"
+DEV_EXTRAS = "dev"
+
+# The demo's venv: only what `python -m fearless demo` imports on each of its backends.
+VENV_DEMO = Path(os.environ.get("FEARLESS_VENV_DEMO", ROOT / ".venv-demo"))
+PY_DEMO = VENV_DEMO / ("Scripts" if os.name == "nt" else "bin") / "python"
+DEMO_EXTRAS = "trio,uvloop"
 
 # The free-threaded run: its own venv, made by the 3.13t interpreter that the script prints.
 VENV_FT = Path(os.environ.get("FEARLESS_VENV_FT", ROOT / ".venv-ft"))
@@ -54,17 +67,23 @@ FT_TESTS = [
 ]
 
 
-def ensure_venv() -> None:
-    stamp = VENV / ".fearless-installed"
+def ensure_venv(
+    path: Path = VENV, python: Path = PY, extras: str = DEV_EXTRAS, upgrade_pip: bool = True
+) -> None:
+    """Create the venv at ``path`` with fearless (editable) and ``extras``; reinstall when
+    pyproject.toml changed. (The demo's venv keeps the pip that ``venv`` bundles, recent enough
+    for an editable install on Python 3.11+: upgrading it would only lengthen a first run.)"""
+    stamp = path / ".fearless-installed"
     want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == want and PY.exists():
+    if stamp.exists() and stamp.read_text() == want and python.exists():
         return
-    if not PY.exists():
-        print(f"creating {VENV}", flush=True)
-        venv.EnvBuilder(with_pip=True).create(VENV)
-    pip = [str(PY), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
+    if not python.exists():
+        print(f"creating {path}", flush=True)
+        venv.EnvBuilder(with_pip=True).create(path)
+    pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    if upgrade_pip:
+        subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[{extras}]"], check=True)
     stamp.write_text(want)
 
 
@@ -149,10 +168,11 @@ def main(argv: list[str]) -> int:
         return 2
     if argv[0] == "test-ft":
         return test_ft(argv[1:])
-    ensure_venv()
     cmd, rest = argv[0], argv[1:]
     if cmd == "demo":
-        return run("-m", "fearless", "demo", *rest)
+        ensure_venv(VENV_DEMO, PY_DEMO, DEMO_EXTRAS, upgrade_pip=False)
+        return subprocess.call([str(PY_DEMO), "-m", "fearless", "demo", *rest], cwd=ROOT)
+    ensure_venv()
     if cmd == "test":
         rc = run("-m", "pytest", *rest)
         if rest:  # a narrowed run (a file, -k ...) is about our tests only

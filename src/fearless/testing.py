@@ -143,7 +143,8 @@ class _ProbeActor(Actor[Any]):
 
 @final
 class Probe(Generic[T]):
-    """An actor that records every message it gets, for assertions (see the module docstring).
+    """An actor that records every message it gets, for assertions (the guide: ``docs/actors.md``,
+    "Testing actors").
 
     Made with ``await Probe.spawn(system)``; its mailbox is unbounded. ``reply`` computes the
     answer to an ask (default: ``None``).
@@ -364,7 +365,8 @@ class StandIn(Generic[T]):
 
 @final
 class Harness(Generic[A]):
-    """One actor, driven step by step from the test (see the module docstring)::
+    """One actor, driven step by step from the test (the guide: ``docs/actors.md``, "Testing
+    actors")::
 
         async with Harness(Counter) as harness:  # builds it and runs on_start
             await harness.handle(Add(2))

@@ -467,7 +467,7 @@ def _runtime_of(actor: Actor[Any]) -> ActorRuntime:
 
 
 class Supervisor(Actor[SupervisorRequest]):
-    """An actor that starts, watches and restarts its children (see the module docstring).
+    """An actor that starts, watches and restarts its children (the guide: ``docs/supervision.md``).
 
     ::
 

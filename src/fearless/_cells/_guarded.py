@@ -220,7 +220,8 @@ def _refuse_awaitable(result: object, fn: object, method: str) -> NoReturn:
 class Guarded(Generic[T]):
     """A value behind a lock (Rust's ``Mutex<T>``), reached only through synchronous callables.
 
-    See the module docstring for the full specification and for debug mode.
+    The guide, ``docs/cells.md`` ("Guarded[T]: a value behind a lock"), has the whole
+    specification and debug mode.
     """
 
     __slots__ = ("_debug", "_lock", "_owner", "_value")

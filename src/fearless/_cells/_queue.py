@@ -55,7 +55,8 @@ class ArrayQueue(Generic[T]):
     """A bounded multi-producer multi-consumer FIFO queue that never blocks.
 
     ``ArrayQueue[int](8)`` gives a typed queue of at most 8 items. Safe from any thread; every
-    method is one atomic step (see the module docstring for which take the queue's lock).
+    method is one atomic step: ``push``, ``force_push`` and ``pop`` take the queue's lock; reading
+    the length takes none.
     """
 
     __slots__ = ("_capacity", "_items", "_lock")

@@ -103,7 +103,7 @@ class ShardedCounter:
         """The total: the sum of every thread's shard (finished threads' included) since ``reset``.
 
         Thread-safe. Concurrent with adds, each shard is read as it was at some instant during the
-        call (see the module docstring); once writers stop, the result is exact.
+        call, not every shard at the same instant; once writers stop, the result is exact.
         """
         base = self._base  # read before the shards: a concurrent reset() only raises the baseline
         return sum(shard.value for shard in tuple(self._shards)) - base

@@ -52,7 +52,9 @@ async def iterate_in_thread(
     the iterable is exhausted; leaving the block (or closing the receiver) stops the thread at its
     next item and closes the iterable. Cancellation: leaving the block by cancellation stops the
     thread the same way; the exit waits, shielded, until the thread has ended. Errors raised in
-    the thread are re-raised from the block's exit (see the module docstring).
+    the thread are re-raised from the block's exit, after the receiver has seen the end of the
+    stream (if the block itself raised, that exception propagates with a note naming the
+    thread's error).
     """
     capacity = check_capacity(capacity)
     if capacity == math.inf:

@@ -1528,7 +1528,7 @@ class broadcast(tuple[BroadcastSender[T], Subscription[T]]):
     ``broadcast[int](16)`` gives a typed pair. ``capacity`` is a positive int (the ring's size);
     ``on_lag`` is ``"error"`` (default), ``"drop"`` or ``"block"`` (the policy of the first
     subscription, and of later ones that do not choose their own); ``yield_every`` is the
-    scheduling budget. See the module docstring of ``fearless._channels._broadcast``.
+    scheduling budget. The guide is ``docs/broadcast.md``.
     """
 
     def __new__(  # type: ignore[misc]

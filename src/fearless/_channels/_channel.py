@@ -49,7 +49,9 @@ class channel(tuple[Sender[T], ChannelReceiver[T]]):
     """Create a channel and return its ``(Sender[T], Receiver[T])`` pair.
 
     ``channel[int](10)`` gives a typed pair. ``capacity`` is ``0`` (rendezvous), a positive int,
-    or ``math.inf``; ``yield_every`` is the scheduling budget (see the module docstring).
+    or ``math.inf``; ``yield_every`` is the scheduling budget: an endpoint that never has to wait
+    still yields to the scheduler once every ``yield_every`` operations (``docs/channels.md``,
+    "Scheduling").
     """
 
     def __new__(  # type: ignore[misc]

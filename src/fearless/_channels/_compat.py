@@ -94,8 +94,9 @@ def _statistics(state: ChannelState[Any]) -> MemoryObjectStreamStatistics:
 
 class MemoryObjectSendStream(Sender[T_contra], _anyio_memory.MemoryObjectSendStream[T_contra]):
     """A fearless :class:`Sender` that is (for types and ``isinstance``) anyio's
-    ``MemoryObjectSendStream``; ``aclose()`` and ``statistics()`` are anyio's (see the module
-    docstring)."""
+    ``MemoryObjectSendStream``; ``aclose()`` and ``statistics()`` are anyio's: ``aclose()`` only
+    closes (no checkpoint), ``statistics()`` is anyio's named tuple with fearless's counters added.
+    The guide: ``docs/channels.md``, "anyio drop-in"."""
 
     __slots__ = ()
     _factory = "fearless.create_memory_object_stream"
@@ -119,8 +120,9 @@ class MemoryObjectReceiveStream(
     ChannelReceiver[T_co], _anyio_memory.MemoryObjectReceiveStream[T_co]
 ):
     """A fearless channel receiver that is (for types and ``isinstance``) anyio's
-    ``MemoryObjectReceiveStream``; ``aclose()`` and ``statistics()`` are anyio's (see the module
-    docstring)."""
+    ``MemoryObjectReceiveStream``; ``aclose()`` and ``statistics()`` are anyio's: ``aclose()``
+    only closes (no checkpoint), ``statistics()`` is anyio's named tuple with fearless's counters
+    added. The guide: ``docs/channels.md``, "anyio drop-in"."""
 
     __slots__ = ()
     _factory = "fearless.create_memory_object_stream"

@@ -57,7 +57,8 @@ async def fan_out(
 ) -> AsyncIterator[ChannelReceiver[R]]:
     """Run ``workers`` tasks applying ``work`` to items of ``source``; yield their results.
 
-    See the module docstring for ordering, errors, closing and backpressure. Cancellation: the
+    The guide, ``docs/channels.md`` ("Fan-out"), says how results are ordered, errors, closing
+    and backpressure. Cancellation: the
     whole block is one task group; cancelling it cancels every worker, and no result that a
     worker sent is lost from ``results`` while the block runs.
     """

@@ -356,8 +356,8 @@ def _join(
 
 
 def merge(*receivers: ChannelReceiver[T] | Subscription[T]) -> MergedReceiver[T]:
-    """Read several channels and broadcast subscriptions as one; see the module docstring for
-    the guarantees.
+    """Read several channels and broadcast subscriptions as one; the guide, ``docs/channels.md``
+    ("Fan-in"), has the guarantees.
 
     The merge takes ownership of the receivers: close the merge, not the inputs.
     Raises ``TypeError`` for anything but fearless channel receivers and broadcast subscriptions,

@@ -310,7 +310,8 @@ class OneshotReceiver(ClosesOnExit, Generic[T_co]):
 
 
 class oneshot(tuple[OneshotSender[T], OneshotReceiver[T]]):
-    """Create a oneshot pair: ``tx, rx = fearless.oneshot[int]()``. See the module docstring."""
+    """Create a oneshot pair: ``tx, rx = fearless.oneshot[int]()``. The guide is ``docs/select.md``,
+    "Oneshot"."""
 
     def __new__(cls) -> tuple[OneshotSender[T], OneshotReceiver[T]]:  # type: ignore[misc]
         state: OneshotState[T] = OneshotState()

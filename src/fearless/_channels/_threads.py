@@ -165,8 +165,8 @@ def thread_group() -> ThreadGroup:
     Cancellation: if the block is cancelled or raises, or a thread fails, the group closes every
     endpoint it handed the threads, which wakes each thread blocked on one of them with
     ``ClosedResourceError`` (the normal way out, not a failure); the exit then waits, shielded,
-    until every thread has ended. No thread outlives the block. See the module docstring for the
-    full specification.
+    until every thread has ended. No thread outlives the block. The guide, ``docs/threads.md``
+    ("Thread groups"), has the whole specification.
     """
     return ThreadGroup._create()
 
