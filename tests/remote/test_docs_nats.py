@@ -83,7 +83,7 @@ HOW: dict[str, How] = {
     '"payments"': Main("True []\n"),
     '"readings"': Main("[0.0, 0.5, 1.0, 1.5, 2.0]\n"),
     '"events"': Main("['from the durable channel', 'from this process']\n"),
-    '"prices"': Main("[100, 101, 102, 103]\n[101, 102, 103, 104]\n"),
+    '"prices"': Main("[100, 101, 102, 103]\n[101, 102, 103] 104\n"),
     'node.int_cell("hits")': Main("10\nTrue\nFalse\nConfig(workers=9, mode='fast')\n25\n"),
     "node.max_payload)": Main(
         "{'id': 'one', 'text': 1} is not a valid Job: Expected `int`, got `str` - at `$.id`\n"
