@@ -27,6 +27,7 @@ COVERED_BY: dict[str, tuple[str, ...]] = {
     "docs/threads.md": ("tests/threads/test_docs_threads.py", "tests/docs/test_docs_pages.py"),
     "docs/actors.md": ("tests/test_docs_actors.py",),
     "docs/supervision.md": ("tests/test_docs_supervision.py", "tests/docs/test_docs_pages.py"),
+    "docs/nats.md": ("tests/remote/test_docs_nats.py",),
     "docs/benchmarks.md": ("tests/docs/test_docs_pages.py",),
     "docs/comparison.md": ("tests/docs/test_docs_pages.py",),
     "docs/design/README.md": ("tests/docs/test_docs_pages.py",),
