@@ -207,6 +207,6 @@ async def test_the_first_receivers_ack_wait_stands() -> None:
         await node.open_channel("jobs", int, ack_wait=30)
         await node.open_channel("jobs", int, ack_wait=99)
         info = await node.client_loop.call(
-            node.jetstream.consumer_info, "FEARLESS_docs_jobs", "receivers"
+            node.jetstream.consumer_info, "FEARLESS_CH_docs_jobs", "receivers"
         )
         assert info.config.ack_wait == 30
