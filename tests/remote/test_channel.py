@@ -18,6 +18,7 @@ from anyio import EndOfStream, WouldBlock
 import fearless
 import fearless.nats
 from fearless.nats import Node
+from fearless.testing import wait_all_tasks_blocked
 
 pytestmark = pytest.mark.anyio
 
@@ -436,3 +437,35 @@ async def test_send_many_into_room_keeps_the_order(node: Node) -> None:
     with anyio.fail_after(30):
         got = [await rx.receive() for _ in range(1000)]
     assert got == list(range(1000))
+
+
+async def test_a_stream_deleted_under_running_endpoints_gives_channel_deleted(node: Node) -> None:
+    """An administrator deletes the stream: a receiver waiting in receive wakes with
+    ChannelDeleted (and every later receive says so), a send raises it too, and the node goes
+    on: a cell still works, and opening the channel again makes a new, empty stream."""
+    tx, rx = await node.open_channel("jobs", int)
+    await tx.send(1)
+    assert await rx.receive() == 1
+    js = node.jetstream
+    async with anyio.create_task_group() as tg:
+        failures: list[BaseException] = []
+
+        async def wait() -> None:
+            try:
+                await rx.receive()
+            except fearless.nats.ChannelDeleted as exc:
+                failures.append(exc)
+
+        tg.start_soon(wait)
+        await wait_all_tasks_blocked()  # the receive is waiting
+        await node.client_loop.call(js.delete_stream, f"FEARLESS_CH_{node.system}_jobs")
+    assert len(failures) == 1
+    assert "'jobs' was deleted" in str(failures[0])
+    with pytest.raises(fearless.nats.ChannelDeleted):
+        await rx.receive()
+    with anyio.fail_after(30), pytest.raises(fearless.nats.ChannelDeleted):
+        await tx.send(2)
+    assert await (await node.int_cell("still")).increment() == 1
+    tx2, rx2 = await node.open_channel("jobs", int)
+    await tx2.send(3)
+    assert await rx2.receive() == 3

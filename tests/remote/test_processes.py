@@ -196,3 +196,31 @@ async def test_a_send_cancelled_while_the_server_is_down_is_in_doubt_and_resent_
             assert got[2] == got[3] == 1
     finally:
         await anyio.to_thread.run_sync(server.close)
+
+
+async def test_increments_from_several_processes_add_up_and_a_waiter_wakes_at_the_threshold(
+    node: Node, nats_server: NatsServer, system: str
+) -> None:
+    """Four processes increment one distributed counter 50 times each: the total is exactly
+    200, and a waiter in this process (another process) wakes when the count passes 150."""
+    hits = await node.int_cell("hits")
+    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    script = str(Path(__file__).with_name("counter_worker.py"))
+    woke_at: list[int] = []
+    async with anyio.create_task_group() as tg:
+
+        async def wait() -> None:
+            woke_at.append(await hits.wait_until(lambda count: count >= 150))
+
+        tg.start_soon(wait)
+        processes = [
+            await anyio.open_process(
+                [sys.executable, script, nats_server.url, system, "50"], env=env, stderr=None
+            )
+            for _ in range(4)
+        ]
+        with anyio.fail_after(90):
+            for process in processes:
+                assert await process.wait() == 0
+    assert await hits.load() == 200
+    assert 150 <= woke_at[0] <= 200

@@ -14,6 +14,7 @@ from ._cells import CellStatistics as CellStatistics
 from ._cells import DistributedCell as DistributedCell
 from ._cells import DistributedInt as DistributedInt
 from ._cells import UndecodableValue as UndecodableValue
+from ._channel import ChannelDeleted as ChannelDeleted
 from ._channel import ChannelEnded as ChannelEnded
 from ._channel import Delivery as Delivery
 from ._channel import DurableReceiver as DurableReceiver
@@ -31,6 +32,7 @@ from ._server import find_nats_server as find_nats_server
 
 __all__ = [
     "CellStatistics",
+    "ChannelDeleted",
     "ChannelEnded",
     "ConnectFailed",
     "Delivery",

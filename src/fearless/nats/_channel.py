@@ -29,6 +29,11 @@ Specification (the guide is docs/nats.md; the reasons are in docs/design/nats.md
   never ends the channel. The channel ends when a sender calls ``await end()``: the server then
   refuses every later send (``ChannelEnded``), and each receiver raises ``EndOfStream`` once every
   item stored before the end has been acknowledged by someone.
+- **A deleted stream.** If the channel's stream is deleted under running endpoints (an
+  administrator, ``nats stream rm``), a receiver hands over what it had fetched, then raises
+  :class:`ChannelDeleted` from every receive; a send raises it once the server confirms the stream
+  is gone (a restarting server also leaves a publish unanswered: that one is retried). The rest
+  of the process goes on; opening the channel again makes a new, empty stream.
 - **Bad payloads.** A payload that does not decode into the channel's type (a foreign publisher)
   is not delivered: it is logged, counted (``statistics().undecodable``), kept for inspection
   (``receiver.undecodable``) and terminated so that it is not redelivered; the receiver goes on.
@@ -47,7 +52,7 @@ import random
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -79,6 +84,9 @@ T_contra = TypeVar("T_contra", contravariant=True)
 
 logger = logging.getLogger("fearless.nats")
 
+# Passed by a receiver's pull to the receiver when the channel's stream is gone.
+DELETED: Any = object()
+
 # JetStream's error codes that fearless acts on.
 STREAM_FULL = 10077  # maximum messages exceeded (discard new)
 WRONG_LAST_SEQUENCE = 10071  # the end marker exists: the channel has ended
@@ -97,6 +105,11 @@ HEADER_ROOM = 256
 
 class ChannelEnded(anyio.BrokenResourceError):
     """The durable channel has ended (a sender called ``end()``): the server refuses the item."""
+
+
+class ChannelDeleted(anyio.BrokenResourceError):
+    """The durable channel's stream was deleted (by an administrator, or ``nats stream rm``): its
+    items are gone, and sends and receives on it fail with this until it is opened again."""
 
 
 class PayloadTooLarge(ValueError):
@@ -154,6 +167,16 @@ class _DurableChannel(Generic[T]):
                     f"the channel {self.name!r} of the system {self.node.system!r} exists with "
                     f"capacity {existing_capacity}, not {self.capacity}"
                 ) from None
+
+    async def exists(self) -> bool:
+        """Whether the channel's stream exists on the server."""
+        from nats.js.errors import NotFoundError
+
+        try:
+            await self.node.client_loop.call(self.node.jetstream.stream_info, self.stream)
+        except NotFoundError:
+            return False
+        return True
 
     def sender(self) -> DurableSender[T]:
         sender = DurableSender[T](self)
@@ -242,6 +265,16 @@ class DurableSender(ObjectSendStream[T_contra]):
             )
         return payload
 
+    async def _check_not_deleted(self, exc: Exception) -> None:
+        """After a publish nobody answered for lack of a stream: raise ``ChannelDeleted`` if the
+        stream is gone (not merely unreachable: a restarting server answers the same way)."""
+        import nats.js.errors
+
+        if isinstance(exc, nats.js.errors.NoStreamResponseError):
+            channel = self._channel
+            if not await channel.exists():
+                raise ChannelDeleted(f"the durable channel {channel.name!r} was deleted") from None
+
     def _headers(self, msg_id: str) -> dict[str, str]:
         return {
             "Nats-Msg-Id": msg_id,
@@ -303,6 +336,7 @@ class DurableSender(ObjectSendStream[T_contra]):
                 except Exception as exc:
                     if not _transient(exc):
                         raise
+                    await self._check_not_deleted(exc)
                     unanswered = True
                     self._stats.unanswered += 1
                 await anyio.sleep(delay * (0.5 + random.random()))
@@ -336,6 +370,7 @@ class DurableSender(ObjectSendStream[T_contra]):
                 self._stats.sent += 1
                 return
             except Exception as exc:
+                import nats.js.errors
                 from nats.js.errors import APIError
 
                 if isinstance(exc, APIError) and exc.err_code == WRONG_LAST_SEQUENCE:
@@ -343,6 +378,14 @@ class DurableSender(ObjectSendStream[T_contra]):
                 full = isinstance(exc, APIError) and exc.err_code == STREAM_FULL
                 if not full and not _transient(exc):
                     raise
+                if isinstance(exc, nats.js.errors.NoStreamResponseError):
+                    info = self._channel.node.jetstream.stream_info(self._channel.stream)
+                    try:
+                        await info
+                    except nats.js.errors.NotFoundError:
+                        raise ChannelDeleted(
+                            f"the durable channel {self.name!r} was deleted"
+                        ) from None
                 if full:
                     self._stats.refused_full += 1
                 else:
@@ -421,6 +464,7 @@ class DurableSender(ObjectSendStream[T_contra]):
                         self._stats.refused_full += 1
                         again.append(entry)
                     elif isinstance(result, Exception) and _transient(result):
+                        await self._check_not_deleted(result)
                         self._stats.unanswered += 1
                         unanswered.add(entry[2])
                         again.append(entry)
@@ -622,6 +666,23 @@ class _Pull:
         generation = self.generation
         loop.call_later(LONG_POLL + 1.0, self.lost, generation)
 
+    async def check_consumer(self) -> None:
+        """Ask again after a pause, unless the consumer (the stream) is gone: then tell the
+        receiver, through the same local channel, and stop (on the client's loop)."""
+        from nats.js.errors import NotFoundError
+
+        channel = self.channel
+        try:
+            await channel.node.jetstream.consumer_info(channel.stream, channel.consumer)
+        except NotFoundError:
+            if not self.closed:
+                self.closed = True
+                self.deliver.send_nowait(DELETED)
+            return
+        except Exception as exc:  # unreachable for now: the reconnection asks again
+            logger.debug("fearless.nats: checking the consumer failed: %r", exc)
+        self.loop.call_later(FIRST_RETRY * 50, self.request)
+
     def lost(self, generation: int) -> None:
         if generation == self.generation and self.awaiting > 0:
             self.awaiting = 0
@@ -635,12 +696,14 @@ class _Pull:
         if status is not None and not msg.data:
             if status == "100":  # a heartbeat
                 return
-            # 404 no messages, 408 the request expired, 409 the server ended it: ask again.
+            # 404 no messages, 408 the request expired: ask again. 409 (the server ended the
+            # request: its consumer was deleted, or it was replaced) and 503 (no responder for
+            # the consumer: deleted, or JetStream is not up yet): ask again unless it is gone.
             self.awaiting = 0
             if status in ("404", "408"):
                 self.request()
             else:
-                self.loop.call_later(FIRST_RETRY * 50, self.request)
+                self.loop.create_task(self.check_consumer())
             return
         self.held += 1
         self.awaiting = max(self.awaiting - 1, 0)
@@ -694,6 +757,7 @@ class DurableReceiver(Receiver[T_co]):
         self._started = False
         self._closed = False
         self._ended = False
+        self._gone = False  # the stream was deleted
         self._stats = ReceiverStatistics()
 
     async def _start(self) -> None:
@@ -718,10 +782,14 @@ class DurableReceiver(Receiver[T_co]):
         """
         if self._closed or self._channel.node.closed:
             raise ClosedResourceError
+        if self._gone:
+            self._deleted()
         if self._ended:
             raise EndOfStream
         while True:
             msg = self._rx.receive_nowait()  # WouldBlock when nothing is fetched
+            if msg is DELETED:
+                self._deleted()
             self._loop.call_soon_sync(self._pull.taken)
             if msg.subject == self._channel.end_subject:
                 self._loop.call_soon(msg.nak)  # the end needs the server's view: receive() asks
@@ -774,12 +842,16 @@ class DurableReceiver(Receiver[T_co]):
         while True:
             if self._closed or self._channel.node.closed:
                 raise ClosedResourceError
+            if self._gone:
+                self._deleted()
             if self._ended:
                 raise EndOfStream
             try:
                 msg = await self._rx.receive()
             except (EndOfStream, ClosedResourceError):
                 raise ClosedResourceError from None
+            if msg is DELETED:
+                self._deleted()
             acknowledged = None
             try:
                 delivery = await self._take(msg)
@@ -805,6 +877,9 @@ class DurableReceiver(Receiver[T_co]):
             try:
                 msg = self._rx.receive_nowait()
             except (WouldBlock, EndOfStream, ClosedResourceError):
+                break
+            if msg is DELETED:  # the next receive raises ChannelDeleted
+                self._gone = True
                 break
             taken += 1
             if msg.subject == self._channel.end_subject:
@@ -834,6 +909,8 @@ class DurableReceiver(Receiver[T_co]):
         while True:
             if self._closed or self._channel.node.closed:
                 raise ClosedResourceError
+            if self._gone:
+                self._deleted()
             if self._ended:
                 raise EndOfStream
             left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
@@ -841,6 +918,8 @@ class DurableReceiver(Receiver[T_co]):
                 msg = self._rx.receive_blocking(left)
             except (EndOfStream, ClosedResourceError):
                 raise ClosedResourceError from None
+            if msg is DELETED:
+                self._deleted()
             self._loop.call_soon_sync(self._pull.taken)
             if msg.subject == self._channel.end_subject:
                 if self._loop.call_blocking(self._all_done_here):
@@ -881,6 +960,11 @@ class DurableReceiver(Receiver[T_co]):
             self._loop.call_soon(msg.nak, 0.05)
             return None
         return self._decoded(msg)
+
+    def _deleted(self) -> NoReturn:
+        """The channel's stream is gone: this receive, and every later one, says so."""
+        self._gone = True
+        raise ChannelDeleted(f"the durable channel {self._channel.name!r} was deleted")
 
     def _decoded(self, msg: Any) -> Delivery[T_co] | None:
         """The delivery of an item's message; None (reported, refused for good) if it does not
