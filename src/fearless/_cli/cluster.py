@@ -95,6 +95,19 @@ async def cluster(jobs: int, backend: str, out: TextIO) -> bool:
                       f" share the durable channel 'jobs'; {jobs} jobs sent\n")  # fmt: skip
             await tx.send_many(range(jobs))
             await tx.end()
+
+            async def progress() -> None:
+                """A bar at every tenth of the jobs, from the cluster-wide counter's watch."""
+                shown = 0
+                async for count in done.changes():
+                    tenth = min(count * 10 // jobs, 10)
+                    if tenth > shown:
+                        shown = tenth
+                        out.write(f"  [{'#' * tenth}{'.' * (10 - tenth)}] {count}/{jobs} done\n")
+                    if count >= jobs:
+                        return
+
+            tg.start_soon(progress)
             victim = workers[0]
             with anyio.fail_after(60):
                 await done.wait_until(lambda count: count >= jobs // 5)
@@ -107,6 +120,9 @@ async def cluster(jobs: int, backend: str, out: TextIO) -> bool:
                 for one in workers[1:]:
                     await one.finished.wait()
                     await one.process.wait()
+            with anyio.move_on_after(10):  # the last increments reach this process's watch
+                await done.wait_until(lambda count: count >= jobs)
+            tg.cancel_scope.cancel()  # the progress bar, if a job was lost (the check says so)
         done_count = Counter(job for one in workers for job in one.did)
         twice = sorted(job for job, count in done_count.items() if count > 1)
         for one in workers:
