@@ -65,7 +65,7 @@ from .._channels._base import Receiver
 from .._channels._channel import channel as local_channel
 from .._channels._endpoints import Sender
 from ._codec import Codec, Undecodable
-from ._loop import outcomes
+from ._loop import ClientLoop, wait_done
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -432,27 +432,20 @@ class DurableSender(ObjectSendStream[T_contra]):
         from nats.js.errors import APIError
 
         channel = self._channel
-        js = channel.node.jetstream
         delay = FIRST_RETRY
         unanswered: set[str] = set()
         try:
             while window:
-
-                async def publish_all(
-                    batch: list[tuple[T_contra, bytes, str]] = window,
-                ) -> list[Any]:
-                    # Concurrent requests, written in order. (Not js.publish_async: nats-py
-                    # 2.16 raises the server's error inside its reply handler instead of setting
-                    # it on the future, so a refused publish would look unanswered.)
-                    subject = channel.items_subject
-                    return await outcomes(
-                        [
-                            js.publish(subject, payload, headers=self._headers(msg_id))
-                            for _, payload, msg_id in batch
-                        ]
-                    )
-
-                results = await channel.node.client_loop.call(publish_all, settle=True)
+                batch = [(payload, self._headers(msg_id)) for _, payload, msg_id in window]
+                results = await channel.node.client_loop.call(
+                    publish_pipelined,
+                    channel.node.connection,
+                    channel.node.client_loop,
+                    channel.items_subject,
+                    batch,
+                    channel.node.request_timeout,
+                    settle=True,
+                )
                 again = []
                 for entry, result in zip(window, results, strict=True):
                     if not isinstance(result, BaseException):
@@ -1056,6 +1049,68 @@ async def _quiet(coroutine: Any) -> None:
         await coroutine
     except Exception as exc:  # a pull request lost with the connection: lost() asks again
         logger.debug("fearless.nats: a pull request failed: %r", exc)
+
+
+async def publish_pipelined(
+    nc: Any,
+    client_loop: ClientLoop,
+    subject: str,
+    batch: list[tuple[bytes, dict[str, str]]],
+    seconds: float,
+) -> list[Any]:
+    """Publish every payload of ``batch`` to the stream at once and return, in order, each one's
+    acknowledgement or the error it got (``nats.errors.TimeoutError`` if none came in
+    ``seconds``). On the client's loop.
+
+    One reply subscription for the batch and plain publishes with a reply subject each: no task
+    and no future per item. (nats-py's ``publish_async`` cannot be used: in 2.16 it raises the
+    server's error inside its reply handler instead of setting it on the future, so a refused
+    publish looks unanswered.)
+    """
+    import nats.errors
+
+    results: list[Any] = [None] * len(batch)
+    remaining = len(batch)
+    done = client_loop.loop.create_future()
+
+    async def on_reply(msg: Any) -> None:
+        nonlocal remaining
+        index = int(msg.subject.rsplit(".", 1)[1])
+        if results[index] is not None:
+            return
+        results[index] = _publish_outcome(msg)
+        remaining -= 1
+        if remaining == 0 and not done.done():
+            done.set_result(None)
+
+    inbox = nc.new_inbox()
+    subscription = await nc.subscribe(f"{inbox}.*", cb=on_reply)
+    try:
+        for index, (payload, headers) in enumerate(batch):
+            await nc.publish(subject, payload, reply=f"{inbox}.{index}", headers=headers)
+        await wait_done(done, seconds)
+    finally:
+        await subscription.unsubscribe()
+    for index, result in enumerate(results):
+        if result is None:
+            results[index] = nats.errors.TimeoutError()
+    return results
+
+
+def _publish_outcome(msg: Any) -> Any:
+    """A stored publish's acknowledgement, or the error the server answered with."""
+    import nats.js.errors
+    from nats.js.api import PubAck
+
+    if msg.headers and msg.headers.get("Status") == "503":  # no stream takes the subject
+        return nats.js.errors.NoStreamResponseError()
+    response = json.loads(msg.data)
+    if "error" in response:
+        try:
+            nats.js.errors.APIError.from_error(response["error"])  # (it raises the error)
+        except nats.js.errors.APIError as error:
+            return error
+    return PubAck.from_response(response)
 
 
 def _new_id() -> str:

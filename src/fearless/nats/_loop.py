@@ -35,7 +35,7 @@ import asyncio
 import contextvars
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any, TypeVar
 
@@ -45,7 +45,7 @@ from .. import _backend
 from .._channels._oneshot import OneshotSender, oneshot
 from .._exceptions import SendBrokenError
 
-__all__ = ["ClientLoop", "barrier", "outcomes"]
+__all__ = ["ClientLoop", "barrier", "wait_done"]
 
 T = TypeVar("T")
 
@@ -254,10 +254,10 @@ async def barrier(nc: Any) -> None:
     await nc.flush()
 
 
-async def outcomes(awaitables: list[Awaitable[Any]]) -> list[Any]:
-    """Await every awaitable together (on the client's loop); each one's result, or the exception
-    it raised, in order."""
-    return await asyncio.gather(*awaitables, return_exceptions=True)
+async def wait_done(future: asyncio.Future[Any], seconds: float) -> None:
+    """Wait until ``future`` is done, at most ``seconds`` (on the client's loop; no error on the
+    timeout: the caller looks at what arrived)."""
+    await asyncio.wait([future], timeout=seconds)
 
 
 def _deliver(tx: OneshotSender[asyncio.Future[T]], future: asyncio.Future[T]) -> None:
