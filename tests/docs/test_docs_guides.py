@@ -29,6 +29,7 @@ them), and a test fails if a block has no entry in ``HOW`` or an entry matches n
 from __future__ import annotations
 
 import logging
+import os
 import re
 import signal
 import subprocess
@@ -216,6 +217,24 @@ exec(code, {"__name__": "__main__"})
 BACKENDS = ["asyncio", "uvloop", "trio"]
 
 
+def wait_until_idle(pid: int) -> None:
+    """Return once process ``pid`` sleeps in the kernel (its event loop waits for something to
+    happen), as it is when a person presses Ctrl-C; at once where ``/proc`` cannot tell.
+
+    A program that has printed its line may still be finishing what it started: on trio, a
+    signal in that moment raises ``KeyboardInterrupt`` inside that code (docs/howto/shutdown.md
+    says what that means), which is not the moment the page describes."""
+    stat = Path(f"/proc/{pid}/stat")
+    for _ in range(100_000):
+        try:
+            state = stat.read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            return
+        if state != "R":  # sleeping (S), or gone (Z): either way, nothing of it runs now
+            return
+        os.sched_yield()
+
+
 def interrupt(tmp_path: Path, code: str, backend: str, signum: signal.Signals) -> tuple[int, str]:
     """Run ``code`` on ``backend``, send ``signum`` once it has printed a line, return its exit
     status and everything it printed."""
@@ -230,6 +249,7 @@ def interrupt(tmp_path: Path, code: str, backend: str, signum: signal.Signals) -
     )
     assert process.stdout is not None
     first = process.stdout.readline()  # the program is ready: its signal handling is in place
+    wait_until_idle(process.pid)
     process.send_signal(signum)
     try:
         rest, errors = process.communicate(timeout=30)
