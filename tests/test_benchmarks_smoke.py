@@ -7,9 +7,11 @@ each contender of each workload delivers every item exactly once, with a tiny it
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -38,6 +40,19 @@ from benchmarks.threads import THREAD_NAME, in_thread
 from benchmarks.yield_every import LatencyProbe, Sweep
 
 import fearless
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _earlier_tests_objects_are_not_collected_again() -> Iterator[None]:
+    """The harness runs ``gc.collect()`` before every repeat, and a full collection walks every
+    live object: after the rest of the suite (hundreds of thousands of them) that made these
+    tests several times slower than alone. What was alive before them is frozen (left out of
+    collections) while they run; what they create is collected as usual."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
+
 
 ITEMS = 203  # not a multiple of the 4 or 8 producers, nor of the capacity or the batch size
 
