@@ -58,6 +58,9 @@ class DeadLetterReason(enum.Enum):
     """Its handler was running when the actor was killed (or failed through a link)."""
     REPLY_UNDELIVERED = "reply_undelivered"
     """A reply to an ask whose caller had stopped waiting (timed out, cancelled)."""
+    UNDECODABLE = "undecodable"
+    """A message from another process that did not decode into a type the actor takes
+    (``fearless.nats``): ``message`` holds its raw payload and the class name it claimed."""
 
 
 @final

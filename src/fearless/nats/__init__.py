@@ -9,6 +9,9 @@ The NATS client (nats-py) is an asyncio library: on trio it runs on a private as
 thread of its own, and the API is the same on every backend.
 """
 
+from ._actors import Publication as Publication
+from ._actors import RemoteError as RemoteError
+from ._actors import RemoteRef as RemoteRef
 from ._broadcast import Publisher as Publisher
 from ._cells import CellStatistics as CellStatistics
 from ._cells import DistributedCell as DistributedCell
@@ -44,8 +47,11 @@ __all__ = [
     "NatsServerError",
     "Node",
     "PayloadTooLarge",
+    "Publication",
     "Publisher",
     "ReceiverStatistics",
+    "RemoteError",
+    "RemoteRef",
     "SenderStatistics",
     "Undecodable",
     "UndecodableValue",

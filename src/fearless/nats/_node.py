@@ -20,7 +20,9 @@ from typing import Any, Literal, Self, TypeVar
 
 import anyio
 
+from .._actors._ref import ActorRef
 from .._channels._broadcast import Subscription
+from ._actors import Publication, RemoteRef
 from ._broadcast import Publisher, Subscriber, check_replay, stream_of, subject_of
 from ._cells import DistributedCell, DistributedInt
 from ._channel import DurableReceiver, DurableSender, _DurableChannel
@@ -30,6 +32,7 @@ from ._server import NatsServer
 __all__ = ["Node", "connect"]
 
 T = TypeVar("T")
+M = TypeVar("M")
 
 logger = logging.getLogger("fearless.nats")
 
@@ -412,6 +415,26 @@ class Node:
             raise
         self._subscribers.append(subscriber)
         return subscriber.subscription
+
+    def publish(
+        self, ref: ActorRef[M], name: str, message_type: Any, *, pool: bool = False
+    ) -> Publication:
+        """Make the local actor ``ref`` reachable from every process of the system as ``name``
+        while ``async with node.publish(...):`` runs (see :class:`Publication`). ``message_type``
+        is what the actor takes: a class or a union of classes. ``pool=True`` shares the name
+        with every other process publishing it with ``pool=True``: each message goes to one.
+
+        Cancellation: entering subscribes (a cancelled entry leaves nothing); leaving
+        unsubscribes, then waits for the asks in progress.
+        """
+        check_name("actor", name)
+        return Publication(self, ref, name, message_type, pool)
+
+    def actor(self, name: str, message_type: Any) -> RemoteRef[Any]:
+        """A ref to the actor published as ``name`` in some process of the system; its
+        ``tell``, ``send`` and ``ask`` take ``message_type`` (checked at the sender)."""
+        check_name("actor", name)
+        return RemoteRef[Any](self, name, message_type)
 
     async def _kv(self) -> Any:
         """The system's key-value bucket, created on first use."""
