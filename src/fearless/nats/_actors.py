@@ -39,14 +39,13 @@ import typing
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 import anyio
-import anyio.abc
 import msgspec
 
 from .._actors._messages import DeadLetterReason, Request
 from .._actors._ref import ActorRef
-from .._channels._channel import channel as local_channel
 from .._exceptions import ActorStopped, MailboxFull
-from ._loop import barrier
+from ._loop import barrier, wait_done_all
+from ._outbox import Outbox
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -114,7 +113,13 @@ _encoder = msgspec.json.Encoder()
 
 
 class Publication:
-    """A local actor reachable from other processes while the ``async with`` block runs."""
+    """A local actor reachable from other processes while the ``async with`` block runs.
+
+    Messages are handed to the actor from the NATS client's loop (the application's own loop on
+    asyncio; the client thread on trio: an actor's mailbox takes messages from any thread, and an
+    ask waits on any loop), so a message costs no hop to the application's loop. A tell or send
+    is enqueued in arrival order; each ask runs as a task of its own on the client's loop.
+    """
 
     def __init__(
         self, node: Node, ref: ActorRef[Any], name: str, message_type: Any, pool: bool
@@ -126,31 +131,20 @@ class Publication:
         self._decoders = {n: msgspec.json.Decoder(t) for n, t in self._classes.items()}
         self._pool = pool
         self._subject = subject_of(node.system, name)
-        self._tx, self._rx = local_channel[tuple[str, Any, str | None]](float("inf"))
         self._subscription: Any = None
-        self._tg: anyio.abc.TaskGroup | None = None
+        self._asks: set[Any] = set()
         self.undecodable = 0
 
     async def __aenter__(self) -> Self:
-        self._tg = await anyio.create_task_group().__aenter__()
-        try:
-            self._tg.start_soon(self._serve)
-            await self._node.client_loop.call(self._subscribe)
-        except BaseException:
-            self._tg.cancel_scope.cancel()
-            await self._tg.__aexit__(None, None, None)
-            raise
+        await self._node.client_loop.call(self._subscribe)
         return self
 
-    async def __aexit__(self, *exc: object) -> bool | None:
+    async def __aexit__(self, *exc: object) -> None:
         with anyio.CancelScope(shield=True):
             try:
                 await self._node.client_loop.call(self._unsubscribe)
             except Exception:
                 logger.debug("fearless.nats: unpublishing %s failed", self.name, exc_info=True)
-        self._tx.close()
-        assert self._tg is not None
-        return await self._tg.__aexit__(*exc)  # type: ignore[arg-type]
 
     async def _subscribe(self) -> None:
         nc = self._node.connection
@@ -159,15 +153,19 @@ class Publication:
         await barrier(nc)
 
     async def _unsubscribe(self) -> None:
+        """Stop taking messages, then let the asks in progress answer (on the client's loop)."""
         if self._subscription is not None:
             await self._subscription.unsubscribe()
+        if self._asks:
+            await wait_done_all(list(self._asks), self._node.request_timeout)
 
     async def _on_message(self, msg: Any) -> None:
-        """A message for the actor (on the client's loop): decode it, queue it for the server."""
+        """A message for the actor (on the client's loop, one at a time, in arrival order)."""
         headers = msg.headers or {}
         kind = headers.get(KIND, "tell")
         type_name = headers.get(TYPE, "")
         decoder = self._decoders.get(type_name)
+        nc = self._node.connection
         try:
             if decoder is None:
                 raise msgspec.ValidationError(
@@ -180,34 +178,27 @@ class Publication:
             letter = _Undecodable(bytes(msg.data), type_name)
             self.ref._runtime.dead_letter(letter, DeadLetterReason.UNDECODABLE, exc)
             if msg.reply:
-                error = _error_payload(exc, f"the message does not decode: {exc}")
-                await self._node.connection.publish(msg.reply, error)
+                await nc.publish(
+                    msg.reply, _error_payload(exc, f"the message does not decode: {exc}")
+                )
             return
-        self._tx.send_nowait((kind, message, msg.reply or None))
-
-    async def _serve(self) -> None:
-        """Hand the messages to the actor, in order (on the application's loop)."""
-        assert self._tg is not None
-        with self._rx:
-            await self._serve_all()
-
-    async def _serve_all(self) -> None:
-        assert self._tg is not None
-        async for kind, message, reply in self._rx:
-            if kind == "ask" and reply is not None:
-                self._tg.start_soon(self._answer, message, reply)
-                continue
-            try:
-                self.ref.tell(message)
-                answer: dict[str, Any] = {"ok": None}
-            except MailboxFull:
-                answer = {"full": True}
-            if kind == "send" and reply is not None:
-                await self._reply(reply, _encoder.encode(answer))
-            elif "full" in answer:  # a tell cannot wait: as a timer's message, it is lost
+        if kind == "ask" and msg.reply:
+            task = self._node.client_loop.loop.create_task(self._answer(message, msg.reply))
+            self._asks.add(task)
+            task.add_done_callback(self._asks.discard)
+            return
+        try:
+            self.ref.tell(message)
+            answer = b'{"ok":null}'
+        except MailboxFull:
+            answer = b'{"full":true}'
+            if not (kind == "send" and msg.reply):  # a tell cannot wait: it is lost, as a timer's
                 self.ref._runtime.dead_letter(message, DeadLetterReason.MAILBOX_FULL)
+        if kind == "send" and msg.reply:
+            await nc.publish(msg.reply, answer)
 
     async def _answer(self, message: Any, reply: str) -> None:
+        """Ask the actor and publish the answer (on the client's loop)."""
         try:
             value = await self.ref.ask(message)
             payload = _encoder.encode({"ok": value})
@@ -215,11 +206,8 @@ class Publication:
             payload = _encoder.encode({"stopped": exc.name})
         except Exception as exc:
             payload = _error_payload(exc, str(exc))
-        await self._reply(reply, payload)
-
-    async def _reply(self, subject: str, payload: bytes) -> None:
         try:
-            await self._node.client_loop.call(self._node.connection.publish, subject, payload)
+            await self._node.connection.publish(reply, payload)
         except Exception:
             logger.debug("fearless.nats: a reply from %s was lost", self.name, exc_info=True)
 
@@ -257,6 +245,7 @@ class RemoteRef(Generic[M_contra]):
         self.name = name
         self._classes = message_classes(message_type)
         self._subject = subject_of(node.system, name)
+        self._outbox = Outbox(node)
 
     def __repr__(self) -> str:
         return f"<fearless.nats.RemoteRef {self.name!r} of {self._node.system!r}>"
@@ -279,13 +268,7 @@ class RemoteRef(Generic[M_contra]):
         loop."""
         payload, headers = self._encode(message)
         headers[KIND] = "tell"
-        nc = self._node.connection
-        subject = self._subject
-
-        async def publish() -> None:
-            await nc.publish(subject, payload, headers=headers)
-
-        self._node.client_loop.call_soon(publish)
+        self._outbox.put(self._subject, payload, headers)
 
     async def send(self, message: M_contra) -> None:
         """Enqueue ``message`` in the remote actor's mailbox; wait while it is full.
@@ -328,6 +311,7 @@ class RemoteRef(Generic[M_contra]):
     ) -> dict[str, Any]:
         import nats.errors
 
+        await self._outbox.flushed()  # behind the tells sent before
         nc = self._node.connection
         try:
             msg = await self._node.client_loop.call(

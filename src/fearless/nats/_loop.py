@@ -45,7 +45,7 @@ from .. import _backend
 from .._channels._oneshot import OneshotSender, oneshot
 from .._exceptions import SendBrokenError
 
-__all__ = ["ClientLoop", "barrier", "wait_done"]
+__all__ = ["ClientLoop", "barrier", "wait_done", "wait_done_all"]
 
 T = TypeVar("T")
 
@@ -252,6 +252,11 @@ async def barrier(nc: Any) -> None:
     """
     await asyncio.sleep(0)
     await nc.flush()
+
+
+async def wait_done_all(futures: list[asyncio.Future[Any]], seconds: float) -> None:
+    """Wait until every future is done, at most ``seconds`` (on the client's loop)."""
+    await asyncio.wait(futures, timeout=seconds)
 
 
 async def wait_done(future: asyncio.Future[Any], seconds: float) -> None:
