@@ -29,6 +29,7 @@ from ._codec import Undecodable as Undecodable
 from ._node import ConnectFailed as ConnectFailed
 from ._node import Node as Node
 from ._node import connect as connect
+from ._registry import RemoteTerminated as RemoteTerminated
 from ._server import NatsServer as NatsServer
 from ._server import NatsServerError as NatsServerError
 from ._server import find_nats_server as find_nats_server
@@ -52,6 +53,7 @@ __all__ = [
     "ReceiverStatistics",
     "RemoteError",
     "RemoteRef",
+    "RemoteTerminated",
     "SenderStatistics",
     "Undecodable",
     "UndecodableValue",

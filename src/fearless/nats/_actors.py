@@ -46,6 +46,7 @@ from .._actors._ref import ActorRef
 from .._exceptions import ActorStopped, MailboxFull
 from ._loop import barrier, wait_done_all
 from ._outbox import Outbox
+from ._registry import RemoteTerminated
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -133,15 +134,25 @@ class Publication:
         self._subject = subject_of(node.system, name)
         self._subscription: Any = None
         self._asks: set[Any] = set()
+        self._key = ""
         self.undecodable = 0
 
     async def __aenter__(self) -> Self:
         await self._node.client_loop.call(self._subscribe)
+        try:
+            self._key = await self._node.registry.register(
+                self.name, self._pool, list(self._classes)
+            )
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._node.client_loop.call(self._unsubscribe)
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         with anyio.CancelScope(shield=True):
             try:
+                await self._node.registry.unregister(self._key)
                 await self._node.client_loop.call(self._unsubscribe)
             except Exception:
                 logger.debug("fearless.nats: unpublishing %s failed", self.name, exc_info=True)
@@ -249,6 +260,15 @@ class RemoteRef(Generic[M_contra]):
 
     def __repr__(self) -> str:
         return f"<fearless.nats.RemoteRef {self.name!r} of {self._node.system!r}>"
+
+    async def wait_stopped(self) -> RemoteTerminated:
+        """Wait until no process serves this name any more: ``"stopped"`` when the last
+        publication ended, ``"node_down"`` when the last one's node stopped heartbeating
+        (reported within ``DOWN_AFTER + HEARTBEAT + POLL`` seconds, 4.5 s by default).
+
+        Cancellation: a cancelled wait changed nothing.
+        """
+        return await self._node.registry.wait_gone(self.name)
 
     def _encode(self, message: Any) -> tuple[bytes, dict[str, str]]:
         type_name = type(message).__name__

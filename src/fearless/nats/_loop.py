@@ -205,6 +205,10 @@ class ClientLoop:
         if self._background:
             await asyncio.wait(list(self._background), timeout=seconds)
 
+    async def sleep(self, seconds: float) -> None:
+        """Sleep on the client's loop (for its own periodic work, such as heartbeats)."""
+        await asyncio.sleep(seconds)
+
     def call_soon_sync(self, fn: Callable[[], object]) -> None:
         """Run the plain function ``fn`` on the client's loop (now, when that is this thread)."""
         if self._here():

@@ -27,6 +27,7 @@ from ._broadcast import Publisher, Subscriber, check_replay, stream_of, subject_
 from ._cells import DistributedCell, DistributedInt
 from ._channel import DurableReceiver, DurableSender, _DurableChannel
 from ._loop import ClientLoop
+from ._registry import Registry
 from ._server import NatsServer
 
 __all__ = ["Node", "connect"]
@@ -92,6 +93,7 @@ class Node:
         # Called on the client's loop after a reconnection (pull requests die with a connection).
         self.on_reconnect: list[Callable[[], object]] = []
         self.reconnections = 0  # how often the connection was lost and made again
+        self.registry = Registry(self)
         self.closed = False
 
     # -- the connection ---------------------------------------------------------------------
@@ -214,6 +216,7 @@ class Node:
                 for subscriber in self._subscribers:
                     await self.client_loop.call(subscriber.stop)
             finally:
+                self.registry.stop()
                 self.closed = True
                 await self._shut_down()
 
@@ -429,6 +432,19 @@ class Node:
         """
         check_name("actor", name)
         return Publication(self, ref, name, message_type, pool)
+
+    async def lookup(self, name: str, message_type: Any) -> RemoteRef[Any]:
+        """A ref to the actor published as ``name``, checked against the registry: raises
+        ``LookupError`` if no live process serves the name now.
+
+        Cancellation: a read; a cancelled lookup changed nothing.
+        """
+        check_name("actor", name)
+        entries = await self.registry.entries(name)
+        if not any(entry["alive"] for entry in entries):
+            state = "its node is down" if entries else "nobody publishes it"
+            raise LookupError(f"no live actor {name!r} in the system {self.system!r} ({state})")
+        return RemoteRef[Any](self, name, message_type)
 
     def actor(self, name: str, message_type: Any) -> RemoteRef[Any]:
         """A ref to the actor published as ``name`` in some process of the system; its
