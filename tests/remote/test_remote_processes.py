@@ -44,6 +44,16 @@ async def host(url: str, system: str, name: str, pool: bool) -> anyio.abc.Proces
     return process
 
 
+async def stop(process: anyio.abc.Process) -> None:
+    """Kill ``process`` if it still runs, and reap it."""
+    if process.returncode is None:
+        try:
+            process.kill()
+        except ProcessLookupError:  # it ended in between
+            pass
+    await process.wait()
+
+
 async def test_a_killed_node_is_reported_down_within_the_documented_bound(
     node: Node, nats_server: NatsServer, system: str
 ) -> None:
@@ -60,6 +70,7 @@ async def test_a_killed_node_is_reported_down_within_the_documented_bound(
             tg.start_soon(watch)
             process.kill()
             killed_at = time.monotonic()
+        await process.wait()
         took = time.monotonic() - killed_at
         assert ended == [fearless.nats.RemoteTerminated("counter", "node_down")]
         assert took <= DOWN_AFTER + HEARTBEAT + POLL + 1.0, took
@@ -68,8 +79,7 @@ async def test_a_killed_node_is_reported_down_within_the_documented_bound(
         with pytest.raises(fearless.ActorStopped):
             await ref.ask(Get())  # nobody serves it: at once, not a timeout
     finally:
-        process.kill()
-        await process.wait()
+        await stop(process)
 
 
 async def test_a_name_nobody_publishes_is_not_found_and_an_unpublished_one_is_stopped(
@@ -122,10 +132,10 @@ async def test_a_pool_serves_asks_while_a_member_process_is_killed(
                 while outcomes["ok"] < 50:  # noqa: ASYNC110  (the asks' progress)
                     await anyio.sleep(0.01)
                 processes[0].kill()
+                await processes[0].wait()
         assert outcomes["ok"] + outcomes["failed"] == 400
         assert outcomes["failed"] <= 4  # at most the asks in flight to the killed member
         assert await ref.ask(Get(), timeout=5) == 0
     finally:
         for process in processes:
-            process.kill()
-            await process.wait()
+            await stop(process)
