@@ -28,8 +28,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import logging
-import threading
-from collections import deque
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
@@ -37,11 +35,11 @@ import anyio
 import anyio.lowlevel
 import msgspec
 
-from .._cells._atomic import AtomicInt
 from .._channels._broadcast import BroadcastSender, broadcast
 from ._channel import HEADER_ROOM, PayloadTooLarge
 from ._codec import Codec, Undecodable
 from ._loop import barrier
+from ._outbox import Outbox
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -83,10 +81,7 @@ class Publisher(Generic[T_contra]):
         self._subject = subject_of(node.system, name)
         self._closed = False
         self.sent = 0
-        self._queue: deque[bytes] = deque()
-        self._lock = threading.Lock()
-        self._draining = False
-        self._pending = AtomicInt(0)  # queued and not yet published
+        self._outbox = Outbox(node, limit=self.BACKLOG)
 
     async def send(self, item: T_contra) -> None:
         """Publish ``item``: it is written to the connection (not acknowledged by anyone).
@@ -131,37 +126,10 @@ class Publisher(Generic[T_contra]):
 
     async def _enqueue(self, payloads: list[bytes]) -> None:
         """Queue payloads for the client's thread; wait while the backlog is full."""
-        await self._pending.wait_until(lambda pending: pending < self.BACKLOG)
-        with self._lock:
-            self._queue.extend(payloads)
-            self._pending.fetch_add(len(payloads))
-            start, self._draining = not self._draining, True
-        if start:
-            self._node.client_loop.call_soon(self._drain)
+        await self._outbox.room()
+        for payload in payloads:
+            self._outbox.put(self._subject, payload)
         self.sent += len(payloads)
-
-    async def _drain(self) -> None:
-        """Publish what is queued, in order, until the queue is empty (on the client's loop)."""
-        publish = self._node.connection.publish
-        while True:
-            with self._lock:
-                if not self._queue:
-                    self._draining = False
-                    return
-                batch = list(self._queue)
-                self._queue.clear()
-            try:
-                for payload in batch:
-                    await publish(self._subject, payload)
-            except BaseException:  # the connection closed: what is queued is lost (at-most-once)
-                with self._lock:
-                    dropped = len(self._queue)
-                    self._queue.clear()
-                    self._draining = False
-                self._pending.fetch_add(-dropped)
-                raise
-            finally:
-                self._pending.fetch_add(-len(batch))
 
     def _encode(self, item: T_contra) -> bytes:
         payload = self._codec.encode(item)
@@ -182,7 +150,7 @@ class Publisher(Generic[T_contra]):
         Cancellation: the publisher is closed; the wait for the queue stops.
         """
         self._closed = True
-        await self._pending.wait_until(lambda pending: pending == 0)
+        await self._outbox.flushed()
 
     def __repr__(self) -> str:
         return f"<fearless.nats.Publisher {self._subject} sent={self.sent}>"

@@ -711,10 +711,7 @@ class _Pull:
     def taken(self, ack: Any = None) -> None:
         """The receiver took a message, and acknowledges ``ack`` if given (on the client's loop:
         one hop from another thread for both)."""
-        self.held -= 1
-        self.request()
-        if ack is not None:
-            self.channel.node.client_loop.call_soon(ack.ack)
+        self.taken_many(1, [] if ack is None else [ack])
 
     def taken_many(self, count: int, acks: list[Any]) -> None:
         """The receiver took ``count`` messages and acknowledges ``acks`` (client's loop)."""
@@ -773,12 +770,7 @@ class DurableReceiver(Receiver[T_co]):
 
         Raises ``EndOfStream`` once the channel has ended for this receiver.
         """
-        if self._closed or self._channel.node.closed:
-            raise ClosedResourceError
-        if self._gone:
-            self._deleted()
-        if self._ended:
-            raise EndOfStream
+        self._check_usable()
         while True:
             msg = self._rx.receive_nowait()  # WouldBlock when nothing is fetched
             if msg is DELETED:
@@ -833,12 +825,7 @@ class DurableReceiver(Receiver[T_co]):
     async def _next(self, ack: bool) -> Delivery[T_co]:
         await self._start()
         while True:
-            if self._closed or self._channel.node.closed:
-                raise ClosedResourceError
-            if self._gone:
-                self._deleted()
-            if self._ended:
-                raise EndOfStream
+            self._check_usable()
             try:
                 msg = await self._rx.receive()
             except (EndOfStream, ClosedResourceError):
@@ -900,12 +887,7 @@ class DurableReceiver(Receiver[T_co]):
             self._started = True
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            if self._closed or self._channel.node.closed:
-                raise ClosedResourceError
-            if self._gone:
-                self._deleted()
-            if self._ended:
-                raise EndOfStream
+            self._check_usable()
             left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
             try:
                 msg = self._rx.receive_blocking(left)
@@ -953,6 +935,15 @@ class DurableReceiver(Receiver[T_co]):
             self._loop.call_soon(msg.nak, 0.05)
             return None
         return self._decoded(msg)
+
+    def _check_usable(self) -> None:
+        """Raise what a receive must raise before anything: closed, deleted, or at its end."""
+        if self._closed or self._channel.node.closed:
+            raise ClosedResourceError
+        if self._gone:
+            self._deleted()
+        if self._ended:
+            raise EndOfStream
 
     def _deleted(self) -> NoReturn:
         """The channel's stream is gone: this receive, and every later one, says so."""

@@ -1,4 +1,5 @@
-"""An outbox: publishes without waiting, in order, one drain per burst.
+"""An outbox: publishes without waiting, in order, one drain per burst (a broadcast
+Publisher's sends on trio, a RemoteRef's tells).
 
 ``put(subject, payload, headers)`` queues a publish and returns; the first put of a burst
 schedules one drain on the client's loop, which publishes everything queued, in order, until
