@@ -103,20 +103,24 @@ class Registry:
 
     async def entries(self, name: str) -> list[dict[str, Any]]:
         """The entries of ``name`` (alive or stale), each with ``alive``."""
-        from nats.js.errors import NoKeysError, NotFoundError
+        from nats.js.errors import NotFoundError
 
         kv = await self._kv()
 
+        bucket = f"fearless_{self._node.system}_actors"
+        js = self._node.jetstream
+
         async def read() -> list[dict[str, Any]]:
-            try:  # (nats-py 2.16's keys(filters=...) finds nothing with a ">" filter)
-                keys = [key for key in await kv.keys() if key.startswith(f"{name}.")]
-            except NoKeysError:
-                return []
+            # The server's count of the name's subjects, not kv.keys(): nats-py 2.16 lists keys
+            # through a watcher that can report the end before the keys (an empty list while
+            # entries exist), and its filters find nothing with a ">" filter.
+            prefix = f"$KV.{bucket}."
+            info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}{name}.>")
             found = []
-            for key in keys:
+            for subject in info.state.subjects or {}:
                 try:
-                    entry = await kv.get(key)
-                except NotFoundError:
+                    entry = await kv.get(subject[len(prefix) :])
+                except NotFoundError:  # deleted (unpublished)
                     continue
                 if entry.value:
                     found.append(json.loads(entry.value))
