@@ -280,7 +280,7 @@ class Directory(fearless.Actor[DirectoryMessage]):
             room.stop()
             await room.wait_stopped()
 
-    async def forget(self, room: fearless.ActorRef[RoomMessage]) -> None:
+    async def forget(self, room: fearless.Ref[RoomMessage]) -> None:
         """A room that ended without our stop (it failed: a bug): forget it, so that the next
         join starts a new one. Its members are told nothing (their lines to it go to dead
         letters, and their /who says it is gone)."""

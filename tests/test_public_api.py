@@ -43,6 +43,7 @@ EXPECTED = {
     "MailboxFull",
     "MailboxStatistics",
     "MessageDropped",
+    "Ref",
     "Request",
     "SystemSnapshot",
     "Terminated",

@@ -27,6 +27,7 @@ from ._actors._messages import Request as Request
 from ._actors._messages import SystemSnapshot as SystemSnapshot
 from ._actors._messages import Terminated as Terminated
 from ._actors._ref import ActorRef as ActorRef
+from ._actors._ref import Ref as Ref
 from ._actors._supervision import Backoff as Backoff
 from ._actors._supervision import ChildInfo as ChildInfo
 from ._actors._supervision import ChildSpec as ChildSpec
@@ -147,6 +148,7 @@ __all__ = [
     "OverflowPolicy",
     "Receiver",
     "Recv",
+    "Ref",
     "Request",
     "RestartChild",
     "RestartIntensityExceeded",

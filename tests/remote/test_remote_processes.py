@@ -62,7 +62,7 @@ async def test_a_killed_node_is_reported_down_within_the_documented_bound(
         ref = await node.lookup("counter", CounterMsg)
         assert await ref.ask(Get()) == 0
         async with anyio.create_task_group() as tg:
-            ended: list[fearless.nats.RemoteTerminated] = []
+            ended: list[fearless.Terminated] = []
 
             async def watch() -> None:
                 ended.append(await ref.wait_stopped())
@@ -72,7 +72,7 @@ async def test_a_killed_node_is_reported_down_within_the_documented_bound(
             killed_at = time.monotonic()
         await process.wait()
         took = time.monotonic() - killed_at
-        assert ended == [fearless.nats.RemoteTerminated("counter", "node_down")]
+        assert [(notice.ref, notice.reason) for notice in ended] == [(ref, "node_down")]
         assert took <= DOWN_AFTER + HEARTBEAT + POLL + 1.0, took
         with pytest.raises(LookupError, match="its node is down"):
             await node.lookup("counter", CounterMsg)
@@ -94,7 +94,7 @@ async def test_a_name_nobody_publishes_is_not_found_and_an_unpublished_one_is_st
         async with node.publish(counter, "c", CounterMsg):
             ref = await node.lookup("c", CounterMsg)
             async with anyio.create_task_group() as tg:
-                ended: list[fearless.nats.RemoteTerminated] = []
+                ended: list[fearless.Terminated] = []
 
                 async def watch() -> None:
                     ended.append(await ref.wait_stopped())
@@ -103,7 +103,8 @@ async def test_a_name_nobody_publishes_is_not_found_and_an_unpublished_one_is_st
                 await fearless.testing.wait_all_tasks_blocked()
                 assert ended == []
                 tg.cancel_scope.cancel()
-        assert await ref.wait_stopped() == fearless.nats.RemoteTerminated("c", "stopped")
+        notice = await ref.wait_stopped()
+        assert (notice.name, notice.reason, notice.ref) == ("c", "stopped", ref)
         counter.stop()
 
 

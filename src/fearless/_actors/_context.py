@@ -15,7 +15,7 @@ from ._actor import DEFAULT, Actor, _Default
 from ._mailbox import Mailbox
 
 if TYPE_CHECKING:
-    from ._ref import ActorRef
+    from ._ref import ActorRef, Ref
     from ._runtime import ActorRuntime
     from ._system import ActorSystem
     from ._watch import DeathWatch
@@ -24,6 +24,15 @@ __all__ = ["ActorContext"]
 
 M = TypeVar("M")
 N = TypeVar("N")
+
+
+def _remote_watch(ref: object) -> Any:
+    """A remote ref's way to start watching it (``fearless.nats``), or None for other refs."""
+    from ._ref import ActorRef
+
+    if isinstance(ref, ActorRef):
+        return None
+    return getattr(ref, "_start_watch", None)
 
 
 def _watch_of(ref: object, what: str) -> DeathWatch:
@@ -127,13 +136,23 @@ class ActorContext(Generic[M]):
 
     # -- death watch -------------------------------------------------------------------------------
 
-    def monitor(self, ref: ActorRef[Any]) -> None:
+    def monitor(self, ref: Ref[Any]) -> None:
         """Get ``on_terminated(notice)`` when ``ref`` stops, however it stops (at once if it has
-        stopped already). A restart is not a stop: it sends no notice."""
+        stopped already). A restart is not a stop: it sends no notice. ``ref`` may be a remote
+        actor's ref (``fearless.nats.RemoteRef``): the notice then comes when no process serves
+        it any more, with the reason ``"stopped"`` or ``"node_down"``, within the bound that
+        ``RemoteRef.wait_stopped`` documents."""
+        remote = _remote_watch(ref)
+        if remote is not None:
+            self._runtime.watch.monitor_remote(ref, remote)
+            return
         self._runtime.watch.monitor(_watch_of(ref, "monitor"))
 
-    def demonitor(self, ref: ActorRef[Any]) -> None:
+    def demonitor(self, ref: Ref[Any]) -> None:
         """Stop monitoring ``ref`` (a notice already queued is still delivered)."""
+        if _remote_watch(ref) is not None:
+            self._runtime.watch.demonitor_remote(ref)
+            return
         self._runtime.watch.demonitor(_watch_of(ref, "demonitor"))
 
     def link(self, ref: ActorRef[Any]) -> None:

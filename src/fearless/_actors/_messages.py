@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, final
 
 if TYPE_CHECKING:
-    from ._ref import ActorRef
+    from ._ref import Ref
 
 __all__ = [
     "ActorSnapshot",
@@ -51,7 +51,8 @@ class DeadLetterReason(enum.Enum):
     DROPPED_OLDEST = "dropped_oldest"
     """The mailbox was full and its policy is ``"drop_oldest"``: a newer message evicted it."""
     MAILBOX_FULL = "mailbox_full"
-    """A timer's message found its actor's ``"block"`` mailbox full (a timer cannot wait)."""
+    """A timer's message found its actor's ``"block"`` mailbox full (a timer cannot wait); or a
+    ``tell`` to a remote actor (``fearless.nats``) found its mailbox full."""
     HANDLER_FAILED = "handler_failed"
     """Its handler raised (``error`` is the exception); the actor failed."""
     KILLED = "killed"
@@ -61,6 +62,12 @@ class DeadLetterReason(enum.Enum):
     UNDECODABLE = "undecodable"
     """A message from another process that did not decode into a type the actor takes
     (``fearless.nats``): ``message`` holds its raw payload and the class name it claimed."""
+    NO_RESPONDER = "no_responder"
+    """A ``tell`` to a remote actor (``fearless.nats``) that no process served when it arrived,
+    or whose actor had stopped there."""
+    REFUSED = "refused"
+    """A ``tell`` to a remote actor's durable mailbox that the server refused for another reason
+    than a full mailbox (``error`` says why)."""
 
 
 @final
@@ -78,13 +85,15 @@ class DeadLetter:
     """The exception, for ``HANDLER_FAILED`` and ``KILLED`` (when there was one)."""
 
 
-ExitReason = Literal["stopped", "shutdown", "killed", "failed"]
+ExitReason = Literal["stopped", "shutdown", "killed", "failed", "node_down"]
 """How an actor ended: ``"stopped"`` (gracefully: ``stop()``, or its parent or the system stopping
 it in time); ``"shutdown"`` (killed by the runtime while stopping its parent or the system: its
 shutdown timeout ran out, its parent was killed, or the system's block ended with an error or was
 cancelled); ``"killed"`` (``kill()``); ``"failed"`` (its handler, a hook or its factory raised,
 or an actor linked to it failed). Only ``"killed"`` and ``"failed"`` are abnormal: they are what
-a link propagates (OTP's ``shutdown`` is not an error either)."""
+a link propagates (OTP's ``shutdown`` is not an error either). ``"node_down"`` is only ever the
+reason of a remote actor's notice (``fearless.nats``): the process serving it stopped
+heartbeating (killed, or cut off); nothing is known of how the actor itself ended."""
 
 
 @final
@@ -93,8 +102,8 @@ class Terminated:
     """The notice that an actor has stopped: delivered to its monitors (``on_terminated``) and
     returned by ``wait_stopped``."""
 
-    ref: ActorRef[Any]
-    """The actor that stopped."""
+    ref: Ref[Any]
+    """The actor that stopped (an ``ActorRef``; for a remote actor, its ``RemoteRef``)."""
     reason: ExitReason
     """How it ended."""
     error: BaseException | None = None

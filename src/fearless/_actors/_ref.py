@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from threading import get_ident as _get_ident
-from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, final, overload
+from typing import TYPE_CHECKING, Any, Generic, Protocol, Self, TypeVar, final, overload
 
 import anyio
 
@@ -47,7 +47,7 @@ from ._messages import DeadLetter, DeadLetterReason, Request, Terminated
 if TYPE_CHECKING:
     from ._runtime import ActorRuntime
 
-__all__ = ["ActorRef"]
+__all__ = ["ActorRef", "Ref"]
 
 M_contra = TypeVar("M_contra", contravariant=True)
 R = TypeVar("R")
@@ -310,3 +310,48 @@ def _left(deadline: float | None) -> float:
     if deadline is None:
         return -1
     return max(0.0, deadline - time.monotonic())
+
+
+class Ref(Protocol[M_contra]):
+    """What every ref to an actor offers, wherever the actor runs: an :class:`ActorRef` (this
+    process) and a ``fearless.nats.RemoteRef`` (any process of a system on NATS) are both a
+    ``Ref[M]``. Code that only tells, sends, asks and watches takes a ``Ref[M]`` and works with
+    either; what is not transparent (latency, at-most-once tells, encoding) is in the remote
+    actors guide.
+
+    Each implementation documents its guarantees on its own methods; both keep the ones stated
+    here: ``tell`` never waits (a full ``"block"`` mailbox raises ``MailboxFull``), ``send`` waits
+    while the mailbox is full, ``ask`` returns the handler's reply (typed by ``Request[R]``) and
+    raises ``ActorStopped`` at once when nobody can handle it, ``wait_stopped`` returns the
+    ``Terminated`` notice; and an actor can ``monitor`` either (``context.monitor(ref)``).
+    """
+
+    @property
+    def name(self) -> str:
+        """The actor's name."""
+        ...
+
+    def tell(self, message: M_contra) -> None:
+        """Enqueue ``message`` without waiting."""
+        ...
+
+    async def send(self, message: M_contra) -> None:
+        """Enqueue ``message``, waiting while the mailbox is full. Cancellation: see the
+        implementation (``ActorRef.send``, ``RemoteRef.send``)."""
+        ...
+
+    @overload
+    async def ask(self, message: Request[R], *, timeout: float | None = None) -> R: ...  # noqa: ASYNC109
+
+    @overload
+    async def ask(self, message: M_contra, *, timeout: float | None = None) -> Any: ...  # noqa: ASYNC109
+
+    async def ask(self, message: Any, *, timeout: float | None = None) -> Any:  # noqa: ASYNC109
+        """Send ``message`` and wait for the handler's return value. Cancellation: see the
+        implementation (``ActorRef.ask``, ``RemoteRef.ask``)."""
+        ...
+
+    async def wait_stopped(self) -> Terminated:
+        """Wait until the actor has stopped; return its notice. Cancellation: a cancelled wait
+        changes nothing."""
+        ...

@@ -10,12 +10,17 @@ Actors of other systems, on other threads, may watch this one, so each actor's w
 guarded by its own lock; two actors' locks are always taken in one order (by ``id``). The notice
 is published (``notice``) under that lock, so a watch registered concurrently either sees it or is
 told by :meth:`DeathWatch.publish`.
+
+An actor may also monitor a remote actor (``fearless.nats``): the remote ref starts a watch of its
+own (it polls the system's registry) and calls back with the notice; ``remote`` maps each such
+ref to the function that cancels its watch, so that a demonitor, or this actor's end, stops it.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .._cells._atomic import AtomicCell
 from ._mailbox import SystemMessage
@@ -43,7 +48,16 @@ def _not_none(value: object) -> bool:
 class DeathWatch:
     """One actor's watchers, the actors it watches, its links, and its ``Terminated`` notice."""
 
-    __slots__ = ("_runtime", "_waited", "guard", "links", "notice", "watchers", "watching")
+    __slots__ = (
+        "_runtime",
+        "_waited",
+        "guard",
+        "links",
+        "notice",
+        "remote",
+        "watchers",
+        "watching",
+    )
 
     def __init__(self, runtime: ActorRuntime) -> None:
         self._runtime = runtime
@@ -56,6 +70,9 @@ class DeathWatch:
         self.watchers: dict[DeathWatch, None] | None = None  # who monitors this actor
         self.watching: dict[DeathWatch, None] | None = None  # whom this actor monitors
         self.links: dict[DeathWatch, None] | None = None
+        # Remote actors this one monitors: the ref, and what cancels its watch (None while the
+        # watch is being started).
+        self.remote: dict[Any, Callable[[], None] | None] | None = None
 
     def monitor(self, target: DeathWatch) -> None:
         with target.guard:
@@ -77,6 +94,41 @@ class DeathWatch:
                 target.watchers.pop(self, None)
         if self.watching is not None:
             self.watching.pop(target, None)
+
+    def monitor_remote(
+        self, ref: Any, start: Callable[[Callable[[Terminated], None]], Callable[[], None]]
+    ) -> None:
+        """Monitor a remote actor: ``start(deliver)`` begins watching it and returns what cancels
+        the watch; ``deliver(notice)`` may be called from any thread, once."""
+        mailbox = self._runtime.mailbox
+
+        def deliver(notice: Terminated) -> None:
+            with self.guard:
+                if self.remote is None or ref not in self.remote:
+                    return  # demonitored, or this actor has ended
+                del self.remote[ref]
+            mailbox.put_system(Notice(notice))
+
+        with self.guard:
+            if self.notice is not None:
+                return
+            if self.remote is None:
+                self.remote = {}
+            if ref in self.remote:
+                return  # monitored already: one notice, as for a local actor
+            self.remote[ref] = None
+        cancel = start(deliver)
+        with self.guard:
+            if self.remote is not None and ref in self.remote:
+                self.remote[ref] = cancel
+                return
+        cancel()  # delivered, demonitored or ended while it started
+
+    def demonitor_remote(self, ref: Any) -> None:
+        with self.guard:
+            cancel = None if self.remote is None else self.remote.pop(ref, None)
+        if cancel is not None:
+            cancel()
 
     def link(self, target: DeathWatch) -> None:
         if target is self:
@@ -115,6 +167,10 @@ class DeathWatch:
             waited = self._waited
             watchers, self.watchers = self.watchers, None
             links, self.links = self.links, None
+            remote, self.remote = self.remote, None
+        for cancel in (remote or {}).values():
+            if cancel is not None:
+                cancel()
         if waited is not None:
             waited.store(notice)
         for watcher in watchers or ():

@@ -29,7 +29,8 @@ from ._codec import Undecodable as Undecodable
 from ._node import ConnectFailed as ConnectFailed
 from ._node import Node as Node
 from ._node import connect as connect
-from ._registry import RemoteTerminated as RemoteTerminated
+from ._registry import ClusterSnapshot as ClusterSnapshot
+from ._registry import PublishedActor as PublishedActor
 from ._server import NatsServer as NatsServer
 from ._server import NatsServerError as NatsServerError
 from ._server import find_nats_server as find_nats_server
@@ -38,6 +39,7 @@ __all__ = [
     "CellStatistics",
     "ChannelDeleted",
     "ChannelEnded",
+    "ClusterSnapshot",
     "ConnectFailed",
     "Delivery",
     "DistributedCell",
@@ -49,11 +51,11 @@ __all__ = [
     "Node",
     "PayloadTooLarge",
     "Publication",
+    "PublishedActor",
     "Publisher",
     "ReceiverStatistics",
     "RemoteError",
     "RemoteRef",
-    "RemoteTerminated",
     "SenderStatistics",
     "Undecodable",
     "UndecodableValue",

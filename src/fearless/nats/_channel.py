@@ -52,7 +52,7 @@ import random
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, Protocol, TypeVar
 
 import anyio
 import anyio.lowlevel
@@ -63,7 +63,6 @@ from anyio.abc import ObjectSendStream
 from .. import _backend
 from .._channels._base import Receiver
 from .._channels._channel import channel as local_channel
-from .._channels._endpoints import Sender
 from ._codec import Codec, Undecodable
 from ._loop import ClientLoop, wait_done
 
@@ -142,31 +141,13 @@ class _DurableChannel(Generic[T]):
         self.endpoints: list[DurableSender[Any] | DurableReceiver[Any]] = []
 
     async def create(self) -> None:
-        from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
-        from nats.js.errors import BadRequestError
-
-        js = self.node.jetstream
-        config = StreamConfig(
-            name=self.stream,
-            subjects=[f"fearless.{self.node.system}.channel.{self.name}.*"],
-            retention=RetentionPolicy.WORK_QUEUE,
-            max_msgs=-1 if self.capacity == math.inf else int(self.capacity),
-            discard=DiscardPolicy.NEW,
-            storage=StorageType.FILE,
+        await make_work_queue(
+            self.node,
+            self.stream,
+            [f"fearless.{self.node.system}.channel.{self.name}.*"],
+            self.capacity,
+            f"the channel {self.name!r} of the system {self.node.system!r}",
         )
-        try:
-            await self.node.client_loop.call(js.add_stream, config)
-        except BadRequestError as exc:
-            if exc.err_code != STREAM_NAME_IN_USE:
-                raise
-            info = await self.node.client_loop.call(js.stream_info, self.stream)
-            existing = info.config.max_msgs
-            existing_capacity = math.inf if existing is None or existing < 0 else existing
-            if existing_capacity != self.capacity:
-                raise ValueError(
-                    f"the channel {self.name!r} of the system {self.node.system!r} exists with "
-                    f"capacity {existing_capacity}, not {self.capacity}"
-                ) from None
 
     async def exists(self) -> bool:
         """Whether the channel's stream exists on the server."""
@@ -184,27 +165,7 @@ class _DurableChannel(Generic[T]):
         return sender
 
     async def receiver(self) -> DurableReceiver[T]:
-        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-        from nats.js.errors import BadRequestError, NotFoundError
-
-        js = self.node.jetstream
-        loop = self.node.client_loop
-        config = ConsumerConfig(
-            durable_name=self.consumer,
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=self.ack_wait,
-            max_deliver=-1,
-        )
-        # The consumer is shared: the first opener's settings stand. (Adding it again with other
-        # settings would update it on the server, under every other process's feet.)
-        try:
-            await loop.call(js.consumer_info, self.stream, self.consumer)
-        except NotFoundError:
-            try:
-                await loop.call(js.add_consumer, self.stream, config)
-            except BadRequestError:  # created by another process in between
-                logger.debug("fearless.nats: using the consumer of %s just made", self.stream)
+        await make_consumer(self.node, self.stream, self.consumer, self.ack_wait)
         receiver = DurableReceiver[T](self)
         await receiver._start()
         self.endpoints.append(receiver)
@@ -213,6 +174,62 @@ class _DurableChannel(Generic[T]):
     async def aclose(self) -> None:
         for endpoint in self.endpoints:
             await endpoint.aclose()
+
+
+async def make_work_queue(
+    node: Node, stream: str, subjects: list[str], capacity: float, what: str
+) -> None:
+    """Create the work-queue stream ``stream`` holding at most ``capacity`` messages (the server
+    refuses new ones when full), or check that the existing one has that capacity."""
+    from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+    from nats.js.errors import BadRequestError
+
+    js = node.jetstream
+    config = StreamConfig(
+        name=stream,
+        subjects=subjects,
+        retention=RetentionPolicy.WORK_QUEUE,
+        max_msgs=-1 if capacity == math.inf else int(capacity),
+        discard=DiscardPolicy.NEW,
+        storage=StorageType.FILE,
+    )
+    try:
+        await node.client_loop.call(js.add_stream, config)
+    except BadRequestError as exc:
+        if exc.err_code != STREAM_NAME_IN_USE:
+            raise
+        info = await node.client_loop.call(js.stream_info, stream)
+        existing = info.config.max_msgs
+        existing_capacity = math.inf if existing is None or existing < 0 else existing
+        if existing_capacity != capacity:
+            raise ValueError(
+                f"{what} exists with capacity {existing_capacity}, not {capacity}"
+            ) from None
+
+
+async def make_consumer(node: Node, stream: str, consumer: str, ack_wait: float) -> None:
+    """Create the shared durable consumer of ``stream`` unless it exists: the first opener's
+    settings stand (adding it again with other settings would update it on the server, under
+    every other process's feet)."""
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+    from nats.js.errors import BadRequestError, NotFoundError
+
+    js = node.jetstream
+    loop = node.client_loop
+    config = ConsumerConfig(
+        durable_name=consumer,
+        ack_policy=AckPolicy.EXPLICIT,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_wait=ack_wait,
+        max_deliver=-1,
+    )
+    try:
+        await loop.call(js.consumer_info, stream, consumer)
+    except NotFoundError:
+        try:
+            await loop.call(js.add_consumer, stream, config)
+        except BadRequestError:  # created by another process in between
+            logger.debug("fearless.nats: using the consumer of %s just made", stream)
 
 
 @dataclasses.dataclass
@@ -605,8 +622,26 @@ class ReceiverStatistics:
     end_deferred: int = 0
 
 
+class PullSource(Protocol):
+    """What a pull reads from: a stream's durable consumer (a channel, a durable mailbox)."""
+
+    node: Node
+    stream: str
+    consumer: str
+    prefetch: int
+
+
+class PullTarget(Protocol):
+    """Where a pull passes messages (a receiver's local channel, a durable mailbox)."""
+
+    def send_nowait(self, item: Any, /) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class _Pull:
-    """Keeps up to ``prefetch`` messages of the shared consumer coming to one receiver.
+    """Keeps up to ``prefetch`` messages of the shared consumer coming to one receiver (or one
+    durable mailbox: ``fearless.nats._mailbox``).
 
     It runs on the client's loop. It asks the server for ``prefetch - held`` messages at a time
     (a pull request to an inbox of its own, which the server answers with messages as they become
@@ -620,7 +655,7 @@ class _Pull:
     margin is given up and asked again.
     """
 
-    def __init__(self, channel: _DurableChannel[Any], deliver: Sender[Any]) -> None:
+    def __init__(self, channel: PullSource, deliver: PullTarget) -> None:
         self.channel = channel
         self.nc = channel.node.connection
         self.loop = channel.node.client_loop.loop
@@ -631,7 +666,8 @@ class _Pull:
         self.held = 0
         self.awaiting = 0
         self.generation = 0
-        self.closed = False
+        self.closed = False  # what arrives from now on is handed back
+        self.stopped = False
 
     async def start(self) -> None:
         self.inbox = self.nc.new_inbox()
@@ -683,7 +719,9 @@ class _Pull:
 
     async def on_message(self, msg: Any) -> None:
         if self.closed:
-            return  # unsubscribing: the server redelivers it after ack_wait
+            if msg.data and msg.reply:  # on its way before the unsubscription: hand it back
+                self.loop.create_task(_quiet(msg.nak()))
+            return
         headers = msg.headers
         status = headers.get("Status") if headers else None
         if status is not None and not msg.data:
@@ -721,12 +759,17 @@ class _Pull:
             self.channel.node.client_loop.call_soon(msg.ack)
 
     async def stop(self) -> None:
-        self.closed = True
+        """Stop pulling: unsubscribe the inbox (the server drops a pull request whose inbox
+        has no interest); a message already on its way is handed back."""
+        if self.stopped:
+            return
+        self.stopped = self.closed = True
         self.deliver.close()
         if self.reconnected in self.channel.node.on_reconnect:
             self.channel.node.on_reconnect.remove(self.reconnected)
-        if self.subscription is not None:
-            await self.subscription.unsubscribe()
+        subscription, self.subscription = self.subscription, None
+        if subscription is not None:
+            await subscription.unsubscribe()
 
 
 class DurableReceiver(Receiver[T_co]):

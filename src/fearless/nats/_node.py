@@ -16,19 +16,23 @@ import re
 import ssl
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar, overload
 
 import anyio
 
 from .._actors._ref import ActorRef
 from .._channels._broadcast import Subscription
-from ._actors import Publication, RemoteRef
+from ._actors import Publication, RemoteRef, Returns
 from ._broadcast import Publisher, Subscriber, check_replay, stream_of, subject_of
 from ._cells import DistributedCell, DistributedInt
 from ._channel import DurableReceiver, DurableSender, _DurableChannel
 from ._loop import ClientLoop
-from ._registry import Registry
+from ._mailbox import delete_mailbox
+from ._registry import ClusterSnapshot, Registry
 from ._server import NatsServer
+
+if TYPE_CHECKING:
+    from .._actors._system import ActorSystem
 
 __all__ = ["Node", "connect"]
 
@@ -75,8 +79,11 @@ class Node:
         options: dict[str, Any],
         server: NatsServer | None,
         request_timeout: float,
+        actor_system: ActorSystem | None = None,
     ) -> None:
         self.system = check_name("system", system)
+        # Where the tells this node sends that come back undelivered go (dead letters).
+        self.actor_system = actor_system
         self._servers = servers
         self._options = options
         self._server = server
@@ -94,6 +101,7 @@ class Node:
         self.on_reconnect: list[Callable[[], object]] = []
         self.reconnections = 0  # how often the connection was lost and made again
         self.registry = Registry(self)
+        self.returns = Returns(self)
         self.closed = False
 
     # -- the connection ---------------------------------------------------------------------
@@ -177,6 +185,7 @@ class Node:
                 ) from cause
             self._nc.options["max_reconnect_attempts"] = reconnects
             self._js = self._nc.jetstream(timeout=self.request_timeout)
+            await loop.call(self.returns.start)
         except BaseException:
             await self._shut_down()
             raise
@@ -420,18 +429,65 @@ class Node:
         return subscriber.subscription
 
     def publish(
-        self, ref: ActorRef[M], name: str, message_type: Any, *, pool: bool = False
+        self,
+        ref: ActorRef[M],
+        name: str,
+        message_type: Any,
+        *,
+        pool: bool = False,
+        durable: bool = False,
+        capacity: float = math.inf,
+        ack_wait: float = 30.0,
     ) -> Publication:
         """Make the local actor ``ref`` reachable from every process of the system as ``name``
         while ``async with node.publish(...):`` runs (see :class:`Publication`). ``message_type``
         is what the actor takes: a class or a union of classes. ``pool=True`` shares the name
         with every other process publishing it with ``pool=True``: each message goes to one.
 
-        Cancellation: entering subscribes (a cancelled entry leaves nothing); leaving
-        unsubscribes, then waits for the asks in progress.
+        ``durable=True`` keeps its tells and sends in a durable mailbox (a JetStream work queue
+        that outlives the process: at-least-once, acknowledged once the handler returned)
+        holding at most ``capacity`` messages; ``ack_wait`` is how long a message handed to a
+        process that does not acknowledge it (it died) waits before it is delivered again: keep
+        it longer than the actor's slowest handler. A name published durable once must be
+        published durable (``ValueError`` otherwise) until ``delete_mailbox(name)``.
+
+        The node's ``actor_system`` (where tells that come back undelivered become dead
+        letters) is ``ref``'s system if the node had none.
+
+        Cancellation: entering subscribes and registers (a cancelled entry leaves nothing);
+        leaving unregisters, unsubscribes, then waits for the messages in progress (at most the
+        node's ``request_timeout``).
         """
         check_name("actor", name)
-        return Publication(self, ref, name, message_type, pool)
+        if not isinstance(ref, ActorRef):
+            raise TypeError(f"publish takes a local ActorRef, not {ref!r}")
+        if not (capacity == math.inf or (isinstance(capacity, int) and capacity > 0)):
+            raise ValueError(f"capacity must be a positive int or math.inf, not {capacity!r}")
+        if not (isinstance(ack_wait, int | float) and ack_wait > 0):
+            raise ValueError(f"ack_wait must be a positive number of seconds, not {ack_wait!r}")
+        if not durable and capacity != math.inf:
+            raise ValueError(
+                "capacity is a durable mailbox's: the mailbox of a core publication is the "
+                "actor's own (spawn's capacity)"
+            )
+        if self.actor_system is None:
+            self.actor_system = ref._runtime.system
+        return Publication(
+            self,
+            ref,
+            name,
+            message_type,
+            pool=pool,
+            durable=durable,
+            capacity=capacity,
+            ack_wait=ack_wait,
+        )
+
+    @overload
+    async def lookup(self, name: str, message_type: type[M]) -> RemoteRef[M]: ...
+
+    @overload
+    async def lookup(self, name: str, message_type: Any) -> RemoteRef[Any]: ...
 
     async def lookup(self, name: str, message_type: Any) -> RemoteRef[Any]:
         """A ref to the actor published as ``name``, checked against the registry: raises
@@ -446,11 +502,36 @@ class Node:
             raise LookupError(f"no live actor {name!r} in the system {self.system!r} ({state})")
         return RemoteRef[Any](self, name, message_type)
 
+    @overload
+    def actor(self, name: str, message_type: type[M]) -> RemoteRef[M]: ...
+
+    @overload
+    def actor(self, name: str, message_type: Any) -> RemoteRef[Any]: ...
+
     def actor(self, name: str, message_type: Any) -> RemoteRef[Any]:
         """A ref to the actor published as ``name`` in some process of the system; its
-        ``tell``, ``send`` and ``ask`` take ``message_type`` (checked at the sender)."""
+        ``tell``, ``send`` and ``ask`` take ``message_type`` (a class, or a union of classes;
+        checked at the sender). Typed ``RemoteRef[M]`` for a class ``M``."""
         check_name("actor", name)
         return RemoteRef[Any](self, name, message_type)
+
+    async def cluster_snapshot(self) -> ClusterSnapshot:
+        """Every actor published in the system, as the registry has it now: each publication's
+        node, pool and durable flags, liveness, and the actor's state and mailbox depth at its
+        last heartbeat (``print`` it for a table).
+
+        Cancellation: a read; a cancelled snapshot changed nothing.
+        """
+        return await self.registry.snapshot()
+
+    async def delete_mailbox(self, name: str) -> bool:
+        """Delete the durable mailbox of the actor ``name`` and every message in it; False if
+        it had none. Publications running with it stop receiving from it.
+
+        Cancellation: the deletion may have happened.
+        """
+        check_name("actor", name)
+        return await delete_mailbox(self, name)
 
     async def _kv(self) -> Any:
         """The system's key-value bucket, created on first use."""
@@ -483,6 +564,7 @@ def connect(
     max_reconnect_attempts: int = -1,
     request_timeout: float = 5.0,
     server: NatsServer | None = None,
+    actor_system: ActorSystem | None = None,
 ) -> Node:
     """Join the system ``system``: ``async with fearless.nats.connect(url, system=...) as node:``.
 
@@ -496,6 +578,10 @@ def connect(
     (``max_reconnect_attempts=-1``), waiting ``reconnect_wait`` seconds between attempts; while it
     is disconnected, sends wait and retry (see :class:`DurableSender`). ``request_timeout`` bounds
     each request to the server (a stored publish, a fetch).
+
+    ``actor_system``: the local ``ActorSystem`` whose dead letters get this node's remote tells
+    that come back undelivered (nobody serves the name, a full mailbox); without one, the first
+    actor this node publishes gives its system, and until then such tells are logged.
 
     Cancellation: a cancelled ``async with`` entry leaves nothing running: the connection and an
     embedded server it started are closed.
@@ -531,7 +617,7 @@ def connect(
         options["tls"] = tls
     if tls_hostname is not None:
         options["tls_hostname"] = tls_hostname
-    return Node(servers, system, options, server, request_timeout)
+    return Node(servers, system, options, server, request_timeout, actor_system)
 
 
 async def _log_error(exc: Exception) -> None:

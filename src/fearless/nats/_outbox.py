@@ -28,15 +28,21 @@ class Outbox:
     def __init__(self, node: Node, limit: int = 4096) -> None:
         self._node = node
         self._limit = limit
-        self._queue: deque[tuple[str, bytes, dict[str, str] | None]] = deque()
+        self._queue: deque[tuple[str, bytes, dict[str, str] | None, str]] = deque()
         self._lock = threading.Lock()
         self._draining = False
         self.pending = AtomicInt(0)  # queued and not yet published
         self.dropped = 0
 
-    def put(self, subject: str, payload: bytes, headers: dict[str, str] | None = None) -> None:
+    def put(
+        self,
+        subject: str,
+        payload: bytes,
+        headers: dict[str, str] | None = None,
+        reply: str = "",
+    ) -> None:
         with self._lock:
-            self._queue.append((subject, payload, headers))
+            self._queue.append((subject, payload, headers, reply))
             start, self._draining = not self._draining, True
         self.pending.fetch_add(1)
         if start:
@@ -63,8 +69,8 @@ class Outbox:
                 batch = list(self._queue)
                 self._queue.clear()
             try:
-                for subject, payload, headers in batch:
-                    await publish(subject, payload, headers=headers)
+                for subject, payload, headers, reply in batch:
+                    await publish(subject, payload, reply=reply, headers=headers)
             except BaseException:  # the connection closed: what is queued is lost (at-most-once)
                 with self._lock:
                     lost = len(self._queue)

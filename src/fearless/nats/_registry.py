@@ -1,16 +1,20 @@
 """The registry of published actors, with liveness: who serves a name, and whether its node is up.
 
 Each publication is an entry in the key-value bucket ``fearless_<system>_actors``, under the key
-``<name>.<node id>-<n>``: the name, the node, whether it is a pool member, the message classes,
-and ``beat``, the time of its node's last heartbeat. A node rewrites the beats of its entries
+``<name>.<node id>-<n>``: the name, the node, whether it is a pool member and has a durable
+mailbox, the message classes, the actor's state and mailbox depth at the last heartbeat, and
+``beat``, the time of that heartbeat. A node rewrites the beats of its entries
 every ``HEARTBEAT`` seconds; leaving a publication deletes its entry. An entry whose beat is older
 than ``DOWN_AFTER`` seconds belongs to a node that is down (killed, cut off): it no longer counts
 as serving the name.
 
-``RemoteRef.wait_stopped()`` reads the entries of its name every ``POLL`` seconds and returns once
+``RemoteRef.wait_stopped()`` and an actor's ``context.monitor(remote_ref)`` watch a name: one
+task per watched name and node reads the name's entries every ``POLL`` seconds and reports once
 none is alive: with the reason ``"stopped"`` if the last one was deleted (unpublished), or
 ``"node_down"`` if the last one went stale. So a node's death is reported at most
-``DOWN_AFTER + HEARTBEAT + POLL`` seconds after its last heartbeat.
+``DOWN_AFTER + HEARTBEAT + POLL`` seconds (``REPORTED_WITHIN``, 4.5 s) after its last heartbeat.
+A watch that cannot read the registry (the server is unreachable) keeps trying; it reports
+nothing it has not read.
 """
 
 from __future__ import annotations
@@ -19,30 +23,82 @@ import dataclasses
 import json
 import logging
 import os
+import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
-
-import anyio
 
 if TYPE_CHECKING:
     from ._node import Node
 
-__all__ = ["DOWN_AFTER", "HEARTBEAT", "POLL", "Registry", "RemoteTerminated"]
+__all__ = [
+    "DOWN_AFTER",
+    "HEARTBEAT",
+    "POLL",
+    "REPORTED_WITHIN",
+    "ClusterSnapshot",
+    "PublishedActor",
+    "Registry",
+]
 
 logger = logging.getLogger("fearless.nats")
 
 HEARTBEAT = 1.0
 DOWN_AFTER = 3.0
 POLL = 0.5
+REPORTED_WITHIN = DOWN_AFTER + HEARTBEAT + POLL
+
+Gone = Literal["stopped", "node_down"]
 
 
 @dataclasses.dataclass(frozen=True)
-class RemoteTerminated:
-    """The notice that a remote actor is no longer served: ``"stopped"`` (every publication of
-    the name ended) or ``"node_down"`` (the last one's node stopped heartbeating)."""
+class PublishedActor:
+    """One publication in a :class:`ClusterSnapshot`."""
 
     name: str
-    reason: Literal["stopped", "node_down"]
+    node: str
+    """The id of the node (process) serving it: ``<pid>-<random>``."""
+    pool: bool
+    durable: bool
+    message_types: tuple[str, ...]
+    alive: bool
+    """Whether its node heartbeated in the last ``DOWN_AFTER`` seconds."""
+    beat_age: float
+    """Seconds since its node's last heartbeat."""
+    state: str
+    """The actor's state at that heartbeat (``"running"``, ``"restarting"``, ...)."""
+    mailbox_depth: int
+    """Messages in its local mailbox at that heartbeat (not those waiting in a durable one)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ClusterSnapshot:
+    """Every actor published in a system, as the registry had it (``node.cluster_snapshot()``)."""
+
+    system: str
+    actors: tuple[PublishedActor, ...]
+
+    @property
+    def nodes(self) -> tuple[str, ...]:
+        """The nodes serving at least one live publication."""
+        return tuple(sorted({actor.node for actor in self.actors if actor.alive}))
+
+    def serving(self, name: str) -> tuple[PublishedActor, ...]:
+        """The live publications of ``name`` (one, or a pool's members)."""
+        return tuple(actor for actor in self.actors if actor.name == name and actor.alive)
+
+    def __str__(self) -> str:
+        lines = [f"system {self.system!r}: {len(self.nodes)} node(s)"]
+        for actor in self.actors:
+            kind = "pool member" if actor.pool else "actor"
+            if actor.durable:
+                kind += ", durable"
+            health = "up" if actor.alive else f"DOWN ({actor.beat_age:.1f} s silent)"
+            lines.append(
+                f"  {actor.name:<16} {kind:<22} node {actor.node:<16} {health:<20} "
+                f"{actor.state}, {actor.mailbox_depth} queued"
+            )
+        return "\n".join(lines)
 
 
 class Registry:
@@ -53,8 +109,13 @@ class Registry:
         self.node_id = f"{os.getpid()}-{os.urandom(4).hex()}"
         self._own: dict[str, dict[str, Any]] = {}
         self._count = 0
+        self._stats: dict[str, Callable[[], dict[str, Any]]] = {}
         self._bucket: Any = None
         self._beating: Any = None
+        # Watched names: the callbacks waiting for each, under the lock (from any thread).
+        self._lock = threading.Lock()
+        self._watches: dict[str, dict[object, Callable[[Gone], None]]] = {}
+        self._watch_tasks: set[Any] = set()
 
     async def _kv(self) -> Any:
         if self._bucket is None:
@@ -66,25 +127,46 @@ class Registry:
             )
         return self._bucket
 
-    async def register(self, name: str, pool: bool, classes: list[str]) -> str:
-        """Add an entry for a publication; return its key. Starts the heartbeat."""
+    async def register(
+        self,
+        name: str,
+        pool: bool,
+        durable: bool,
+        classes: list[str],
+        stats: Callable[[], dict[str, Any]],
+    ) -> str:
+        """Add an entry for a publication; return its key. Starts the heartbeat. ``stats()``
+        gives the actor's ``state`` and ``depth`` at each heartbeat (from the client's loop)."""
         kv = await self._kv()
         self._count += 1
         key = f"{name}.{self.node_id}-{self._count}"
-        entry = {"name": name, "node": self.node_id, "pool": pool, "types": classes}
+        entry = {
+            "name": name,
+            "node": self.node_id,
+            "pool": pool,
+            "durable": durable,
+            "types": classes,
+        }
         self._own[key] = entry
-        await self._node.client_loop.call(kv.put, key, self._encode(entry))
+        self._stats[key] = stats
+        await self._node.client_loop.call(kv.put, key, self._encode(key, entry))
         if self._beating is None:
             self._beating = self._node.client_loop.loop.create_task(self._beat())
         return key
 
     async def unregister(self, key: str) -> None:
         self._own.pop(key, None)
+        self._stats.pop(key, None)
         kv = await self._kv()
         await self._node.client_loop.call(kv.delete, key)
 
-    def _encode(self, entry: dict[str, Any]) -> bytes:
-        return json.dumps({**entry, "beat": time.time()}).encode()
+    def _encode(self, key: str, entry: dict[str, Any]) -> bytes:
+        stats = self._stats.get(key)
+        try:
+            now = stats() if stats is not None else {}
+        except Exception:  # a snapshot is a hint: never let it stop a heartbeat
+            now = {}
+        return json.dumps({**entry, **now, "beat": time.time()}).encode()
 
     async def _beat(self) -> None:
         """Rewrite this node's entries every HEARTBEAT seconds (on the client's loop)."""
@@ -93,49 +175,138 @@ class Registry:
             kv = self._bucket
             for key, entry in list(self._own.items()):
                 try:
-                    await kv.put(key, self._encode(entry))
+                    await kv.put(key, self._encode(key, entry))
                 except Exception as exc:  # disconnected: the next beat tries again
                     logger.debug("fearless.nats: a heartbeat failed: %r", exc)
 
     def stop(self) -> None:
-        if self._beating is not None:
-            self._node.client_loop.call_soon_sync(self._beating.cancel)
+        """Stop heartbeating and watching (the node is closing)."""
+        beating, self._beating = self._beating, None
+        with self._lock:
+            watches, self._watches = self._watches, {}
+        tasks = list(self._watch_tasks)
+
+        def cancel() -> None:
+            if beating is not None:
+                beating.cancel()
+            for task in tasks:
+                task.cancel()
+
+        self._node.client_loop.call_soon_sync(cancel)
+        del watches  # their watchers hear nothing more: the node that watched is closing
+
+    async def _read(self, name: str | None) -> list[dict[str, Any]]:
+        """The entries of ``name`` (every entry for None), alive or stale, each with ``alive``
+        and ``age`` (on the client's loop)."""
+        from nats.js.errors import NotFoundError
+
+        kv = self._bucket if self._bucket is not None else await self._kv_here()
+        bucket = f"fearless_{self._node.system}_actors"
+        # The server's count of the name's subjects, not kv.keys(): nats-py 2.16 lists keys
+        # through a watcher that can report the end before the keys (an empty list while entries
+        # exist), and its filters find nothing with a ">" filter.
+        prefix = f"$KV.{bucket}."
+        pattern = f"{prefix}>" if name is None else f"{prefix}{name}.>"
+        info = await self._node.jetstream.stream_info(f"KV_{bucket}", subjects_filter=pattern)
+        found = []
+        for subject in sorted(info.state.subjects or {}):
+            try:
+                entry = await kv.get(subject[len(prefix) :])
+            except NotFoundError:  # deleted (unpublished)
+                continue
+            if entry.value:
+                found.append(json.loads(entry.value))
+        now = time.time()
+        for entry in found:
+            entry["age"] = max(0.0, now - entry.get("beat", 0))
+            entry["alive"] = entry["age"] <= DOWN_AFTER
+        return found
+
+    async def _kv_here(self) -> Any:
+        from nats.js.api import KeyValueConfig
+
+        config = KeyValueConfig(bucket=f"fearless_{self._node.system}_actors", history=1)
+        self._bucket = await self._node.jetstream.create_key_value(config)
+        return self._bucket
 
     async def entries(self, name: str) -> list[dict[str, Any]]:
         """The entries of ``name`` (alive or stale), each with ``alive``."""
-        from nats.js.errors import NotFoundError
+        await self._kv()
+        return await self._node.client_loop.call(self._read, name)
 
-        kv = await self._kv()
+    async def snapshot(self) -> ClusterSnapshot:
+        """Every publication of the system, as the registry has it now."""
+        await self._kv()
+        found = await self._node.client_loop.call(self._read, None)
+        return ClusterSnapshot(
+            self._node.system,
+            tuple(
+                PublishedActor(
+                    name=entry["name"],
+                    node=entry["node"],
+                    pool=bool(entry.get("pool")),
+                    durable=bool(entry.get("durable")),
+                    message_types=tuple(entry.get("types", ())),
+                    alive=entry["alive"],
+                    beat_age=entry["age"],
+                    state=str(entry.get("state", "?")),
+                    mailbox_depth=int(entry.get("depth", 0)),
+                )
+                for entry in found
+            ),
+        )
 
-        bucket = f"fearless_{self._node.system}_actors"
-        js = self._node.jetstream
+    def watch(self, name: str, callback: Callable[[Gone], None]) -> Callable[[], None]:
+        """Call ``callback(reason)`` once no publication of ``name`` is alive (from the client's
+        loop; see the module docstring). Returns what cancels the watch. From any thread."""
+        token = object()
+        with self._lock:
+            callbacks = self._watches.get(name)
+            new = callbacks is None
+            if callbacks is None:
+                callbacks = self._watches[name] = {}
+            callbacks[token] = callback
+        if new:
+            loop = self._node.client_loop
 
-        async def read() -> list[dict[str, Any]]:
-            # The server's count of the name's subjects, not kv.keys(): nats-py 2.16 lists keys
-            # through a watcher that can report the end before the keys (an empty list while
-            # entries exist), and its filters find nothing with a ">" filter.
-            prefix = f"$KV.{bucket}."
-            info = await js.stream_info(f"KV_{bucket}", subjects_filter=f"{prefix}{name}.>")
-            found = []
-            for subject in info.state.subjects or {}:
-                try:
-                    entry = await kv.get(subject[len(prefix) :])
-                except NotFoundError:  # deleted (unpublished)
-                    continue
-                if entry.value:
-                    found.append(json.loads(entry.value))
-            return found
+            def start() -> None:
+                task = loop.loop.create_task(self._watching(name, callbacks))
+                self._watch_tasks.add(task)
+                task.add_done_callback(self._watch_tasks.discard)
 
-        now = time.time()
-        found = await self._node.client_loop.call(read)
-        for entry in found:
-            entry["alive"] = now - entry.get("beat", 0) <= DOWN_AFTER
-        return found
+            loop.call_soon_sync(start)
 
-    async def wait_gone(self, name: str) -> RemoteTerminated:
-        """Return once no publication of ``name`` is alive (see the module docstring)."""
+        def cancel() -> None:
+            with self._lock:
+                callbacks.pop(token, None)
+
+        return cancel
+
+    async def _watching(self, name: str, callbacks: dict[object, Callable[[Gone], None]]) -> None:
+        """Poll the entries of ``name`` until none is alive, or nobody watches (client's loop)."""
         while True:
-            entries = await self.entries(name)
-            if not any(entry["alive"] for entry in entries):
-                return RemoteTerminated(name, "node_down" if entries else "stopped")
-            await anyio.sleep(POLL)
+            try:
+                entries = await self._read(name)
+            except Exception as exc:  # unreachable for now: read again at the next poll
+                logger.debug("fearless.nats: reading the registry failed: %r", exc)
+                entries = None
+            with self._lock:
+                if not callbacks:
+                    if self._watches.get(name) is callbacks:
+                        del self._watches[name]
+                    return
+                gone = entries is not None and not any(entry["alive"] for entry in entries)
+                if gone:
+                    if self._watches.get(name) is callbacks:
+                        del self._watches[name]
+                    told = list(callbacks.values())
+                    callbacks.clear()
+            if gone:
+                reason: Gone = "node_down" if entries else "stopped"
+                for callback in told:
+                    try:
+                        callback(reason)
+                    except Exception:
+                        logger.exception("fearless.nats: a watch of %r failed", name)
+                return
+            await self._node.client_loop.sleep(POLL)

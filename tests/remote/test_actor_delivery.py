@@ -1,0 +1,415 @@
+"""Remote actors on a real nats-server: what comes back to the sender (dead letters in its own
+system, MailboxFull, backpressure), monitoring a remote actor from an actor, durable mailboxes,
+the cluster snapshot, and one ``fearless.Ref[M]`` for local and remote refs. Every test runs on
+asyncio, uvloop and trio."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+import msgspec
+import pytest
+
+import fearless
+import fearless.nats
+from fearless.nats import NatsServer, Node
+
+from .test_actors import Add, Counter, CounterMsg, Get
+
+pytestmark = pytest.mark.anyio
+
+
+@asynccontextmanager
+async def joined(
+    server: NatsServer, system: str, actors: fearless.ActorSystem | None = None
+) -> AsyncIterator[Node]:
+    async with fearless.nats.connect(server.url, system=system, actor_system=actors) as node:
+        yield node
+
+
+class Gated(fearless.Actor[CounterMsg]):
+    """A counter whose handler of ``Add`` waits for the gate: a mailbox fills behind it."""
+
+    def __init__(self, gate: anyio.Event, started: anyio.Event) -> None:
+        self.gate = gate
+        self.started = started
+        self.count = 0
+
+    async def handle(self, message: CounterMsg) -> int | float | None:
+        match message:
+            case Add(amount):
+                self.started.set()
+                await self.gate.wait()
+                self.count += amount
+                return None
+            case Get():
+                return self.count
+        return None
+
+
+async def until(condition: Any, seconds: float = 10.0) -> None:
+    """Wait until ``condition()`` holds (a state another process or thread changes)."""
+    with anyio.fail_after(seconds):
+        while not condition():  # noqa: ASYNC110  (a state of another process or thread)
+            await anyio.sleep(0.005)
+
+
+async def test_a_tell_nobody_serves_becomes_a_dead_letter_of_the_senders_system(
+    nats_server: NatsServer, system: str
+) -> None:
+    """Core NATS tells are at-most-once, but not silent: the server says nobody listened, and
+    the message is a NO_RESPONDER dead letter of the sending system, the message itself."""
+    async with fearless.ActorSystem() as actors, joined(nats_server, system, actors) as node:
+        letters = actors.dead_letters()
+        ref = node.actor("nobody", CounterMsg)
+        ref.tell(Add(7))
+        with anyio.fail_after(10):
+            letter = await letters.receive()
+        assert letter.reason is fearless.DeadLetterReason.NO_RESPONDER
+        assert (letter.recipient, letter.message) == ("nobody", Add(7))
+        assert node.returns.dead_letters[fearless.DeadLetterReason.NO_RESPONDER] == 1
+        letters.close()
+
+
+async def test_a_full_remote_mailbox_sends_a_tell_back_then_refuses_tells_until_it_has_room(
+    nats_server: NatsServer, system: str
+) -> None:
+    """An actor with a mailbox of 1 is held in its handler, with one message queued. The next
+    tell comes back (MAILBOX_FULL, in the sender's system), then tells raise MailboxFull at once
+    (nothing sent), and once the actor goes on, tells are taken again. Nothing is lost without a
+    trace: every tell is handled, a dead letter, or a raised MailboxFull."""
+    gate, started = anyio.Event(), anyio.Event()
+    async with (
+        fearless.ActorSystem() as serving,
+        fearless.ActorSystem() as sending,
+        joined(nats_server, system, serving) as host,
+        joined(nats_server, system, sending) as far,
+    ):
+        actor = await serving.spawn(
+            lambda: Gated(gate, started), name="gated", mailbox=fearless.Mailbox(1)
+        )
+        letters = sending.dead_letters()
+        async with host.publish(actor, "gated", CounterMsg):
+            ref = far.actor("gated", CounterMsg)
+            ref.tell(Add(1))  # handled: the handler waits at the gate
+            with anyio.fail_after(10):
+                await started.wait()
+            ref.tell(Add(10))  # queued: the mailbox is full
+            await until(lambda: actor.mailbox_statistics().depth == 1)
+            ref.tell(Add(100))  # comes back
+            with anyio.fail_after(10):
+                letter = await letters.receive()
+            assert letter.reason is fearless.DeadLetterReason.MAILBOX_FULL
+            assert letter.message == Add(100)
+            with pytest.raises(fearless.MailboxFull):
+                ref.tell(Add(1000))
+            gate.set()
+            await until(lambda: "gated" not in far.returns.full)
+            ref.tell(Add(5))
+            assert await ref.ask(Get()) == 16
+        letters.close()
+        actor.stop()
+
+
+async def test_a_send_waits_while_the_remote_mailbox_is_full_and_loses_nothing(
+    nats_server: NatsServer, system: str
+) -> None:
+    """Backpressure across processes: 50 sends to a mailbox of 2 each return once taken, and all
+    50 are handled, in order of sending."""
+
+    class Log(fearless.Actor[CounterMsg]):
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
+        async def handle(self, message: CounterMsg) -> Any:
+            match message:
+                case Add(amount):
+                    self.seen.append(amount)
+                    await anyio.lowlevel.checkpoint()
+                case Get():
+                    return len(self.seen)
+            return None
+
+    log = Log()
+    async with (
+        fearless.ActorSystem() as actors,
+        joined(nats_server, system) as host,
+        joined(nats_server, system) as far,
+    ):
+        actor = await actors.spawn(lambda: log, name="log", mailbox=fearless.Mailbox(2))
+        async with host.publish(actor, "log", CounterMsg):
+            ref = far.actor("log", CounterMsg)
+            for n in range(50):
+                await ref.send(Add(n))
+            assert await ref.ask(Get()) == 50
+        assert log.seen == list(range(50))
+        actor.stop()
+
+
+class Watcher(fearless.Actor[str]):
+    """Monitors the remote actor it is given; records the notices it gets."""
+
+    def __init__(self, target: fearless.Ref[Any], notices: list[fearless.Terminated]) -> None:
+        self.target = target
+        self.notices = notices
+
+    async def on_start(self) -> None:
+        self.context.monitor(self.target)
+
+    async def handle(self, message: str) -> None:
+        if message == "demonitor":
+            self.context.demonitor(self.target)
+
+    async def on_terminated(self, notice: fearless.Terminated) -> None:
+        self.notices.append(notice)
+
+
+async def test_an_actor_monitoring_a_remote_actor_gets_terminated_when_it_is_unpublished(
+    nats_server: NatsServer, system: str
+) -> None:
+    """context.monitor takes a RemoteRef: the notice comes (once) when the publication ends,
+    with the reason "stopped" and the remote ref; a demonitored watch tells nothing."""
+    async with (
+        fearless.ActorSystem() as actors,
+        joined(nats_server, system) as host,
+        joined(nats_server, system) as far,
+    ):
+        counter = await actors.spawn(Counter, name="counter")
+        notices: list[fearless.Terminated] = []
+        quiet: list[fearless.Terminated] = []
+        ref = far.actor("counter", CounterMsg)
+        async with host.publish(counter, "counter", CounterMsg):
+            watcher = await actors.spawn(lambda: Watcher(ref, notices), name="watcher")
+            unwatcher = await actors.spawn(lambda: Watcher(ref, quiet), name="unwatcher")
+            await unwatcher.ask("demonitor")  # handled: the watch is cancelled
+            assert await ref.ask(Get()) == 0
+            assert notices == []
+        await until(lambda: len(notices) == 1)
+        (notice,) = notices
+        assert (notice.ref, notice.reason, notice.name) == (ref, "stopped", "counter")
+        assert not notice.failed
+        # The watcher that demonitored heard nothing; the other hears nothing more.
+        assert await ref.wait_stopped() is not None
+        assert quiet == []
+        assert len(notices) == 1
+        for actor in (watcher, unwatcher, counter):
+            actor.stop()
+
+
+async def test_one_function_typed_with_ref_takes_a_local_and_a_remote_ref(
+    node: Node, nats_server: NatsServer, system: str
+) -> None:
+    """fearless.Ref[M] is what both refs are: the same code tells, sends and asks either."""
+
+    async def add_and_get(ref: fearless.Ref[CounterMsg]) -> int:
+        ref.tell(Add(1))
+        await ref.send(Add(2))
+        return await ref.ask(Get())
+
+    async with fearless.ActorSystem() as actors, joined(nats_server, system) as far:
+        counter = await actors.spawn(Counter, name="counter")
+        async with node.publish(counter, "counter", CounterMsg):
+            remote: fearless.nats.RemoteRef[CounterMsg] = far.actor("counter", CounterMsg)
+            assert await add_and_get(counter) == 3
+            assert await add_and_get(remote) == 6
+        counter.stop()
+
+
+class Flaky(fearless.Actor[CounterMsg]):
+    """Fails the first ``failures`` times it handles ``Add(13)``; counts what it handled."""
+
+    def __init__(self, handled: list[int], failures: list[int]) -> None:
+        self.handled = handled
+        self.failures = failures
+
+    async def handle(self, message: CounterMsg) -> Any:
+        match message:
+            case Add(13) if self.failures[0] > 0:
+                self.failures[0] -= 1
+                raise RuntimeError("flaky")
+            case Add(amount):
+                self.handled.append(amount)
+            case Get():
+                return len(self.handled)
+        return None
+
+
+async def test_a_durable_mailbox_keeps_messages_while_nobody_serves_and_retries_a_failure(
+    nats_server: NatsServer, system: str
+) -> None:
+    """Sends to a durable mailbox are stored while no process serves the name; once an actor
+    is published they are all handled, once each; a handler that fails twice (its supervisor
+    restarts it) gets the message again after a delay, and it is handled once it succeeds."""
+    handled: list[int] = []
+    failures = [2]
+    async with (
+        fearless.ActorSystem() as actors,
+        joined(nats_server, system, actors) as host,
+        joined(nats_server, system) as far,
+    ):
+        supervisor = await actors.spawn(
+            lambda: fearless.Supervisor(
+                [fearless.ChildSpec(lambda: Flaky(handled, failures), name="flaky")],
+                max_restarts=10,
+            ),
+            name="sup",
+        )
+        flaky = actors.lookup("flaky")
+        assert flaky is not None
+        letters = actors.dead_letters()
+        # Created by a first publication, then left: the mailbox outlives it.
+        async with host.publish(flaky, "jobs", CounterMsg, durable=True, ack_wait=5):
+            pass
+        ref = far.actor("jobs", CounterMsg)
+        for n in (1, 13, 2):
+            await ref.send(Add(n))  # stored: nobody serves the name now
+        ref.tell(Add(3))
+        async with host.publish(flaky, "jobs", CounterMsg, durable=True, ack_wait=5):
+            await until(lambda: len(handled) >= 4)
+            assert await flaky.ask(Get()) == 4
+        assert sorted(handled) == [1, 2, 3, 13]  # each once
+        failed = [await letters.receive() for _ in range(2)]
+        assert {letter.reason for letter in failed} == {fearless.DeadLetterReason.HANDLER_FAILED}
+        letters.close()
+        assert await far.delete_mailbox("jobs") is True
+        assert await far.delete_mailbox("jobs") is False
+        supervisor.stop()
+
+
+async def test_a_full_durable_mailbox_makes_sends_wait_and_tells_come_back(
+    nats_server: NatsServer, system: str
+) -> None:
+    """A durable mailbox of capacity 3 with nobody serving: three sends are stored, a fourth
+    waits; a tell comes back as MAILBOX_FULL (sender's system) and the next tells raise
+    MailboxFull; once an actor drains the mailbox, the waiting send returns and all four sent
+    messages are handled."""
+    handled: list[int] = []
+    async with (
+        fearless.ActorSystem() as actors,
+        joined(nats_server, system) as host,
+        joined(nats_server, system, actors) as far,
+    ):
+        worker = await actors.spawn(lambda: Flaky(handled, [0]), name="worker")
+        letters = actors.dead_letters()
+        async with host.publish(worker, "box", CounterMsg, durable=True, capacity=3, ack_wait=2):
+            pass
+        ref = far.actor("box", CounterMsg)
+        for n in range(3):
+            await ref.send(Add(n))
+        async with anyio.create_task_group() as tg:
+            sent = anyio.Event()
+
+            async def fourth() -> None:
+                await ref.send(Add(3))
+                sent.set()
+
+            tg.start_soon(fourth)
+            ref.tell(Add(99))
+            with anyio.fail_after(10):
+                letter = await letters.receive()
+            assert (letter.reason, letter.message) == (
+                fearless.DeadLetterReason.MAILBOX_FULL,
+                Add(99),
+            )
+            with pytest.raises(fearless.MailboxFull):
+                ref.tell(Add(98))
+            assert not sent.is_set()
+            async with host.publish(
+                worker, "box", CounterMsg, durable=True, capacity=3, ack_wait=2
+            ):
+                with anyio.fail_after(20):
+                    await sent.wait()
+                await until(lambda: sorted(handled) == [0, 1, 2, 3])
+        letters.close()
+        with pytest.raises(ValueError, match="exists with capacity 3, not 5"):
+            async with host.publish(worker, "box", CounterMsg, durable=True, capacity=5):
+                pass
+        with pytest.raises(ValueError, match="has a durable mailbox"):
+            async with host.publish(worker, "box", CounterMsg):
+                pass
+        await host.delete_mailbox("box")
+        worker.stop()
+
+
+async def test_garbage_in_a_durable_mailbox_is_a_dead_letter_and_the_rest_is_handled(
+    nats_server: NatsServer, system: str
+) -> None:
+    """A foreign payload stored in the mailbox's stream is an UNDECODABLE dead letter of the
+    serving system, refused for good (not redelivered), and the messages around it are
+    handled."""
+    handled: list[int] = []
+    async with (
+        fearless.ActorSystem() as actors,
+        joined(nats_server, system) as host,
+        joined(nats_server, system) as far,
+    ):
+        worker = await actors.spawn(lambda: Flaky(handled, [0]), name="worker")
+        letters = actors.dead_letters()
+        async with host.publish(worker, "box", CounterMsg, durable=True, ack_wait=2):
+            pass
+        ref = far.actor("box", CounterMsg)
+        await ref.send(Add(1))
+        subject = f"fearless.{system}.actor.box.tell"
+        js = far.jetstream
+        await far.client_loop.call(js.publish, subject, b"{]", headers={"Fearless-Type": "Add"})
+        await ref.send(Add(2))
+        async with host.publish(worker, "box", CounterMsg, durable=True, ack_wait=2) as publication:
+            await until(lambda: sorted(handled) == [1, 2])
+            with anyio.fail_after(10):
+                letter = await letters.receive()
+            assert letter.reason is fearless.DeadLetterReason.UNDECODABLE
+            assert publication.undecodable == 1
+        letters.close()
+        await host.delete_mailbox("box")
+        worker.stop()
+
+
+async def test_the_cluster_snapshot_lists_every_publication_with_its_state(
+    nats_server: NatsServer, system: str
+) -> None:
+    async with (
+        fearless.ActorSystem() as actors,
+        joined(nats_server, system) as host,
+        joined(nats_server, system) as far,
+    ):
+        a = await actors.spawn(Counter, name="a")
+        b = await actors.spawn(Counter, name="b")
+        async with (
+            host.publish(a, "single", CounterMsg),
+            host.publish(b, "pooled", CounterMsg, pool=True),
+        ):
+            snapshot = await far.cluster_snapshot()
+            assert snapshot.system == system
+            assert [(x.name, x.pool, x.alive) for x in snapshot.actors] == [
+                ("pooled", True, True),
+                ("single", False, True),
+            ]
+            assert snapshot.nodes == (host.registry.node_id,)
+            assert snapshot.serving("single")[0].message_types == ("Add", "Get", "Divide")
+            assert "pool member" in str(snapshot)
+        assert (await far.cluster_snapshot()).actors == ()
+        a.stop()
+        b.stop()
+
+
+async def test_bad_arguments_to_publish_are_refused_with_the_value(node: Node) -> None:
+    async with fearless.ActorSystem() as actors:
+        counter = await actors.spawn(Counter, name="counter")
+        with pytest.raises(ValueError, match="capacity must be a positive int"):
+            node.publish(counter, "c", CounterMsg, durable=True, capacity=0)
+        with pytest.raises(ValueError, match="ack_wait must be a positive"):
+            node.publish(counter, "c", CounterMsg, durable=True, ack_wait=-1)
+        with pytest.raises(ValueError, match="capacity is a durable mailbox's"):
+            node.publish(counter, "c", CounterMsg, capacity=3)
+        with pytest.raises(TypeError, match="publish takes a local ActorRef"):
+            node.publish(node.actor("x", CounterMsg), "c", CounterMsg)  # type: ignore[arg-type]
+        counter.stop()
+
+
+def test_messages_are_never_pickled() -> None:
+    """The wire format is JSON: a message encodes to what msgspec makes of it, nothing else."""
+    assert msgspec.json.encode(Add(1)) == b'{"amount":1}'
