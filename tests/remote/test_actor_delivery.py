@@ -5,6 +5,8 @@ asyncio, uvloop and trio."""
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -413,3 +415,72 @@ async def test_bad_arguments_to_publish_are_refused_with_the_value(node: Node) -
 def test_messages_are_never_pickled() -> None:
     """The wire format is JSON: a message encodes to what msgspec makes of it, nothing else."""
     assert msgspec.json.encode(Add(1)) == b'{"amount":1}'
+
+
+@pytest.mark.parametrize("durable", [False, True], ids=["core", "durable"])
+async def test_cancelled_sends_are_handled_at_most_once_and_returned_sends_always(
+    nats_server: NatsServer, system: str, durable: bool
+) -> None:
+    """150 sends, each cancelled after a random delay (or not at all): every send that returned
+    was handled, a cancelled one at most once (its request may have been in flight), nothing
+    was handled twice, and nothing was handled that was not sent."""
+    seed = random.randrange(2**32)
+    chooser = random.Random(seed)
+    handled: list[int] = []
+    returned: set[int] = set()
+    async with (
+        fearless.ActorSystem() as actors,
+        joined(nats_server, system) as host,
+        joined(nats_server, system) as far,
+    ):
+        worker = await actors.spawn(lambda: Flaky(handled, [0]), name="worker")
+        options: dict[str, Any] = {"durable": True, "ack_wait": 5} if durable else {}
+        async with host.publish(worker, "w", CounterMsg, **options):
+            ref = far.actor("w", CounterMsg)
+            for n in range(150):
+                delay = chooser.choice([None, 0.0, 0.0001, 0.0005, 0.001, 0.003])
+                with anyio.move_on_after(delay if delay is not None else math.inf):
+                    await ref.send(Add(n))
+                    returned.add(n)
+            if durable:
+                stream = f"FEARLESS_MB_{system}_w"
+                js = host.jetstream
+
+                async def drained() -> bool:
+                    info = await host.client_loop.call(js.consumer_info, stream, "mailbox")
+                    return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+                with anyio.fail_after(20):
+                    while not await drained():  # noqa: ASYNC110  (the server's state)
+                        await anyio.sleep(0.01)
+            else:
+                await ref.ask(Get())  # behind every send on the same subscription: all handled
+        await host.delete_mailbox("w")
+        worker.stop()
+    assert 0 < len(returned) < 150, f"seed {seed}: the test cancelled nothing, or everything"
+    assert returned <= set(handled), f"seed {seed}"
+    assert len(handled) == len(set(handled)), f"seed {seed}: duplicates"
+    assert set(handled) <= set(range(150)), f"seed {seed}"
+
+
+async def test_an_actor_that_stops_while_published_is_reported_stopped_to_its_watchers(
+    nats_server: NatsServer, system: str
+) -> None:
+    """The publication follows its actor: once the actor stops, the registry forgets it (a
+    remote wait_stopped returns "stopped", lookup fails), and a send says ActorStopped."""
+    async with (
+        fearless.ActorSystem() as actors,
+        joined(nats_server, system) as host,
+        joined(nats_server, system) as far,
+    ):
+        counter = await actors.spawn(Counter, name="counter")
+        async with host.publish(counter, "counter", CounterMsg):
+            ref = await far.lookup("counter", CounterMsg)
+            counter.stop()
+            with anyio.fail_after(10):
+                notice = await ref.wait_stopped()
+            assert (notice.reason, notice.ref) == ("stopped", ref)
+            with pytest.raises(LookupError, match="nobody publishes it"):
+                await far.lookup("counter", CounterMsg)
+            with pytest.raises(fearless.ActorStopped):
+                await ref.send(Add(1))

@@ -9,7 +9,9 @@ Specification:
   systems on one NATS cluster never see each other's actors.
 - **Publishing.** ``async with node.publish(ref, "counter", Msg):`` makes the local actor
   ``ref`` reachable as ``counter`` for as long as the block runs, and registers it in the
-  system's registry (``fearless.nats._registry``). ``Msg`` is the message type the actor takes:
+  system's registry (``fearless.nats._registry``) until the block ends or the actor stops
+  (then its watchers get ``Terminated`` with the reason ``"stopped"``; a message sent to it
+  meanwhile is answered as for a stopped actor). ``Msg`` is the message type the actor takes:
   a class, or a union of classes (msgspec structs, dataclasses, plain types). ``pool=True``
   publishes it as one member of a pool: every process publishing the same name with
   ``pool=True`` shares the messages (a NATS queue group), each message going to one member.
@@ -183,6 +185,7 @@ class Publication:
         self._tasks: set[Any] = set()
         self._key = ""
         self.undecodable = 0
+        self._following: Any = None
         self.mailbox: DurableMailbox | None = None
         if durable:
             from ._mailbox import DurableMailbox
@@ -210,6 +213,7 @@ class Publication:
             )
             if self.mailbox is not None:
                 await self._node.client_loop.call(self.mailbox.start)
+            self._node.client_loop.call_soon_sync(self._follow_actor)
         except BaseException:
             await self._leave()
             raise
@@ -226,6 +230,19 @@ class Publication:
                 await self._node.client_loop.call(self._unsubscribe)
             except Exception:
                 logger.debug("fearless.nats: unpublishing %s failed", self.name, exc_info=True)
+
+    def _follow_actor(self) -> None:
+        """Unregister once the actor stops, so that its watchers hear of it (client's loop)."""
+        self._following = self._node.client_loop.loop.create_task(self._unregister_when_stopped())
+
+    async def _unregister_when_stopped(self) -> None:
+        await self.ref.wait_stopped()
+        try:
+            if self.mailbox is not None:
+                await self.mailbox.stop()  # the messages it holds go back to the stream
+            await self._node.registry.forget_here(self._key)
+        except Exception as exc:
+            logger.debug("fearless.nats: unregistering the stopped %s failed: %r", self.name, exc)
 
     def _stats(self) -> dict[str, Any]:
         """The actor's state and mailbox depth, for the registry's heartbeat (a hint)."""
@@ -245,6 +262,8 @@ class Publication:
 
     async def _unsubscribe(self) -> None:
         """Stop taking messages, then let the asks in progress answer (on the client's loop)."""
+        if self._following is not None:
+            self._following.cancel()
         if self._subscription is not None:
             await self._subscription.unsubscribe()
         if self.mailbox is not None:
@@ -392,6 +411,9 @@ class Returns:
         self._count = itertools.count(1)
         self.full: dict[str, bool] = {}
         self.dead_letters: Counter[DeadLetterReason] = Counter()
+        # The node's tells, to every name, in the order told (one outbox: a send or an ask
+        # waits until the tells before it are published, whichever ref told them).
+        self.outbox = Outbox(node)
 
     async def start(self) -> None:
         """Subscribe to the node's return address (on the client's loop)."""
@@ -520,7 +542,7 @@ class RemoteRef(Generic[M_contra]):
         self._send = subject_of(system, name, "send")
         self._ask = subject_of(system, name, "ask")
         self._returns = node.returns
-        self._outbox = Outbox(node)
+        self._outbox = node.returns.outbox
 
     def __repr__(self) -> str:
         return f"<fearless.nats.RemoteRef {self.name!r} of {self._node.system!r}>"

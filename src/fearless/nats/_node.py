@@ -215,9 +215,10 @@ class Node:
             return
         with anyio.CancelScope(shield=True):
             try:
-                with anyio.move_on_after(self.request_timeout):  # what publishers queued
+                with anyio.move_on_after(self.request_timeout):  # what was queued: published
                     for publisher in self._publishers:
                         await publisher.aclose()
+                    await self.returns.outbox.flushed()
                 for channel in self._channels:
                     await channel.aclose()
                 for cell in self._cells:

@@ -154,6 +154,12 @@ class Registry:
             self._beating = self._node.client_loop.loop.create_task(self._beat())
         return key
 
+    async def forget_here(self, key: str) -> None:
+        """Delete a publication's entry (on the client's loop): its actor has stopped."""
+        self._own.pop(key, None)
+        self._stats.pop(key, None)
+        await self._bucket.delete(key)
+
     async def unregister(self, key: str) -> None:
         self._own.pop(key, None)
         self._stats.pop(key, None)
