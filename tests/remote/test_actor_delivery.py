@@ -355,9 +355,9 @@ async def test_garbage_in_a_durable_mailbox_is_a_dead_letter_and_the_rest_is_han
             pass
         ref = far.actor("box", CounterMsg)
         await ref.send(Add(1))
-        subject = f"fearless.{system}.actor.box.tell"
+        subject = f"fearless.{system}.actor.box.tell.Add"
         js = far.jetstream
-        await far.client_loop.call(js.publish, subject, b"{]", headers={"Fearless-Type": "Add"})
+        await far.client_loop.call(js.publish, subject, b"{]")
         await ref.send(Add(2))
         async with host.publish(worker, "box", CounterMsg, durable=True, ack_wait=2) as publication:
             await until(lambda: sorted(handled) == [1, 2])

@@ -119,11 +119,9 @@ async def test_garbage_published_to_an_actor_becomes_a_dead_letter_and_the_actor
             other(nats_server, system) as far,
         ):
             nc = far.connection
-            subject = f"fearless.{system}.actor.counter.tell"
-            await far.client_loop.call(nc.publish, subject, b"not json", headers={
-                    "Fearless-Type": "Add"})  # fmt: skip
-            await far.client_loop.call(nc.publish, subject, b'{"amount": 1}', headers={
-                    "Fearless-Type": "Rm"})  # fmt: skip
+            tell = f"fearless.{system}.actor.counter.tell"
+            await far.client_loop.call(nc.publish, f"{tell}.Add", b"not json")
+            await far.client_loop.call(nc.publish, f"{tell}.Rm", b'{"amount": 1}')
             with anyio.fail_after(10):
                 first, second = await letters.receive(), await letters.receive()
             assert first.reason is fearless.DeadLetterReason.UNDECODABLE

@@ -4,8 +4,10 @@ the system (the guide is docs/remote-actors.md; the reasons are in docs/design/n
 Specification:
 
 - **Addresses.** The actor ``counter`` of the system ``shop`` is reached on the subjects
-  ``fearless.shop.actor.counter.<kind>``: ``tell``, ``send``, ``ask``, and ``room`` (a sender
-  asking whether a full mailbox has room again). The system's name scopes every subject, so two
+  ``fearless.shop.actor.counter.<kind>.<class>``: the kind is ``tell``, ``send`` or ``ask``, the
+  class the message's class name (so a message needs no headers: nats-py parses headers in
+  Python, at a cost per message), and ``fearless.shop.actor.counter.room`` (a sender asking
+  whether a full mailbox has room again). The system's name scopes every subject, so two
   systems on one NATS cluster never see each other's actors.
 - **Publishing.** ``async with node.publish(ref, "counter", Msg):`` makes the local actor
   ``ref`` reachable as ``counter`` for as long as the block runs, and registers it in the
@@ -41,7 +43,7 @@ Specification:
     :class:`RemoteError` (its type name, message and the remote traceback as text; never
     unpickled); nobody serving the name gives ``ActorStopped`` at once, not a timeout.
 
-- **Encoding.** A message travels as JSON with its class name in a header; the serving process
+- **Encoding.** A message travels as JSON with its class name in its subject; the serving process
   decodes it into that class, which must be one of the published message type's classes. A
   payload that does not decode (a foreign publisher, an unknown class) becomes a dead letter of
   the serving system with the reason ``UNDECODABLE``, a send or an ask gets a ``RemoteError``
@@ -85,7 +87,6 @@ R = TypeVar("R")
 
 logger = logging.getLogger("fearless.nats")
 
-TYPE = "Fearless-Type"
 MSG_ID = "Nats-Msg-Id"
 
 # How long an ask without a timeout waits for its reply (seconds).
@@ -95,6 +96,9 @@ FIRST_RETRY = 0.002
 LAST_RETRY = 0.25
 # How many of its last tells a node remembers, to put a returned one in dead letters.
 REMEMBERED = 4096
+# A publication yields to its loop once per this many tells and sends (so that an actor on the
+# same loop gets turns during a burst, instead of a mailbox that only fills).
+YIELD_EVERY = 32
 # JetStream's error code for a stream at its max_msgs (discard new): a full durable mailbox.
 STREAM_FULL = 10077
 
@@ -112,9 +116,11 @@ class RemoteError(Exception):
         self.remote_traceback = remote_traceback
 
 
-def subject_of(system: str, name: str, kind: str) -> str:
-    """The subject of the messages of one kind (tell, send, ask, room) to an actor."""
-    return f"fearless.{system}.actor.{name}.{kind}"
+def subject_of(system: str, name: str, kind: str, type_name: str = "") -> str:
+    """The subject of the messages of one kind (tell, send, ask, room) to an actor, with the
+    message's class name last (``*`` for all)."""
+    subject = f"fearless.{system}.actor.{name}.{kind}"
+    return f"{subject}.{type_name}" if type_name else subject
 
 
 def mailbox_stream(system: str, name: str) -> str:
@@ -181,6 +187,8 @@ class Publication:
         self._pool = pool
         self._durable = durable
         self._system = node.system
+        self._prefix = f"fearless.{node.system}.actor.{name}."
+        self._budget = YIELD_EVERY
         self._subscription: Any = None
         self._tasks: set[Any] = set()
         self._key = ""
@@ -255,8 +263,7 @@ class Publication:
         nc = self._node.connection
         queue = "pool" if self._pool else ""
         # A durable mailbox's tells and sends are the stream's: only asks come here.
-        kind = "ask" if self._durable else "*"
-        subject = subject_of(self._system, self.name, kind)
+        subject = self._prefix + ("ask.*" if self._durable else ">")
         self._subscription = await nc.subscribe(subject, queue=queue, cb=self._on_message)
         await barrier(nc)
 
@@ -274,7 +281,7 @@ class Publication:
     def decode(self, msg: Any) -> Any:
         """The message ``msg`` carries; or, if it does not decode, a dead letter of this system
         (``UNDECODABLE``), an error answer to its sender, and None."""
-        type_name = (msg.headers or {}).get(TYPE, "")
+        kind, _, type_name = msg.subject[len(self._prefix) :].partition(".")
         decoder = self._decoders.get(type_name)
         try:
             if decoder is None:
@@ -287,7 +294,7 @@ class Publication:
             self.undecodable += 1
             letter = Undelivered(bytes(msg.data), type_name)
             self.ref._runtime.dead_letter(letter, DeadLetterReason.UNDECODABLE, exc)
-            if msg.reply and not msg.subject.endswith(".tell"):
+            if msg.reply and kind != "tell":
                 self._spawn(
                     self._publish(msg.reply, _error_payload(exc, f"does not decode: {exc}"))
                 )
@@ -306,7 +313,7 @@ class Publication:
 
     async def _on_message(self, msg: Any) -> None:
         """A message for the actor (on the client's loop, one at a time, in arrival order)."""
-        kind = msg.subject.rpartition(".")[2]
+        kind = msg.subject[len(self._prefix) :].partition(".")[0]
         if kind == "room":
             if msg.reply:
                 self._spawn(self._answer_room(msg.reply))
@@ -334,6 +341,10 @@ class Publication:
             return
         if kind == "send" and msg.reply:
             await self._publish(msg.reply, OK)
+        self._budget -= 1
+        if self._budget <= 0:
+            self._budget = YIELD_EVERY
+            await self._node.client_loop.sleep(0)
 
     async def _answer(self, message: Any, reply: str) -> None:
         """Ask the actor and publish the answer (on the client's loop)."""
@@ -537,10 +548,8 @@ class RemoteRef(Generic[M_contra]):
         self._node = node
         self.name = name
         self._classes = message_classes(message_type)
-        system = node.system
-        self._tell = subject_of(system, name, "tell")
-        self._send = subject_of(system, name, "send")
-        self._ask = subject_of(system, name, "ask")
+        self._prefix = f"fearless.{node.system}.actor.{name}."
+        self._subjects: dict[tuple[str, type], str] = {}
         self._returns = node.returns
         self._outbox = node.returns.outbox
 
@@ -583,17 +592,21 @@ class RemoteRef(Generic[M_contra]):
 
     # -- messages ------------------------------------------------------------------------------
 
-    def _encode(self, message: Any) -> tuple[bytes, dict[str, str]]:
-        type_name = type(message).__name__
-        if type_name not in self._classes:
-            raise TypeError(
-                f"{message!r} is not a message {self.name!r} takes ({', '.join(self._classes)})"
-            )
+    def _encode(self, message: Any, kind: str) -> tuple[str, bytes]:
+        """The subject (its kind and the message's class) and the payload of ``message``."""
+        subject = self._subjects.get((kind, type(message)))
+        if subject is None:
+            type_name = type(message).__name__
+            if type_name not in self._classes:
+                raise TypeError(
+                    f"{message!r} is not a message {self.name!r} takes ({', '.join(self._classes)})"
+                )
+            subject = self._subjects[kind, type(message)] = f"{self._prefix}{kind}.{type_name}"
         try:
             payload = _encoder.encode(message)
         except TypeError as exc:
             raise TypeError(f"{message!r} cannot be encoded: {exc}") from None
-        return payload, {TYPE: type_name}
+        return subject, payload
 
     def tell(self, message: M_contra) -> None:
         """Publish ``message`` to the actor and return at once.
@@ -607,9 +620,9 @@ class RemoteRef(Generic[M_contra]):
         """
         if self.name in self._returns.full:
             raise MailboxFull(self.name, message)
-        payload, headers = self._encode(message)
+        subject, payload = self._encode(message, "tell")
         reply = self._returns.address(self.name, message)
-        self._outbox.put(self._tell, payload, headers, reply)
+        self._outbox.put(subject, payload, None, reply)
 
     async def send(self, message: M_contra) -> None:
         """Have the actor's mailbox take ``message``; wait while it is full.
@@ -623,11 +636,11 @@ class RemoteRef(Generic[M_contra]):
         Cancellation: if the request was in flight, the message may have been enqueued (a
         durable mailbox's retries carry one message id, so a retry stores it once).
         """
-        payload, headers = self._encode(message)
-        headers[MSG_ID] = f"{self._returns.prefix}.{next(_send_ids)}"
+        subject, payload = self._encode(message, "send")
+        headers = {MSG_ID: f"{self._returns.prefix}.{next(_send_ids)}"}  # a durable mailbox's
         delay = FIRST_RETRY
         while True:
-            answer = await self._request(self._send, payload, headers, self._node.request_timeout)
+            answer = await self._request(subject, payload, headers, self._node.request_timeout)
             if "full" not in answer:
                 self._returns.full.pop(self.name, None)
                 return
@@ -649,13 +662,13 @@ class RemoteRef(Generic[M_contra]):
 
         Cancellation: the message may have been delivered; its reply is then dropped.
         """
-        payload, headers = self._encode(message)
+        subject, payload = self._encode(message, "ask")
         seconds = ASK_LIMIT if timeout is None else timeout
-        answer = await self._request(self._ask, payload, headers, seconds)
+        answer = await self._request(subject, payload, None, seconds)
         return msgspec.convert(answer["ok"], reply_type(message), strict=False)
 
     async def _request(
-        self, subject: str, payload: bytes, headers: dict[str, str], seconds: float
+        self, subject: str, payload: bytes, headers: dict[str, str] | None, seconds: float
     ) -> dict[str, Any]:
         """A request; the answer (``ok``, ``full``, or a stored message's ``stream``)."""
         import nats.errors

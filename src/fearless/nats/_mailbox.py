@@ -4,7 +4,7 @@ Specification (the guide is docs/remote-actors.md):
 
 - **Where messages live.** The durable mailbox of the actor ``counter`` of the system ``shop`` is
   the stream ``FEARLESS_MB_shop_counter`` (work-queue retention), on the subjects of its tells and
-  sends (``fearless.shop.actor.counter.tell`` / ``.send``). The first process that publishes the
+  sends (``fearless.shop.actor.counter.tell.*`` / ``.send.*``). The first process that publishes the
   actor with ``durable=True`` creates it; it outlives every process (messages sent while nobody
   serves the name wait in it) until ``node.delete_mailbox(name)``. Its ``capacity`` is the
   stream's ``max_msgs`` with the *discard new* policy: the server refuses a message when it is
@@ -106,7 +106,10 @@ class DurableMailbox:
         await make_work_queue(
             self.node,
             self.stream,
-            [subject_of(system, self.name, "tell"), subject_of(system, self.name, "send")],
+            [
+                subject_of(system, self.name, "tell", "*"),
+                subject_of(system, self.name, "send", "*"),
+            ],
             self.capacity,
             f"the durable mailbox of {self.name!r} in the system {system!r}",
         )
