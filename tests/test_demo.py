@@ -1,11 +1,13 @@
 """The README's demo runs on every backend: the pipeline gets every job back exactly once, the
 bank of actors conserves money, accounts for every transfer and publishes the dead letters it
-should, and the supervision tree restarts its flaky worker and contains its crash storms."""
+should, the supervision tree restarts its flaky worker and contains its crash storms, and the
+worker processes over NATS lose no job and no ask to their actor pool when one is killed."""
 
 from __future__ import annotations
 
 import io
 import logging
+import re
 import subprocess
 import sys
 
@@ -198,14 +200,51 @@ def test_an_unknown_part_is_refused() -> None:
 
 
 @pytest.mark.parametrize("backend", demo.BACKENDS)
-def test_the_demo_cluster_loses_no_job_when_a_worker_process_is_killed(backend: str) -> None:
+def test_the_demo_cluster_loses_no_job_and_no_ask_when_a_worker_process_is_killed(
+    backend: str,
+) -> None:
     """Three worker processes over an embedded nats-server, one killed with SIGKILL: every job
-    is done at least once, the jobs done twice are the killed worker's, the counter agrees."""
+    is done at least once, the jobs done twice are the killed worker's, the counter agrees; the
+    actor pool the three serve answers every ask (after at most one retry), the killed member
+    answers none sent after the kill, and the registry's snapshot, three members up before, has
+    the killed one down after and two serving."""
     skip_if_missing(backend)
     out = io.StringIO()
     assert demo.run(backend, out=out, part="cluster", jobs=100), out.getvalue()
     text = out.getvalue()
     assert "an embedded nats-server with JetStream at nats://127.0.0.1:" in text
-    assert "3 worker processes" in text
+    found = re.search(r"3 worker processes \(pids (\d+), (\d+), (\d+)\)", text)
+    assert found, text
+    victim, *survivors = found.groups()
     assert "killed worker 1 (SIGKILL)" in text
     assert "check: every job done at least once (lost 0)" in text
+    # the pool: every ask answered, the killed member none of those sent after the kill.
+    check = re.search(
+        r"check: pool: (\d+) asks, (\d+) answered \((\d+) after one retry, lost 0\), "
+        r"member (\d+) \(worker 1\) killed, 2 members serving\n",
+        text,
+    )
+    assert check, text
+    asked, answered, _, killed = check.groups()
+    assert asked == answered != "0"
+    assert killed == victim
+    killed_line = (
+        rf"worker 1 \(pid {victim}\): \d+ jobs, answered \d+ asks before the kill \(killed\)"
+    )
+    assert re.search(killed_line, text), text
+    answers = [
+        int(n)
+        for line in text.splitlines()
+        if line.startswith("  worker ")
+        for n in re.findall(r"(\d+) (?:asks before the kill|after)", line)
+    ]
+    assert sum(answers) == int(answered), text
+    # the registry's snapshots: three members up before; after, the killed one down.
+    before, after = text.split("the cluster, before:\n")[1].split("the cluster, after:\n")
+    members = [line for line in before.splitlines() if line.startswith("    pricing ")]
+    assert len(members) == 3, before
+    assert all(" up " in line for line in members), before
+    assert "system 'demo': 2 node(s)" in after
+    members = [line for line in after.splitlines() if line.startswith("    pricing ")]
+    down = {line.split(" node ")[1].split("-")[0]: "DOWN" in line for line in members}
+    assert down == {victim: True, **dict.fromkeys(survivors, False)}, after
