@@ -390,7 +390,7 @@ async def test_the_cluster_snapshot_lists_every_publication_with_its_state(
                 ("pooled", True, True),
                 ("single", False, True),
             ]
-            assert snapshot.nodes == (host.registry.node_id,)
+            assert snapshot.nodes == (host.id,)
             assert snapshot.serving("single")[0].message_types == ("Add", "Get", "Divide")
             assert "pool member" in str(snapshot)
         assert (await far.cluster_snapshot()).actors == ()

@@ -174,7 +174,7 @@ class _Asks:
 async def reported_down(node: Node, pid: int) -> ClusterSnapshot | None:
     """The cluster snapshot once the registry has the publications of the process ``pid`` as
     down (a node's id is ``<pid>-<random>``); None if it did not within the documented bound."""
-    from fearless.nats._registry import POLL, REPORTED_WITHIN
+    from fearless.nats import REPORTED_WITHIN
 
     with anyio.move_on_after(REPORTED_WITHIN + 5):
         while True:
@@ -182,7 +182,7 @@ async def reported_down(node: Node, pid: int) -> ClusterSnapshot | None:
             its = [entry for entry in snapshot.actors if entry.node.startswith(f"{pid}-")]
             if not any(entry.alive for entry in its):
                 return snapshot
-            await anyio.sleep(POLL / 2)
+            await anyio.sleep(0.25)  # the registry's own poll is 0.5 s
     return None
 
 

@@ -29,6 +29,7 @@ from ._codec import Undecodable as Undecodable
 from ._node import ConnectFailed as ConnectFailed
 from ._node import Node as Node
 from ._node import connect as connect
+from ._registry import REPORTED_WITHIN as REPORTED_WITHIN
 from ._registry import ClusterSnapshot as ClusterSnapshot
 from ._registry import PublishedActor as PublishedActor
 from ._server import NatsServer as NatsServer
@@ -36,6 +37,7 @@ from ._server import NatsServerError as NatsServerError
 from ._server import find_nats_server as find_nats_server
 
 __all__ = [
+    "REPORTED_WITHIN",
     "CellStatistics",
     "ChannelDeleted",
     "ChannelEnded",

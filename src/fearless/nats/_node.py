@@ -121,6 +121,11 @@ class Node:
         return f"{url.scheme}://{url.hostname}:{url.port}"
 
     @property
+    def id(self) -> str:
+        """This node's id in the registry (``<pid>-<random>``): ``PublishedActor.node``."""
+        return self.registry.node_id
+
+    @property
     def max_payload(self) -> int:
         """The largest payload the server accepts, in bytes."""
         return int(self._nc.max_payload)

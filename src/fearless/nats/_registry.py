@@ -13,6 +13,9 @@ task per watched name and node reads the name's entries every ``POLL`` seconds a
 none is alive: with the reason ``"stopped"`` if the last one was deleted (unpublished), or
 ``"node_down"`` if the last one went stale. So a node's death is reported at most
 ``DOWN_AFTER + HEARTBEAT + POLL`` seconds (``REPORTED_WITHIN``, 4.5 s) after its last heartbeat.
+An entry nobody rewrites expires from the bucket after ``FORGOTTEN_AFTER`` seconds (60 s): a dead
+node's publications leave the cluster snapshot then, and a watch that starts after that reads
+``"stopped"``.
 A watch that cannot read the registry (the server is unreachable) keeps trying; it reports
 nothing it has not read.
 """
@@ -47,6 +50,10 @@ HEARTBEAT = 1.0
 DOWN_AFTER = 3.0
 POLL = 0.5
 REPORTED_WITHIN = DOWN_AFTER + HEARTBEAT + POLL
+"""Seconds within which a node's death is reported (``wait_stopped``, ``context.monitor`` of a
+remote ref), after its last heartbeat: 4.5 s."""
+# An entry nobody rewrote for this long (its node died) expires from the bucket.
+FORGOTTEN_AFTER = 60.0
 
 Gone = Literal["stopped", "node_down"]
 
@@ -93,10 +100,13 @@ class ClusterSnapshot:
             kind = "pool member" if actor.pool else "actor"
             if actor.durable:
                 kind += ", durable"
-            health = "up" if actor.alive else f"DOWN ({actor.beat_age:.1f} s silent)"
+            if actor.alive:
+                health, seen = "up", ""
+            else:
+                health, seen = f"DOWN ({actor.beat_age:.1f} s silent)", "last seen "
             lines.append(
-                f"  {actor.name:<16} {kind:<22} node {actor.node:<16} {health:<20} "
-                f"{actor.state}, {actor.mailbox_depth} queued"
+                f"  {actor.name:<12} {kind:<20} node {actor.node:<18} {health:<20} "
+                f"{seen}{actor.state}, {actor.mailbox_depth} queued"
             )
         return "\n".join(lines)
 
@@ -119,9 +129,7 @@ class Registry:
 
     async def _kv(self) -> Any:
         if self._bucket is None:
-            from nats.js.api import KeyValueConfig
-
-            config = KeyValueConfig(bucket=f"fearless_{self._node.system}_actors", history=1)
+            config = self._config()
             self._bucket = await self._node.client_loop.call(
                 self._node.jetstream.create_key_value, config
             )
@@ -229,11 +237,14 @@ class Registry:
         return found
 
     async def _kv_here(self) -> Any:
+        self._bucket = await self._node.jetstream.create_key_value(self._config())
+        return self._bucket
+
+    def _config(self) -> Any:
         from nats.js.api import KeyValueConfig
 
-        config = KeyValueConfig(bucket=f"fearless_{self._node.system}_actors", history=1)
-        self._bucket = await self._node.jetstream.create_key_value(config)
-        return self._bucket
+        bucket = f"fearless_{self._node.system}_actors"
+        return KeyValueConfig(bucket=bucket, history=1, ttl=FORGOTTEN_AFTER)
 
     async def entries(self, name: str) -> list[dict[str, Any]]:
         """The entries of ``name`` (alive or stale), each with ``alive``."""
