@@ -3,8 +3,8 @@ nats-py doing the same thing, on the embedded server of ``benchmarks/nats.py``.
 
 Only the public API is used: ``node.publish(ref, name, Msg)``, ``node.actor(name, Msg)`` and the
 ``RemoteRef``'s ``tell`` / ``send`` / ``ask``. Both sides encode the same msgspec structs (below)
-as JSON; fearless adds its two headers (the message's class and its
-kind) and wraps an ask's answer as ``{"ok": value}``. The tables are made and shown as the other
+as JSON; fearless adds its two headers (the message's class and its kind) and wraps an ask's
+answer as ``{"ok": value}``. The tables are made and shown as the other
 ``nats`` tables are (:class:`benchmarks.nats.NatsWorkload`): fearless on asyncio, uvloop and trio,
 raw nats-py on asyncio and uvloop, its asyncio row shown again on trio as the reference.
 
@@ -137,7 +137,6 @@ async def _request_loop(
 
 def fearless_ask() -> NatsBody:
     async def body(url: str, n: int) -> Delivery:
-        import fearless
         import fearless.nats
 
         async with (
@@ -177,7 +176,6 @@ def raw_ask(headers: bool) -> NatsBody:
 
 def fearless_tell() -> NatsBody:
     async def body(url: str, n: int) -> Delivery:
-        import fearless
         import fearless.nats
 
         received: list[int] = []
@@ -240,7 +238,6 @@ def raw_tell(headers: bool) -> NatsBody:
 async def default_mailbox_probe(url: str, n: int) -> tuple[int, int]:
     """``n`` tells to a tally with the default mailbox: how many it handled, how many became dead
     letters (a tell finding the mailbox full is refused: at-most-once)."""
-    import fearless
     import fearless.nats
 
     received: list[int] = []
@@ -289,8 +286,6 @@ class TellWorkload(NatsWorkload):
 def hosted(url: str, system: str) -> Iterator[None]:
     """Run ``python -m benchmarks.nats_host`` (the echo actor and the raw responder) while the
     block runs."""
-    import fearless
-
     paths = [str(Path(fearless.__file__).resolve().parents[1]), str(ROOT)]
     if os.environ.get("PYTHONPATH"):
         paths.append(os.environ["PYTHONPATH"])
