@@ -36,8 +36,11 @@ Workloads (each in its own module, one small function per contender):
                   and one yield; and the one-to-one stream with a consumer that only counts
 ``nats``          ``fearless.nats`` against raw nats-py over one embedded nats-server: durable
                   sends and receives, a request/reply round trip through the client's loop,
-                  distributed cells (increment, load), broadcast (needs ``fearless[nats]``;
-                  skipped with a note without it)
+                  distributed cells (increment, load), broadcast; and remote actors
+                  (``benchmarks/nats_actors.py``, issue 16): ``RemoteRef.ask`` to a published
+                  echo actor against ``nc.request`` (one process, and across processes), ``tell``
+                  against ``nc.publish`` to a callback (needs ``fearless[nats]``; skipped with a
+                  note without it)
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from . import (
     cells,
     four_to_four,
     merging,
-    nats,
+    nats_actors,
     one_to_one,
     selecting,
     short_lived,
@@ -83,7 +86,7 @@ WORKLOADS: dict[str, Workload | Sweep | Group | Cells | ActorScale | Anatomy | N
         short_lived.WORKLOAD,
         actor_scale.WORKLOAD,
         anatomy.WORKLOAD,
-        nats.WORKLOAD,
+        nats_actors.WORKLOAD,
     )
 }
 """Every workload, by its ``--only`` name, in the order they run."""

@@ -30,6 +30,9 @@ below 1x, the raw client is faster):
 ``nats-broadcast``  publish and receive, in windows of 128 items: ``Publisher.send`` and a
                     ``node.subscribe`` ring (capacity 1024) against ``nc.publish`` and a
                     subscription callback
+
+The remote actors' tables (``nats-ask``, ``nats-tell``, ``nats-ask-process``) are made the same
+way, after these, by ``benchmarks/nats_actors.py``, whose ``WORKLOAD`` is the one registered.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ from .harness import (
     Delivery,
     Series,
     Settings,
+    Target,
     Workload,
     exactly_once,
     measure,
@@ -479,6 +483,7 @@ class NatsWorkload:
     title: str
     baseline: str
     contenders: tuple[NatsContender, ...]
+    targets: tuple[Target, ...] = ()
 
     def measure(self, url: str, settings: Settings) -> tuple[str, dict[str, Any]]:
         """The table as markdown, and as JSON-ready data (``Workload.table``)."""
@@ -495,7 +500,7 @@ class NatsWorkload:
             for backend in (ASYNCIO.name, UVLOOP.name, TRIO.name)
             for contender, series in rows.get(backend, ())
         }
-        workload = Workload(self.name, self.title, self.baseline, tuple(results))
+        workload = Workload(self.name, self.title, self.baseline, tuple(results), self.targets)
         return workload.report(results), workload.table(results)
 
 

@@ -312,10 +312,11 @@ def _nats_server_or_skip() -> None:
 def test_the_nats_workload_runs_end_to_end_in_quick_mode(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """``--only nats --quick`` against one embedded server: the six tables, every contender on
-    its backends (each run checks that every item came back exactly once), the raw client shown
-    again on trio's rows; the results saved as JSON, six ratio tables, and a chart drawn for
-    each."""
+    """``--only nats --quick`` against one embedded server: the nine tables (six of channels,
+    broadcast and cells, three of remote actors), every contender on its backends (each run
+    checks that every item came back exactly once), the raw client shown again on trio's rows,
+    the remote actors' targets and the tell note; the results saved as JSON, nine ratio tables,
+    and a chart drawn for each."""
     _nats_server_or_skip()
     saved = tmp_path / "results.json"
     charts = tmp_path / "charts"
@@ -323,7 +324,7 @@ def test_the_nats_workload_runs_end_to_end_in_quick_mode(
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "nats skipped" not in out
-    for letter in "abcdef":
+    for letter in "abcdefghi":
         assert f"### 12{letter}. fearless.nats vs nats-py: " in out
     for backend in ("asyncio", "uvloop", "trio"):
         assert f"| {backend} | fearless send | " in out
@@ -332,6 +333,11 @@ def test_the_nats_workload_runs_end_to_end_in_quick_mode(
         assert f"| {backend} | fearless increment | " in out
         assert f"| {backend} | fearless load | " in out
         assert f"| {backend} | fearless publish + subscribe | " in out
+        assert f"| {backend} | fearless ask | " in out
+        assert f"| {backend} | fearless tell | " in out
+        assert f"- {backend}: 20,000 tells to the default Mailbox(1000): " in out
+    assert "- trio: nc.request (asyncio)/fearless ask >= 0.4x (fearless within 2.5x" in out
+    assert "- asyncio: nc.publish + callback/fearless tell >= 0.5x: measured " in out
     assert "| uvloop | js.publish | " in out
     assert "| trio | js.publish (asyncio) | " in out
     assert "nc.request (asyncio)/fearless client_loop.call = " in out
@@ -339,14 +345,19 @@ def test_the_nats_workload_runs_end_to_end_in_quick_mode(
     data = json.loads(saved.read_text())
     tables = {w["name"]: w for w in data["workloads"]}
     assert sorted(tables) == [
+        "nats-ask",
+        "nats-ask-process",
         "nats-broadcast",
         "nats-increment",
         "nats-load",
         "nats-receive",
         "nats-request",
         "nats-send",
+        "nats-tell",
     ]
     assert all(t["kind"] == "ratios" for t in tables.values())
+    assert [t["backend"] for t in tables["nats-ask"]["targets"]] == ["asyncio", "trio"]
+    assert len(tables["nats-tell"]["notes"]) == 3  # the default mailbox's note, per backend
     request = {(r["backend"], r["contender"]): r for r in tables["nats-request"]["rows"]}
     assert (
         request["trio", "nc.request (asyncio)"]["median"]
