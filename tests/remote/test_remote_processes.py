@@ -355,10 +355,11 @@ async def test_garbage_from_another_process_is_a_dead_letter_of_the_host_which_k
     node: Node, nats_server: NatsServer, system: str, anyio_backend: tuple[str, dict[str, object]]
 ) -> None:
     """Raw NATS messages to an actor hosted by another process: bad JSON, a wrong
-    Fearless-Type, no header, a value of the wrong type, to its tell, send and ask subjects. Each
-    is an UNDECODABLE dead letter of the host's actor system (the host prints them); each
-    request gets an answer that is JSON with "error"; none changes the actor, which keeps
-    serving. An ask to a name nobody serves fails with ActorStopped at once."""
+    Fearless-Type, no header, a value of the wrong type, to its tell, send and ask subjects, and
+    a good message on a subject the actor does not have. Each is an UNDECODABLE dead letter of
+    the host's actor system (the host prints them); each request gets an answer that is JSON
+    with "error"; none changes the actor, which keeps serving. An ask to a name nobody serves
+    fails with ActorStopped at once."""
     async with hosting(nats_server.url, system, backend_name(anyio_backend)) as hosts:
         host = await hosts.start("counter", "solo")
         nc, call = node.connection, node.client_loop.call
@@ -379,7 +380,13 @@ async def test_garbage_from_another_process_is_a_dead_letter_of_the_host_which_k
                     reply = await call(nc.request, subject, payload, headers=headers, timeout=5)
                 answer = json.loads(reply.data)
                 assert "does not decode" in answer["error"]["message"], (kind, payload, answer)
-        letters = 3 * len(garbage)
+        # A message the actor takes, on a subject it does not have: refused, not handled.
+        subject = f"fearless.{system}.actor.counter.add"
+        await call(nc.publish, subject, b'{"amount": 1}', headers=add)
+        with anyio.fail_after(10):
+            reply = await call(nc.request, subject, b'{"amount": 1}', headers=add, timeout=5)
+        assert "is not a subject of the actor" in json.loads(reply.data)["error"]["message"]
+        letters = 3 * len(garbage) + 2
         await hosts.until(lambda: len(host.dead) >= letters)
         assert host.dead == ["UNDECODABLE counter"] * letters
         ref = node.actor("counter", CounterMsg)

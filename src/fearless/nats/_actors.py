@@ -258,6 +258,10 @@ class Publication:
         type_name = (msg.headers or {}).get(TYPE, "")
         decoder = self._decoders.get(type_name)
         try:
+            if msg.subject.rpartition(".")[2] not in ("tell", "send", "ask"):
+                raise msgspec.ValidationError(
+                    f"{msg.subject!r} is not a subject of the actor {self.name!r}"
+                )
             if decoder is None:
                 raise msgspec.ValidationError(
                     f"{type_name!r} is not a message {self.name!r} takes "
