@@ -3,7 +3,8 @@ nats-py doing the same thing, on the embedded server of ``benchmarks/nats.py``.
 
 Only the public API is used: ``node.publish(ref, name, Msg)``, ``node.actor(name, Msg)`` and the
 ``RemoteRef``'s ``tell`` / ``send`` / ``ask``. Both sides encode the same msgspec structs (below)
-as JSON; fearless adds its two headers (the message's class and its kind) and wraps an ask's
+as JSON; fearless puts the message's kind and class in its subject (no headers), gives each
+tell a reply subject of its own (its way back if it cannot be delivered), and wraps an ask's
 answer as ``{"ok": value}``. The tables are made and shown as the other
 ``nats`` tables are (:class:`benchmarks.nats.NatsWorkload`): fearless on asyncio, uvloop and trio,
 raw nats-py on asyncio and uvloop, its asyncio row shown again on trio as the reference.
@@ -11,14 +12,15 @@ raw nats-py on asyncio and uvloop, its asyncio row shown again on trio as the re
 ``nats-ask``           sequential asks, one process: ``RemoteRef.ask(Ping(i))`` to a published
                        echo actor (it returns ``i``; ``Ping`` is a ``Request[int]``) against
                        ``nc.request`` to a subscription callback that decodes the ``Ping`` and
-                       answers ``i``, on the same connection; and ``nc.request`` with two headers
-                       like fearless's (what nats-py alone spends on them)
+                       answers ``i``, on the same connection
 ``nats-tell``          ``n`` tells to a published actor that records them (``Mailbox(inf)``),
                        timed until the actor has handled them all (an ``End`` sent after them,
                        with ``send``, sets an event when handled), against ``n`` ``nc.publish``
                        to a subscription callback recording them, timed until all are recorded
-                       (and again with two headers); then, as a note, how many of 20,000 tells
-                       the default ``Mailbox(1000)`` handles (the rest are refused: dead letters)
+                       (and again with a reply subject per message, as fearless's tells carry);
+                       then, as a note, what becomes of 20,000 tells sent as fast as possible to
+                       the default ``Mailbox(1000)``: handled, came back (dead letters), or
+                       refused at once (``MailboxFull``)
 ``nats-ask-process``   sequential asks across processes: the echo actor (and the raw responder)
                        in a process of their own (``python -m benchmarks.nats_host``, on
                        asyncio), started once for the table
@@ -56,10 +58,6 @@ DROP_PROBE = 20_000
 """Tells sent to the default ``Mailbox(1000)`` for the ``nats-tell`` note."""
 END_LIMIT = 120.0
 """Seconds a tell run waits for its items before failing loudly (never reached when healthy)."""
-ASK_HEADERS = {"Fearless-Type": "Ping", "Fearless-Kind": "ask"}
-TELL_HEADERS = {"Fearless-Type": "Count", "Fearless-Kind": "tell"}
-"""Two headers, as fearless's messages carry (the class and the kind), for the raw rows that
-show what nats-py spends on headers."""
 
 
 # -- the messages and actors ---------------------------------------------------------------------
@@ -123,14 +121,12 @@ async def _ask_loop(remote: Any, n: int) -> Delivery:
     return Delivery(time.perf_counter() - start, received)
 
 
-async def _request_loop(
-    nc: Any, subject: str, n: int, headers: dict[str, str] | None = None
-) -> Delivery:
+async def _request_loop(nc: Any, subject: str, n: int) -> Delivery:
     await nc.request(subject, encode(Ping(-1)), timeout=5.0)  # as above
     start = time.perf_counter()
     received = []
     for i in range(n):
-        reply = await nc.request(subject, encode(Ping(i)), timeout=5.0, headers=headers)
+        reply = await nc.request(subject, encode(Ping(i)), timeout=5.0)
         received.append(decode_int(reply.data))
     return Delivery(time.perf_counter() - start, received)
 
@@ -152,9 +148,8 @@ def fearless_ask() -> NatsBody:
     return body
 
 
-def raw_ask(headers: bool) -> NatsBody:
-    """``nc.request``; with ``headers``, carrying two headers as fearless's messages do (what
-    nats-py spends writing and parsing them)."""
+def raw_ask() -> NatsBody:
+    """``nc.request`` to a subscription callback that answers."""
 
     async def body(url: str, n: int) -> Delivery:
         import nats
@@ -164,7 +159,7 @@ def raw_ask(headers: bool) -> NatsBody:
             subject = fresh("echo.")
             await nc.subscribe(subject, cb=respond)
             await nc.flush()
-            return await _request_loop(nc, subject, n, ASK_HEADERS if headers else None)
+            return await _request_loop(nc, subject, n)
         finally:
             await nc.close()
 
@@ -202,8 +197,9 @@ def fearless_tell() -> NatsBody:
     return body
 
 
-def raw_tell(headers: bool) -> NatsBody:
-    """``nc.publish`` to a callback; with ``headers``, as :func:`raw_ask`."""
+def raw_tell(reply: bool) -> NatsBody:
+    """``nc.publish`` to a callback; with ``reply``, a reply subject per message (as fearless's
+    tells carry: their way back)."""
 
     async def body(url: str, n: int) -> Delivery:
         import nats
@@ -211,7 +207,7 @@ def raw_tell(headers: bool) -> NatsBody:
         nc = await nats.connect(url)
         try:
             subject = fresh("tally.")
-            hdrs = TELL_HEADERS if headers else None
+            inbox = nc.new_inbox()
             received: list[int] = []
             done = anyio.Event()
 
@@ -224,7 +220,7 @@ def raw_tell(headers: bool) -> NatsBody:
             await nc.flush()  # the server knows of the subscription before the first publish
             start = time.perf_counter()
             for i in range(n):
-                await nc.publish(subject, encode(Count(i)), headers=hdrs)
+                await nc.publish(subject, encode(Count(i)), reply=f"{inbox}.{i}" if reply else "")
             with anyio.fail_after(END_LIMIT):
                 await done.wait()
             seconds = time.perf_counter() - start
@@ -363,10 +359,7 @@ TABLES: tuple[NatsWorkload, ...] = (
         "fearless ask",
         _sides(
             (("fearless ask", fearless_ask),),
-            (
-                ("nc.request", lambda: raw_ask(headers=False)),
-                ("nc.request + 2 headers", lambda: raw_ask(headers=True)),
-            ),
+            (("nc.request", raw_ask),),
         ),
         targets=(
             Target("asyncio", "nc.request", 0.67, "fearless within 1.5x of raw"),
@@ -380,8 +373,8 @@ TABLES: tuple[NatsWorkload, ...] = (
         _sides(
             (("fearless tell", fearless_tell),),
             (
-                ("nc.publish + callback", lambda: raw_tell(headers=False)),
-                ("nc.publish + 2 headers + callback", lambda: raw_tell(headers=True)),
+                ("nc.publish + callback", lambda: raw_tell(reply=False)),
+                ("nc.publish + reply subject + callback", lambda: raw_tell(reply=True)),
             ),
         ),
         targets=(Target("asyncio", "nc.publish + callback", 0.5),),

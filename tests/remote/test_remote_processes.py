@@ -354,8 +354,8 @@ async def test_an_actor_monitoring_an_actor_in_a_killed_process_is_told_node_dow
 async def test_garbage_from_another_process_is_a_dead_letter_of_the_host_which_keeps_serving(
     node: Node, nats_server: NatsServer, system: str, anyio_backend: tuple[str, dict[str, object]]
 ) -> None:
-    """Raw NATS messages to an actor hosted by another process: bad JSON, a wrong
-    Fearless-Type, no header, a value of the wrong type, to its tell, send and ask subjects, and
+    """Raw NATS messages to an actor hosted by another process: bad JSON, a wrong class in the
+    subject, no class, a value of the wrong type, to its tell, send and ask subjects, and
     a good message on a subject the actor does not have. Each is an UNDECODABLE dead letter of
     the host's actor system (the host prints them); each request gets an answer that is JSON
     with "error"; none changes the actor, which keeps serving. An ask to a name nobody serves
@@ -363,28 +363,31 @@ async def test_garbage_from_another_process_is_a_dead_letter_of_the_host_which_k
     async with hosting(nats_server.url, system, backend_name(anyio_backend)) as hosts:
         host = await hosts.start("counter", "solo")
         nc, call = node.connection, node.client_loop.call
-        add = {"Fearless-Type": "Add"}
-        garbage: list[tuple[bytes, dict[str, str] | None]] = [
-            (b"not json", add),
-            (b'{"amount": 1}', {"Fearless-Type": "Rm"}),
-            (b'{"amount": 1}', None),
-            (b'{"amount": "one"}', add),
+        base = f"fearless.{system}.actor.counter"
+        # (payload, the class named in the subject: "" for none)
+        garbage = [
+            (b"not json", "Add"),
+            (b'{"amount": 1}', "Rm"),
+            (b'{"amount": 1}', ""),
+            (b'{"amount": "one"}', "Add"),
         ]
-        for payload, headers in garbage:
-            subject = f"fearless.{system}.actor.counter.tell"
-            await call(nc.publish, subject, payload, headers=headers)
+
+        def subject_of(kind: str, class_name: str) -> str:
+            return f"{base}.{kind}.{class_name}" if class_name else f"{base}.{kind}"
+
+        for payload, class_name in garbage:
+            await call(nc.publish, subject_of("tell", class_name), payload)
         for kind in ("send", "ask"):
-            subject = f"fearless.{system}.actor.counter.{kind}"
-            for payload, headers in garbage:
+            for payload, class_name in garbage:
                 with anyio.fail_after(10):
-                    reply = await call(nc.request, subject, payload, headers=headers, timeout=5)
+                    reply = await call(nc.request, subject_of(kind, class_name), payload, timeout=5)
                 answer = json.loads(reply.data)
                 assert "does not decode" in answer["error"]["message"], (kind, payload, answer)
         # A message the actor takes, on a subject it does not have: refused, not handled.
-        subject = f"fearless.{system}.actor.counter.add"
-        await call(nc.publish, subject, b'{"amount": 1}', headers=add)
+        subject = subject_of("add", "Add")
+        await call(nc.publish, subject, b'{"amount": 1}')
         with anyio.fail_after(10):
-            reply = await call(nc.request, subject, b'{"amount": 1}', headers=add, timeout=5)
+            reply = await call(nc.request, subject, b'{"amount": 1}', timeout=5)
         assert "is not a subject of the actor" in json.loads(reply.data)["error"]["message"]
         letters = 3 * len(garbage) + 2
         await hosts.until(lambda: len(host.dead) >= letters)

@@ -284,7 +284,7 @@ class Publication:
         kind, _, type_name = msg.subject[len(self._prefix) :].partition(".")
         decoder = self._decoders.get(type_name)
         try:
-            if msg.subject.rpartition(".")[2] not in ("tell", "send", "ask"):
+            if kind not in ("tell", "send", "ask"):
                 raise msgspec.ValidationError(
                     f"{msg.subject!r} is not a subject of the actor {self.name!r}"
                 )
