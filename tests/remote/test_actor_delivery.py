@@ -484,3 +484,63 @@ async def test_an_actor_that_stops_while_published_is_reported_stopped_to_its_wa
                 await far.lookup("counter", CounterMsg)
             with pytest.raises(fearless.ActorStopped):
                 await ref.send(Add(1))
+
+
+class Refuser(fearless.Actor[CounterMsg]):
+    """Refuses a Get with ErrorReply (the actor does not fail); holds Add at the gate."""
+
+    def __init__(self, gate: anyio.Event, started: anyio.Event) -> None:
+        self.gate = gate
+        self.started = started
+
+    async def handle(self, message: CounterMsg) -> Any:
+        match message:
+            case Get():
+                return fearless.ErrorReply(PermissionError("counts are private"))
+            case Add():
+                self.started.set()
+                await self.gate.wait()
+        return None
+
+
+async def test_an_error_reply_is_a_remote_error_and_drop_policies_drop_where_the_mailbox_is(
+    nats_server: NatsServer, system: str
+) -> None:
+    """ErrorReply answers a remote ask with a RemoteError naming the exception's type, and the
+    actor goes on. A "drop_newest" mailbox drops in the serving process (its dead letters), and
+    nothing comes back to the sender: the drop policy is the mailbox's, as locally."""
+    gate, started = anyio.Event(), anyio.Event()
+    async with (
+        fearless.ActorSystem() as serving,
+        fearless.ActorSystem() as sending,
+        joined(nats_server, system, serving) as host,
+        joined(nats_server, system, sending) as far,
+    ):
+        mailbox = fearless.Mailbox(1, overflow="drop_newest")
+        actor = await serving.spawn(lambda: Refuser(gate, started), name="r", mailbox=mailbox)
+        served, sent = serving.dead_letters(), sending.dead_letters()
+        async with host.publish(actor, "r", CounterMsg):
+            ref = far.actor("r", CounterMsg)
+            with pytest.raises(fearless.nats.RemoteError) as raised:
+                await ref.ask(Get())
+            assert raised.value.type_name == "PermissionError"
+            assert "counts are private" in str(raised.value)
+            ref.tell(Add(1))  # handled: held at the gate
+            with anyio.fail_after(10):
+                await started.wait()
+            ref.tell(Add(2))  # queued
+            ref.tell(Add(3))  # dropped (newest), in the serving system
+            with anyio.fail_after(10):
+                letter = await served.receive()
+            assert (letter.reason, letter.message) == (
+                fearless.DeadLetterReason.DROPPED_NEWEST,
+                Add(3),
+            )
+            gate.set()
+            with pytest.raises(fearless.nats.RemoteError):
+                await ref.ask(Get())  # behind the tells: they were all taken or dropped
+        with pytest.raises(anyio.WouldBlock):
+            sent.receive_nowait()  # nothing came back to the sender
+        served.close()
+        sent.close()
+        actor.stop()
