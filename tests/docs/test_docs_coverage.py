@@ -28,6 +28,7 @@ COVERED_BY: dict[str, tuple[str, ...]] = {
     "docs/actors.md": ("tests/test_docs_actors.py",),
     "docs/supervision.md": ("tests/test_docs_supervision.py", "tests/docs/test_docs_pages.py"),
     "docs/nats.md": ("tests/remote/test_docs_nats.py",),
+    "docs/remote-actors.md": ("tests/remote/test_docs_remote_actors.py",),
     "docs/benchmarks.md": ("tests/docs/test_docs_pages.py",),
     "docs/comparison.md": ("tests/docs/test_docs_pages.py",),
     "docs/design/README.md": ("tests/docs/test_docs_pages.py",),
