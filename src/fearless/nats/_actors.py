@@ -16,7 +16,11 @@ Specification:
   meanwhile is answered as for a stopped actor). ``Msg`` is the message type the actor takes:
   a class, or a union of classes (msgspec structs, dataclasses, plain types). ``pool=True``
   publishes it as one member of a pool: every process publishing the same name with
-  ``pool=True`` shares the messages (a NATS queue group), each message going to one member.
+  ``pool=True`` shares the messages (a NATS queue group), each message going to one member. A
+  name is published by one process, or by several as a pool: entering ``publish`` while another
+  live node publishes the name (alone, or as a pool when this one is not a member) waits until
+  that node's entry goes stale (it died: a replacement waits at most ``REPORTED_WITHIN``
+  seconds) and raises ``ValueError`` if it does not.
 - **Durable mailboxes.** ``durable=True`` keeps the actor's ``tell`` and ``send`` messages in a
   JetStream work queue (``FEARLESS_MB_<system>_<name>``, see ``fearless.nats._mailbox``):
   stored by the server before ``send`` returns, kept while no process serves the name, handed to
@@ -48,8 +52,10 @@ Specification:
   payload that does not decode (a foreign publisher, an unknown class) becomes a dead letter of
   the serving system with the reason ``UNDECODABLE``, a send or an ask gets a ``RemoteError``
   saying so, and the actor keeps running. Nothing is pickled.
-- **Ordering.** The ``tell`` and ``send`` messages of one process to one name arrive in the order
-  sent. An ask is enqueued by a task of its own, so it may overtake a ``tell`` sent just before.
+- **Ordering.** The ``tell``, ``send`` and ``ask`` messages of one process to one core
+  publication arrive in the order sent (one subscription takes them all); an ask is handed to
+  the actor by a task of its own, so a message that arrives just after it may be enqueued
+  before it. An ask to a durable name goes ahead of the messages waiting in its mailbox.
 """
 
 from __future__ import annotations
@@ -207,6 +213,7 @@ class Publication:
     async def __aenter__(self) -> Self:
         from ._mailbox import mailbox_exists
 
+        await self._node.registry.wait_unclaimed(self.name, self._pool)
         if self.mailbox is not None:
             await self.mailbox.open()
         elif await mailbox_exists(self._node, self.name):

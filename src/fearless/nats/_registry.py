@@ -31,6 +31,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
+import anyio
+
 if TYPE_CHECKING:
     from ._node import Node
 
@@ -250,6 +252,28 @@ class Registry:
         """The entries of ``name`` (alive or stale), each with ``alive``."""
         await self._kv()
         return await self._node.client_loop.call(self._read, name)
+
+    async def wait_unclaimed(self, name: str, pool: bool) -> None:
+        """Return once no live publication of ``name`` stands in the way of one more: any
+        other for a single publication, a single one for a pool member. A conflicting entry
+        whose node died goes stale within ``REPORTED_WITHIN`` seconds (a replacement process
+        waits for that); one still live then raises ``ValueError``. Two processes publishing
+        at the same instant may both pass: the check reads the registry, it elects no owner."""
+        deadline = time.monotonic() + REPORTED_WITHIN
+        while True:
+            live = [entry for entry in await self.entries(name) if entry["alive"]]
+            conflicts = [entry for entry in live if not (pool and entry.get("pool"))]
+            if not conflicts:
+                return
+            if time.monotonic() >= deadline:
+                other = conflicts[0]
+                how = "as a pool member" if other.get("pool") else "alone"
+                raise ValueError(
+                    f"the actor {name!r} of the system {self._node.system!r} is published "
+                    f"{how} by the live node {other['node']}: publish a name from one process, "
+                    "or from several with pool=True"
+                )
+            await anyio.sleep(POLL)
 
     async def snapshot(self) -> ClusterSnapshot:
         """Every publication of the system, as the registry has it now."""
