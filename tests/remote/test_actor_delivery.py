@@ -544,3 +544,21 @@ async def test_an_error_reply_is_a_remote_error_and_drop_policies_drop_where_the
         served.close()
         sent.close()
         actor.stop()
+
+
+async def test_a_foreign_message_to_a_nodes_return_address_is_ignored(
+    nats_server: NatsServer, system: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Garbage published to the address tells come back on is logged and changes nothing: a
+    tell sent afterwards to nobody still comes back as a dead letter."""
+    async with fearless.ActorSystem() as actors, joined(nats_server, system, actors) as node:
+        letters = actors.dead_letters()
+        nc = node.connection
+        for garbage in (b"not json", b"42"):
+            await node.client_loop.call(nc.publish, f"{node.returns.prefix}.x.1", garbage)
+        node.actor("nobody", CounterMsg).tell(Add(1))
+        with anyio.fail_after(10):
+            letter = await letters.receive()
+        assert (letter.reason, letter.message) == (fearless.DeadLetterReason.NO_RESPONDER, Add(1))
+        letters.close()
+    assert sum("a foreign message" in record.getMessage() for record in caplog.records) == 2

@@ -432,6 +432,7 @@ class Returns:
         self._sent: dict[int, Any] = {}
         self._count = itertools.count(1)
         self.full: dict[str, bool] = {}
+        self._probes: set[Any] = set()
         self.dead_letters: Counter[DeadLetterReason] = Counter()
         # The node's tells, to every name, in the order told (one outbox: a send or an ask
         # waits until the tells before it are published, whichever ref told them).
@@ -454,14 +455,20 @@ class Returns:
     async def _on_return(self, msg: Any) -> None:
         """A tell came back: stored, or undelivered (on the client's loop)."""
         _, name, number = msg.subject.rsplit(".", 2)
-        message = self._sent.pop(int(number), None)
         headers = msg.headers or {}
         error: BaseException | None = None
         if headers.get("Status") == "503":  # no process subscribed: nobody serves the name
             reason = DeadLetterReason.NO_RESPONDER
         else:
-            answer = json.loads(msg.data)
+            try:
+                answer = json.loads(msg.data)
+            except ValueError:
+                answer = None
+            if not isinstance(answer, dict) or not number.isdigit():  # not fearless's answer
+                logger.warning("fearless.nats: a foreign message to %s: %r", msg.subject, msg.data)
+                return
             if "stream" in answer and "error" not in answer:  # stored in a durable mailbox
+                self._sent.pop(int(number), None)
                 return
             if "full" in answer:
                 reason = DeadLetterReason.MAILBOX_FULL
@@ -476,6 +483,7 @@ class Returns:
                 else:
                     reason = DeadLetterReason.REFUSED
                     error = _refusal(name, failure)
+        message = self._sent.pop(int(number), None) if number.isdigit() else None
         if message is None:
             message = Undelivered(b"", f"one of the tells to {name!r} (no longer remembered)")
         self.dead_letter(message, name, reason, error)
@@ -500,7 +508,15 @@ class Returns:
         if name in self.full:
             return
         self.full[name] = True
-        self._node.client_loop.loop.create_task(self._probe(name, durable))
+        probe = self._node.client_loop.loop.create_task(self._probe(name, durable))
+        self._probes.add(probe)
+        probe.add_done_callback(self._probes.discard)
+
+    def stop(self) -> None:
+        """Stop probing full mailboxes (the node is closing)."""
+        probes = list(self._probes)
+        if probes:
+            self._node.client_loop.call_soon_sync(lambda: [probe.cancel() for probe in probes])
 
     async def _probe(self, name: str, durable: bool) -> None:
         """Wait until the mailbox of ``name`` has room, then unmark it (client's loop)."""

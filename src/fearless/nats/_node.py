@@ -232,6 +232,7 @@ class Node:
                     await self.client_loop.call(subscriber.stop)
             finally:
                 self.registry.stop()
+                self.returns.stop()
                 self.closed = True
                 await self._shut_down()
 
