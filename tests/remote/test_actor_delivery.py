@@ -562,3 +562,33 @@ async def test_a_foreign_message_to_a_nodes_return_address_is_ignored(
         assert (letter.reason, letter.message) == (fearless.DeadLetterReason.NO_RESPONDER, Add(1))
         letters.close()
     assert sum("a foreign message" in record.getMessage() for record in caplog.records) == 2
+
+
+class Upper(fearless.Actor[str]):
+    """Takes plain strings: answers an ask with the string in upper case."""
+
+    def __init__(self, seen: list[str]) -> None:
+        self.seen = seen
+
+    async def handle(self, message: str) -> str:
+        self.seen.append(message)
+        return message.upper()
+
+
+async def test_an_actor_of_a_plain_type_takes_plain_values(
+    node: Node, nats_server: NatsServer, system: str
+) -> None:
+    """Plain types are message types too: a str actor gets strs (decoded as str), answers an
+    ask, and refuses another type at the sender."""
+    seen: list[str] = []
+    async with fearless.ActorSystem() as actors, joined(nats_server, system) as far:
+        upper = await actors.spawn(lambda: Upper(seen), name="upper")
+        async with node.publish(upper, "upper", str):
+            ref = far.actor("upper", str)
+            ref.tell("a")
+            await ref.send("b")
+            assert await ref.ask("c") == "C"
+            with pytest.raises(TypeError, match="is not a message 'upper' takes"):
+                ref.tell(1)  # type: ignore[arg-type]
+        assert seen == ["a", "b", "c"]
+        upper.stop()
