@@ -403,7 +403,7 @@ async def test_bad_arguments_to_publish_are_refused_with_the_value(node: Node) -
         counter = await actors.spawn(Counter, name="counter")
         with pytest.raises(ValueError, match="capacity must be a positive int"):
             node.publish(counter, "c", CounterMsg, durable=True, capacity=0)
-        with pytest.raises(ValueError, match="ack_wait must be a positive"):
+        with pytest.raises(ValueError, match="ack_wait must be a number of seconds above 0"):
             node.publish(counter, "c", CounterMsg, durable=True, ack_wait=-1)
         with pytest.raises(ValueError, match="capacity is a durable mailbox's"):
             node.publish(counter, "c", CounterMsg, capacity=3)
@@ -592,3 +592,102 @@ async def test_an_actor_of_a_plain_type_takes_plain_values(
                 ref.tell(1)  # type: ignore[arg-type]
         assert seen == ["a", "b", "c"]
         upper.stop()
+
+
+class Blob(msgspec.Struct, fearless.Request[str], frozen=True):
+    """A message (and, asked, a reply) of any size."""
+
+    size: int
+    data: str = ""
+
+
+class Blobs(fearless.Actor[Blob]):
+    async def handle(self, message: Blob) -> str:
+        return "x" * message.size
+
+
+async def test_too_large_messages_and_replies_are_refused_with_payload_too_large(
+    node: Node, nats_server: NatsServer, system: str
+) -> None:
+    """A message larger than the server takes raises PayloadTooLarge at the sender (tell, send,
+    ask) and the tells around it are delivered; a reply too large comes back as a RemoteError
+    naming PayloadTooLarge, at once, not as a timeout."""
+    big = "x" * (node.max_payload + 1)
+    async with fearless.ActorSystem() as actors, joined(nats_server, system) as far:
+        blobs = await actors.spawn(Blobs, name="blobs")
+        counter = await actors.spawn(Counter, name="counter")
+        async with node.publish(blobs, "blobs", Blob), node.publish(counter, "c", CounterMsg):
+            ref, other = far.actor("blobs", Blob), far.actor("c", CounterMsg)
+            other.tell(Add(1))
+            with pytest.raises(fearless.nats.PayloadTooLarge, match="encodes to"):
+                ref.tell(Blob(0, big))
+            other.tell(Add(2))
+            with pytest.raises(fearless.nats.PayloadTooLarge):
+                await ref.send(Blob(0, big))
+            with pytest.raises(fearless.nats.PayloadTooLarge):
+                await ref.ask(Blob(0, big))
+            assert await other.ask(Get()) == 3
+            with anyio.fail_after(5), pytest.raises(fearless.nats.RemoteError) as raised:
+                await ref.ask(Blob(node.max_payload))
+            assert raised.value.type_name == "PayloadTooLarge"
+            assert await ref.ask(Blob(3)) == "xxx"
+        blobs.stop()
+        counter.stop()
+
+
+async def test_a_ref_of_a_closed_node_raises_closed_at_once(
+    nats_server: NatsServer, system: str
+) -> None:
+    """After its node closed, a ref's tell, send and ask raise ClosedResourceError at once, in
+    any order (a tell never leaves a send or an ask waiting for it)."""
+    async with joined(nats_server, system) as far:
+        ref = far.actor("c", CounterMsg)
+    with pytest.raises(anyio.ClosedResourceError):
+        ref.tell(Add(1))
+    with anyio.fail_after(5):
+        with pytest.raises(anyio.ClosedResourceError):
+            await ref.send(Add(1))
+        with pytest.raises(anyio.ClosedResourceError):
+            await ref.ask(Get(), timeout=2)
+
+
+class Liar(fearless.Actor[Get]):
+    async def handle(self, message: Get) -> str:
+        return "not an int"
+
+
+async def test_bad_names_types_and_arguments_are_refused_with_the_value(
+    node: Node, nats_server: NatsServer, system: str
+) -> None:
+    """Each misuse raises a named exception naming the value, before anything is made; a reply
+    of the wrong type is a RemoteError naming the type it should have been."""
+
+    class Ping(msgspec.Struct):
+        n: int
+
+    other_ping = type("Ping", (msgspec.Struct,), {"__annotations__": {"text": str}})
+    with pytest.raises(ValueError, match="at most 128 characters"):
+        node.actor("x" * 129, CounterMsg)
+    with pytest.raises(TypeError, match="two message classes named 'Ping'"):
+        node.actor("p", Ping | other_ping)
+    async with fearless.ActorSystem() as actors, joined(nats_server, system) as far:
+        counter = await actors.spawn(Counter, name="counter")
+        for bad in (math.inf, 1e10, True, 0):
+            with pytest.raises(ValueError, match="ack_wait must be"):
+                node.publish(counter, "c", CounterMsg, durable=True, ack_wait=bad)
+        with pytest.raises(TypeError, match="durable must be True or False"):
+            node.publish(counter, "c", CounterMsg, durable="no")  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="capacity must be"):
+            node.publish(counter, "c", CounterMsg, durable=True, capacity=True)
+        async with node.publish(counter, "c", CounterMsg):
+            with anyio.fail_after(2), pytest.raises(ValueError, match="published alone by"):
+                async with node.publish(counter, "c", CounterMsg):
+                    pass  # this node's own: refused at once
+            with pytest.raises(ValueError, match="timeout must be None or a non-negative"):
+                await far.actor("c", CounterMsg).ask(Get(), timeout=-1)
+        liar = await actors.spawn(Liar, name="liar")
+        async with node.publish(liar, "liar", Get):
+            with pytest.raises(fearless.nats.RemoteError, match="does not decode into int"):
+                await far.actor("liar", Get).ask(Get())
+        counter.stop()
+        liar.stop()

@@ -73,10 +73,12 @@ from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 import anyio
 import msgspec
 
+from .. import _backend
 from .._actors._messages import DeadLetter, DeadLetterReason, Request, Terminated
 from .._actors._ref import ActorRef
 from .._cells._atomic import AtomicCell
 from .._exceptions import ActorStopped, MailboxFull
+from ._channel import HEADER_ROOM, PayloadTooLarge
 from ._loop import barrier, wait_done_all
 from ._outbox import Outbox
 
@@ -145,6 +147,11 @@ def message_classes(message_type: Any) -> dict[str, Any]:
         origin = typing.get_origin(member) or member
         if not isinstance(origin, type):
             raise TypeError(f"a message type must be a class or a union of classes: {member!r}")
+        if origin.__name__ in classes:
+            raise TypeError(
+                f"two message classes named {origin.__name__!r} in {message_type!r}: a message "
+                "travels with its class's name, so the names of an actor's classes must differ"
+            )
         classes[origin.__name__] = member
     return classes
 
@@ -362,6 +369,11 @@ class Publication:
         try:
             value = await self.ref.ask(message)
             payload = _encoder.encode({"ok": value})
+            limit = self._node.max_payload - HEADER_ROOM
+            if len(payload) > limit:
+                raise PayloadTooLarge(
+                    f"the reply encodes to {len(payload)} bytes; the server accepts at most {limit}"
+                )
         except ActorStopped as exc:
             payload = _encoder.encode({"stopped": exc.name})
         except Exception as exc:
@@ -633,6 +645,12 @@ class RemoteRef(Generic[M_contra]):
             payload = _encoder.encode(message)
         except TypeError as exc:
             raise TypeError(f"{message!r} cannot be encoded: {exc}") from None
+        limit = self._node.max_payload - HEADER_ROOM
+        if len(payload) > limit:
+            raise PayloadTooLarge(
+                f"a {type(message).__name__} to {self.name!r} encodes to {len(payload)} bytes; "
+                f"the server accepts at most {limit} (its max_payload less {HEADER_ROOM})"
+            )
         return subject, payload
 
     def tell(self, message: M_contra) -> None:
@@ -689,10 +707,20 @@ class RemoteRef(Generic[M_contra]):
 
         Cancellation: the message may have been delivered; its reply is then dropped.
         """
+        _backend.check_timeout(timeout)
         subject, payload = self._encode(message, "ask")
         seconds = ASK_LIMIT if timeout is None else timeout
         answer = await self._request(subject, payload, None, seconds)
-        return msgspec.convert(answer["ok"], reply_type(message), strict=False)
+        expected = reply_type(message)
+        try:
+            return msgspec.convert(answer["ok"], expected, strict=False)
+        except msgspec.ValidationError as exc:
+            raise RemoteError(
+                self.name,
+                "ValidationError",
+                f"the reply does not decode into {getattr(expected, '__name__', expected)}: {exc}",
+                "",
+            ) from None
 
     async def _request(
         self, subject: str, payload: bytes, headers: dict[str, str] | None, seconds: float
@@ -700,7 +728,9 @@ class RemoteRef(Generic[M_contra]):
         """A request; the answer (``ok``, ``full``, or a stored message's ``stream``)."""
         import nats.errors
 
-        await self._outbox.flushed()  # behind the tells sent before
+        self._node.client_loop  # noqa: B018  (ClosedResourceError once the node is closed)
+        with anyio.move_on_after(seconds):
+            await self._outbox.flushed()  # behind the tells sent before
         nc = self._node.connection
         try:
             msg = await self._node.client_loop.call(

@@ -45,7 +45,14 @@ NAME = re.compile(r"[A-Za-z0-9_-]+")
 # A system's name is the first part of its stream names (FEARLESS_CH_<system>_<channel>): without
 # "_" in it, two systems can never make the same stream name.
 SYSTEM_NAME = re.compile(r"[A-Za-z0-9-]+")
+# Stream names (FEARLESS_CH_<system>_<name>) are at most 255 characters, and a subject with its
+# reply subject must fit NATS's 4 KB protocol line.
+MAX_SYSTEM_NAME = 64
+MAX_NAME = 128
 
+
+# The longest ack_wait of a durable mailbox (seconds): the server counts it in nanoseconds.
+MAX_ACK_WAIT = 30 * 86400.0
 
 # How many times the first connection tries each server before connect() gives up.
 CONNECT_ATTEMPTS = 3
@@ -63,9 +70,13 @@ def check_name(what: str, name: object) -> str:
     if what == "system":
         if not isinstance(name, str) or not SYSTEM_NAME.fullmatch(name):
             raise ValueError(f"system name must be letters, digits or '-', not {name!r}")
+        if len(name) > MAX_SYSTEM_NAME:
+            raise ValueError(f"system name must be at most {MAX_SYSTEM_NAME} characters: {name!r}")
         return name
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise ValueError(f"{what} name must be letters, digits, '_' or '-', not {name!r}")
+    if len(name) > MAX_NAME:
+        raise ValueError(f"{what} name must be at most {MAX_NAME} characters: {name!r}")
     return name
 
 
@@ -468,10 +479,20 @@ class Node:
         check_name("actor", name)
         if not isinstance(ref, ActorRef):
             raise TypeError(f"publish takes a local ActorRef, not {ref!r}")
-        if not (capacity == math.inf or (isinstance(capacity, int) and capacity > 0)):
+        for flag, value in (("pool", pool), ("durable", durable)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{flag} must be True or False, not {value!r}")
+        if isinstance(capacity, bool) or not (
+            capacity == math.inf or (isinstance(capacity, int) and capacity > 0)
+        ):
             raise ValueError(f"capacity must be a positive int or math.inf, not {capacity!r}")
-        if not (isinstance(ack_wait, int | float) and ack_wait > 0):
-            raise ValueError(f"ack_wait must be a positive number of seconds, not {ack_wait!r}")
+        if isinstance(ack_wait, bool) or not (
+            isinstance(ack_wait, int | float) and 0 < ack_wait <= MAX_ACK_WAIT
+        ):
+            raise ValueError(
+                f"ack_wait must be a number of seconds above 0 and at most {MAX_ACK_WAIT:.0f} "
+                f"(30 days), not {ack_wait!r}"
+            )
         if not durable and capacity != math.inf:
             raise ValueError(
                 "capacity is a durable mailbox's: the mailbox of a core publication is the "

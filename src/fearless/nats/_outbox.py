@@ -12,11 +12,14 @@ At-most-once: if the connection fails, what is queued is dropped (and counted).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from typing import TYPE_CHECKING
 
 from .._cells._atomic import AtomicInt
+
+logger = logging.getLogger("fearless.nats")
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -41,12 +44,13 @@ class Outbox:
         headers: dict[str, str] | None = None,
         reply: str = "",
     ) -> None:
+        loop = self._node.client_loop  # ClosedResourceError once the node is closed: not queued
         with self._lock:
             self._queue.append((subject, payload, headers, reply))
             start, self._draining = not self._draining, True
         self.pending.fetch_add(1)
         if start:
-            self._node.client_loop.call_soon(self._drain)
+            loop.call_soon(self._drain)
 
     async def room(self) -> None:
         """Wait while ``limit`` publishes are queued. Cancellation: nothing was queued."""
@@ -60,6 +64,9 @@ class Outbox:
 
     async def _drain(self) -> None:
         """Publish what is queued, in order, until the queue is empty (on the client's loop)."""
+        from nats.errors import BadSubjectError, MaxPayloadError
+
+        refused = (BadSubjectError, MaxPayloadError)
         publish = self._node.connection.publish
         while True:
             with self._lock:
@@ -70,7 +77,13 @@ class Outbox:
                 self._queue.clear()
             try:
                 for subject, payload, headers, reply in batch:
-                    await publish(subject, payload, reply=reply, headers=headers)
+                    try:
+                        await publish(subject, payload, reply=reply, headers=headers)
+                    except refused as exc:  # this one only: the rest of the batch goes on
+                        self.dropped += 1
+                        logger.warning(
+                            "fearless.nats: a publish to %s was refused: %r", subject, exc
+                        )
             except BaseException:  # the connection closed: what is queued is lost (at-most-once)
                 with self._lock:
                     lost = len(self._queue)

@@ -265,7 +265,8 @@ class Registry:
             conflicts = [entry for entry in live if not (pool and entry.get("pool"))]
             if not conflicts:
                 return
-            if time.monotonic() >= deadline:
+            ours = any(entry["node"] == self.node_id for entry in conflicts)
+            if ours or time.monotonic() >= deadline:  # this node's own: alive, no need to wait
                 other = conflicts[0]
                 how = "as a pool member" if other.get("pool") else "alone"
                 raise ValueError(
