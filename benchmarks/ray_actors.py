@@ -4,8 +4,8 @@ Not part of ``python -m benchmarks`` and not needed by the tests or CI: Ray is a
 (it is not a dependency of fearless), so this script is run by hand, in a virtual environment of
 its own that has Ray::
 
-    python3 -m venv /tmp/venv-ray && /tmp/venv-ray/bin/pip install ray
-    /tmp/venv-ray/bin/python benchmarks/ray_actors.py [--calls N] [--repeats N] [--window N]
+    python3 -m venv .venv-ray && .venv-ray/bin/pip install ray
+    .venv-ray/bin/python benchmarks/ray_actors.py [--calls N] [--repeats N] [--window N]
 
 It starts a local Ray (``ray.init(num_cpus=2)``, the size of the machine the other figures were
 measured on), makes one actor with an ``echo(i)`` method returning ``i``, and measures, in

@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import mypy.api
 import pytest
 
 import fearless
 import fearless.nats
+
+from .strict import check_strict
 
 pytestmark = pytest.mark.anyio
 
@@ -152,19 +153,7 @@ def test_every_block_type_checks_under_mypy_strict(tmp_path: Path) -> None:
         path = tmp_path / f"docs_nats_block{index}.py"
         path.write_text(code)
         files.append(str(path))
-    stdout, stderr, status = mypy.api.run(
-        [
-            "--strict",
-            "--python-version",
-            "3.11",
-            "--config-file",
-            str(ROOT / "pyproject.toml"),
-            "--cache-dir",
-            str(ROOT / ".mypy_cache"),
-            *files,
-        ]
-    )
-    assert status == 0, stdout + stderr
+    check_strict(files)
 
 
 # -- sentences of the page that no block shows ---------------------------------------------------

@@ -37,7 +37,6 @@ from typing import Any
 import anyio
 import anyio.abc
 import msgspec
-import mypy.api
 import pytest
 from anyio.streams.text import TextReceiveStream
 
@@ -46,6 +45,8 @@ import fearless.nats
 from fearless.nats import NatsServer, Node
 from fearless.nats._mailbox import MAX_FAILURES, RETRY_FIRST, RETRY_LAST
 from fearless.nats._registry import DOWN_AFTER, HEARTBEAT, POLL, REPORTED_WITHIN
+
+from .strict import check_strict
 
 pytestmark = pytest.mark.anyio
 
@@ -175,19 +176,7 @@ def test_every_block_type_checks_under_mypy_strict(tmp_path: Path) -> None:
         path = tmp_path / f"docs_remote_actors_block{index}.py"
         path.write_text(source(index))
         files.append(str(path))
-    stdout, stderr, status = mypy.api.run(
-        [
-            "--strict",
-            "--python-version",
-            "3.11",
-            "--config-file",
-            str(ROOT / "pyproject.toml"),
-            "--cache-dir",
-            str(ROOT / ".mypy_cache"),
-            *files,
-        ]
-    )
-    assert status == 0, stdout + stderr
+    check_strict(files)
 
 
 # -- numbers the page states ----------------------------------------------------------------------
