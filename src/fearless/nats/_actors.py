@@ -296,6 +296,10 @@ class Publication:
         """The message ``msg`` carries; or, if it does not decode, a dead letter of this system
         (``UNDECODABLE``), an error answer to its sender, and None."""
         kind, _, type_name = msg.subject[len(self._prefix) :].partition(".")
+        return self._decode(msg, kind, type_name)
+
+    def _decode(self, msg: Any, kind: str, type_name: str) -> Any:
+        """:meth:`decode`, with the subject's kind and class already read."""
         decoder = self._decoders.get(type_name)
         try:
             if kind not in ("tell", "send", "ask"):
@@ -331,12 +335,12 @@ class Publication:
 
     async def _on_message(self, msg: Any) -> None:
         """A message for the actor (on the client's loop, one at a time, in arrival order)."""
-        kind = msg.subject[len(self._prefix) :].partition(".")[0]
+        kind, _, type_name = msg.subject[len(self._prefix) :].partition(".")
         if kind == "room":
             if msg.reply:
                 self._spawn(self._answer_room(msg.reply))
             return
-        message = self.decode(msg)
+        message = self._decode(msg, kind, type_name)
         if message is None:
             return
         if kind == "ask" and msg.reply:
@@ -589,6 +593,7 @@ class RemoteRef(Generic[M_contra]):
         self._classes = message_classes(message_type)
         self._prefix = f"fearless.{node.system}.actor.{name}."
         self._subjects: dict[tuple[str, type], str] = {}
+        self._limit: int | None = None  # the largest payload the server takes, less headers
         self._returns = node.returns
         self._outbox = node.returns.outbox
 
@@ -645,7 +650,9 @@ class RemoteRef(Generic[M_contra]):
             payload = _encoder.encode(message)
         except TypeError as exc:
             raise TypeError(f"{message!r} cannot be encoded: {exc}") from None
-        limit = self._node.max_payload - HEADER_ROOM
+        limit = self._limit
+        if limit is None:  # the server's, known once the node is connected
+            limit = self._limit = self._node.max_payload - HEADER_ROOM
         if len(payload) > limit:
             raise PayloadTooLarge(
                 f"a {type(message).__name__} to {self.name!r} encodes to {len(payload)} bytes; "
